@@ -1,0 +1,298 @@
+"""Language sets, resource groups and the parsing/validation of every ``--lslo-*`` option.
+
+Everything here is plain Python (no fairseq, no torch) so that the CLIs and the task can validate a
+run before any data or weights are touched. Every error names the flag it is about.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+# Module names, as the paper writes them (section 4.1, tables 9-10).
+ENCODER_MODULES = ("q", "k", "v", "fc1", "fc2")
+DECODER_MODULES = ("q", "k", "v", "c-q", "c-k", "c-v", "fc1", "fc2")
+ALL_MODULES = DECODER_MODULES
+MODULE_SETS = {
+    "all": ALL_MODULES,
+    "fc": ("fc1", "fc2"),
+    "attn": ("q", "k", "v", "c-q", "c-k", "c-v"),
+}
+INDEX_CHOICES = ("src", "tgt")
+
+# Resource groups in the order the paper's tables use them.
+GROUP_ORDER = ("H", "M", "L", "V")
+GROUP_NAMES = {"H": "High", "M": "Medium", "L": "Low", "V": "Very low"}
+
+# Paper, table 5 (lang12) and table 6 (lang30): language -> (group, bitext with English).
+# Bitext sizes in sentence pairs as printed (M = 1e6, K = 1e3); English has none ("-").
+_LANG30_TABLE = [
+    ("en", "H", None), ("fr", "H", 289e6), ("de", "H", 216e6), ("it", "H", 116e6),
+    ("pt", "H", 137e6), ("ru", "H", 127e6), ("es", "H", 315e6),
+    ("ar", "M", 25.2e6), ("zh", "M", 37.9e6), ("nl", "M", 82.4e6), ("he", "M", 6.64e6),
+    ("hi", "M", 3.3e6), ("ja", "M", 23.2e6), ("ko", "M", 7.46e6), ("mt", "M", 5.82e6),
+    ("no", "M", 10.9e6),
+    ("af", "L", 570e3), ("am", "L", 339e3), ("hy", "L", 977e3), ("ha", "L", 335e3),
+    ("ny", "L", 932e3), ("sn", "L", 877e3), ("yo", "L", 171e3), ("zu", "L", 123e3),
+    ("ff", "V", 71e3), ("kam", "V", 50e3), ("oc", "V", 5.11e3), ("or", "V", 5e3),
+    ("sd", "V", 21.8e3), ("wo", "V", 86.9e3),
+]
+_LANG12 = ["en", "fr", "de", "it", "zh", "nl", "ja", "ko", "oc", "or", "sd", "wo"]
+
+PRESETS: Dict[str, Dict[str, str]] = {
+    "lang30": {lang: group for lang, group, _ in _LANG30_TABLE},
+    "lang12": {lang: group for lang, group, _ in _LANG30_TABLE if lang in _LANG12},
+}
+BITEXT_WITH_EN: Dict[str, Optional[float]] = {lang: size for lang, _, size in _LANG30_TABLE}
+
+
+class LSLoConfigError(ValueError):
+    """A bad ``--lslo-*`` option (or a combination with the task's options)."""
+
+
+def _split_list(spec: str) -> List[str]:
+    return [item.strip() for item in spec.replace(";", ",").split(",") if item.strip()]
+
+
+def _parse_pairs(spec: str, flag: str, what: str) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for item in _split_list(spec):
+        if ":" not in item:
+            raise LSLoConfigError(f"{flag}: expected {what} entries like 'en:2', got {item!r}")
+        key, value = (x.strip() for x in item.split(":", 1))
+        if not key or not value:
+            raise LSLoConfigError(f"{flag}: empty name or value in {item!r}")
+        if key in out:
+            raise LSLoConfigError(f"{flag}: {key!r} is given twice")
+        out[key] = value
+    if not out:
+        raise LSLoConfigError(f"{flag}: empty value")
+    return out
+
+
+def parse_lang_groups(spec: str) -> Dict[str, str]:
+    """``--lslo-lang-groups``: a preset (lang12, lang30), ``en:H,fr:H,...``, or a file of
+    ``lang group`` lines (tab, space or colon separated; ``#`` comments)."""
+    flag = "--lslo-lang-groups"
+    spec = spec.strip()
+    if spec in PRESETS:
+        return dict(PRESETS[spec])
+    if os.path.isfile(spec):
+        entries = []
+        with open(spec, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                line = line.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                parts = line.replace(":", " ").split()
+                if len(parts) != 2:
+                    raise LSLoConfigError(f"{flag}: {spec} line {n}: expected 'lang group', got {line!r}")
+                entries.append(f"{parts[0]}:{parts[1]}")
+        return _parse_pairs(",".join(entries), flag, "lang:group")
+    if ":" not in spec:
+        raise LSLoConfigError(
+            f"{flag}: {spec!r} is neither a preset ({', '.join(PRESETS)}), an existing file, "
+            "nor a list like 'en:H,fr:H,oc:V'"
+        )
+    return _parse_pairs(spec, flag, "lang:group")
+
+
+def parse_ranks(spec: str) -> Dict[str, int]:
+    """``--lslo-ranks``: ``H:2,M:2,V:8`` (per group) or ``en:2,...,wo:8`` (per language)."""
+    flag = "--lslo-ranks"
+    out = {}
+    for key, value in _parse_pairs(spec, flag, "name:rank").items():
+        try:
+            rank = int(value)
+        except ValueError:
+            raise LSLoConfigError(f"{flag}: rank of {key!r} must be an integer, got {value!r}") from None
+        if rank < 1:
+            raise LSLoConfigError(f"{flag}: rank of {key!r} must be >= 1, got {rank}")
+        out[key] = rank
+    return out
+
+
+def parse_modules(spec: str) -> List[str]:
+    """``--lslo-modules``: all | fc | attn | a list of q,k,v,c-q,c-k,c-v,fc1,fc2."""
+    flag = "--lslo-modules"
+    spec = spec.strip()
+    if spec in MODULE_SETS:
+        return list(MODULE_SETS[spec])
+    names = _split_list(spec)
+    unknown = [n for n in names if n not in ALL_MODULES]
+    if unknown or not names:
+        raise LSLoConfigError(
+            f"{flag}: unknown module(s) {unknown or [spec]}; use all, fc, attn or a list of "
+            + ",".join(ALL_MODULES)
+        )
+    return [m for m in ALL_MODULES if m in names]  # canonical order, no duplicates
+
+
+def default_index(side: str, num_layers: int) -> List[str]:
+    """The paper's learned indexing (section 6.1): decoder all target-indexed; encoder
+    source-indexed except the top quarter of layers (layers 10-12 of 12)."""
+    if side == "decoder":
+        return ["tgt"] * num_layers
+    n_tgt = math.ceil(num_layers / 4)
+    return ["src"] * (num_layers - n_tgt) + ["tgt"] * n_tgt
+
+
+def parse_index(spec: Optional[str], num_layers: int, side: str) -> List[str]:
+    """``--lslo-{encoder,decoder}-index``: per-layer ``src``/``tgt``, comma separated, with
+    ``src*9`` for repeats; a single value applies to every layer; ``paper`` (or empty) is the
+    default of :func:`default_index`; a path to a weight-learning JSON takes its chosen indexes."""
+    flag = f"--lslo-{side}-index"
+    if spec is None or spec.strip() in ("", "paper"):
+        return default_index(side, num_layers)
+    spec = spec.strip()
+    if spec.endswith(".json") or os.path.isfile(spec):
+        try:
+            with open(spec, encoding="utf-8") as f:
+                chosen = json.load(f)[f"{side}_index"]
+        except (OSError, ValueError, KeyError) as e:
+            raise LSLoConfigError(f"{flag}: cannot read '{side}_index' from {spec}: {e}") from None
+        spec = ",".join(chosen)
+    out: List[str] = []
+    for item in _split_list(spec):
+        value, _, times = item.partition("*")
+        value = value.strip()
+        if value not in INDEX_CHOICES:
+            raise LSLoConfigError(f"{flag}: entries must be 'src' or 'tgt' (optionally 'src*N'), got {item!r}")
+        try:
+            count = int(times) if times else 1
+        except ValueError:
+            raise LSLoConfigError(f"{flag}: bad repeat count in {item!r}") from None
+        out.extend([value] * count)
+    if len(out) == 1:
+        out = out * num_layers
+    if len(out) != num_layers:
+        raise LSLoConfigError(
+            f"{flag}: {len(out)} entries for {num_layers} {side} layers (--{side}-layers); give one "
+            f"per layer, a single value for all, or repeats like 'src*{num_layers - 1},tgt'"
+        )
+    return out
+
+
+@dataclass
+class LSLoConfig:
+    """The resolved adapter layout of one model."""
+
+    languages: List[str]  # ordered; the adapter row order in every LSLo layer
+    ranks: List[int]  # aligned with languages
+    modules: List[str]
+    encoder_index: List[str]
+    decoder_index: List[str]
+    groups: Dict[str, str] = field(default_factory=dict)  # language -> resource group (may be empty)
+
+    def rank_of(self, lang: str) -> int:
+        return self.ranks[self.languages.index(lang)]
+
+
+def resolve_languages(
+    ranks_spec: str,
+    groups_spec: Optional[str],
+    known_langs: Optional[Sequence[str]],
+    required_langs: Sequence[str],
+    required_flag: str = "--lang-pairs/--langs",
+) -> (List[str], List[int], Dict[str, str]):
+    """Decide which languages get adapters and with which rank.
+
+    ``known_langs``: every language the task knows (``--langs``/``--lang-dict``/``--lang-pairs``);
+    a language of an explicit map outside it is an error (presets may hold more languages; those
+    are skipped). ``required_langs``: languages that must have a rank (those the run trains or
+    decodes). Adapters are built for the required languages plus any other known language the maps
+    name, in the order of the rank map (per-language ranks) or of the group map.
+    """
+    ranks = parse_ranks(ranks_spec)
+    groups = parse_lang_groups(groups_spec) if groups_spec else {}
+    known = set(known_langs) if known_langs is not None else None
+    explicit_groups = bool(groups_spec) and groups_spec.strip() not in PRESETS
+
+    def check_known(langs, flag):
+        if known is None:
+            return
+        unknown = [lang for lang in langs if lang not in known]
+        if unknown:
+            raise LSLoConfigError(
+                f"{flag}: unknown language(s) {unknown}; the task's languages are {sorted(known)}"
+            )
+
+    group_names = set(groups.values())
+    by_group = bool(ranks) and all(k in group_names for k in ranks) if groups else False
+    if groups and not by_group:
+        # mixed or per-language: every key must then be a language, not a group
+        bad = [k for k in ranks if k in group_names]
+        if bad:
+            raise LSLoConfigError(
+                f"--lslo-ranks: mixes groups {bad} with languages; give ranks per group "
+                f"({sorted(group_names)}) or per language, not both"
+            )
+    if explicit_groups:
+        check_known(groups, "--lslo-lang-groups")
+
+    if by_group:
+        missing_groups = sorted({groups[l] for l in required_langs if l in groups} - set(ranks))
+        if missing_groups:
+            raise LSLoConfigError(
+                f"--lslo-ranks: no rank for group(s) {missing_groups} of --lslo-lang-groups"
+            )
+        candidates = [l for l in groups if known is None or l in known or l in required_langs]
+        lang_rank = {l: ranks[groups[l]] for l in candidates if groups[l] in ranks}
+    else:
+        if not groups and any(k.isupper() for k in ranks):
+            raise LSLoConfigError(
+                f"--lslo-ranks: {ranks_spec!r} looks like per-group ranks but --lslo-lang-groups "
+                f"is not set (use a preset: {', '.join(PRESETS)}, or a lang:group list)"
+            )
+        check_known(ranks, "--lslo-ranks")
+        lang_rank = dict(ranks)
+
+    missing = [l for l in required_langs if l not in lang_rank]
+    if missing:
+        where = "--lslo-lang-groups" if by_group else "--lslo-ranks"
+        raise LSLoConfigError(
+            f"language(s) {missing} of {required_flag} have no LSLo rank: add them to {where}"
+        )
+    languages = list(lang_rank)
+    return languages, [lang_rank[l] for l in languages], {l: groups[l] for l in languages if l in groups}
+
+
+def languages_of_pairs(lang_pairs: Optional[Sequence[str]]) -> List[str]:
+    out: List[str] = []
+    for pair in lang_pairs or []:
+        for lang in pair.split("-"):
+            if lang and lang not in out:
+                out.append(lang)
+    return out
+
+
+def resolve_config(args, known_langs=None) -> LSLoConfig:
+    """Build the :class:`LSLoConfig` from a fairseq args namespace.
+
+    Once a model has been built, ``args.lslo_langs`` records the resolved language order so that a
+    checkpoint rebuilds the same layout wherever it is loaded.
+    """
+    if not getattr(args, "lslo_ranks", None):
+        raise LSLoConfigError("--lslo-ranks is required, e.g. --lslo-ranks H:2,M:2,V:8 --lslo-lang-groups lang12")
+    modules = parse_modules(getattr(args, "lslo_modules", "all") or "all")
+    enc_index = parse_index(getattr(args, "lslo_encoder_index", None), args.encoder_layers, "encoder")
+    dec_index = parse_index(getattr(args, "lslo_decoder_index", None), args.decoder_layers, "decoder")
+    fixed = getattr(args, "lslo_langs", None)
+    if fixed:
+        required = _split_list(fixed) if isinstance(fixed, str) else list(fixed)
+        flag = "--lslo-langs"
+    else:
+        required = languages_of_pairs(getattr(args, "lang_pairs", None))
+        for lang in getattr(args, "langs", None) or []:
+            if lang not in required:
+                required.append(lang)
+        flag = "--lang-pairs/--langs"
+    languages, ranks, groups = resolve_languages(
+        args.lslo_ranks, getattr(args, "lslo_lang_groups", None), known_langs, required, flag
+    )
+    if fixed:  # keep exactly the recorded order
+        languages, ranks = required, [ranks[languages.index(l)] for l in required]
+        groups = {l: g for l, g in groups.items() if l in required}
+    return LSLoConfig(languages, ranks, modules, enc_index, dec_index, groups)
