@@ -1,0 +1,22 @@
+"""lslo-fairseq: Language-Specific LoRA for fairseq (``--user-dir lslo_fairseq``).
+
+Importing the package registers the ``lslo_transformer`` model (architectures ``lslo_m2m100_615m``
+and ``lslo_transformer_tiny``) and the ``translation_multi_simple_epoch_lslo`` task.
+
+Checkpoint loading policy: torch >= 2.6 loads with ``weights_only=True``; fairseq checkpoints hold
+their training options as an ``argparse.Namespace``, which is the one class allowed here.
+"""
+import argparse
+
+import torch
+
+if hasattr(torch.serialization, "add_safe_globals"):
+    torch.serialization.add_safe_globals([argparse.Namespace])
+
+try:
+    import fairseq  # noqa: F401
+except ImportError:  # the CLIs that need no fairseq (lslo-score) still work
+    fairseq = None
+
+if fairseq is not None:
+    from . import models, tasks  # noqa: F401,E402  (registration side effects)

@@ -1,0 +1,318 @@
+"""``lslo_transformer``: fairseq's own transformer with LSLo layers put in place of its projections.
+
+Nothing of fairseq's layer code is copied: the encoder/decoder subclasses only route languages
+(``forward``) and carry them through beam search (``reorder_encoder_out``); :func:`inject_lslo`
+swaps the chosen ``nn.Linear`` of every layer for an :class:`LSLoLinear` wrapping it. The base
+is frozen. A plain transformer checkpoint (M2M-124's ``model.pt``) loads into it with fresh
+adapters; an LSLo checkpoint loads exactly.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+from fairseq.data.multilingual.multilingual_utils import get_lang_tok
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.transformer import (
+    TransformerDecoder,
+    TransformerEncoder,
+    TransformerModel,
+    base_architecture,
+)
+from torch import nn
+
+from ..config import (
+    DECODER_MODULES,
+    ENCODER_MODULES,
+    LSLoConfig,
+    LSLoConfigError,
+    resolve_config,
+)
+from ..modules.lslo_linear import LSLoLinear
+from ..routing import ENC_OUT_SRC, ENC_OUT_TGT, LanguageRouter, reorder
+
+logger = logging.getLogger(__name__)
+
+# module name (paper) -> (attribute of the fairseq layer holding the projection, projection name)
+MODULE_PATHS: Dict[str, Tuple[Optional[str], str]] = {
+    "q": ("self_attn", "q_proj"),
+    "k": ("self_attn", "k_proj"),
+    "v": ("self_attn", "v_proj"),
+    "c-q": ("encoder_attn", "q_proj"),
+    "c-k": ("encoder_attn", "k_proj"),
+    "c-v": ("encoder_attn", "v_proj"),
+    "fc1": (None, "fc1"),
+    "fc2": (None, "fc2"),
+}
+LORA_KEYS = ("lora_A", "lora_B")
+
+
+def add_lslo_args(parser) -> None:
+    """The ``--lslo-*`` model options (argparse, as fairseq's legacy transformer)."""
+    group = parser.add_argument_group("Language-Specific LoRA (LSLo)")
+    group.add_argument("--lslo-ranks", type=str, metavar="SPEC",
+                       help="LoRA rank per resource group (H:2,M:2,V:8; needs --lslo-lang-groups) "
+                            "or per language (en:2,fr:2,oc:8)")
+    group.add_argument("--lslo-lang-groups", type=str, metavar="SPEC",
+                       help="language -> resource group: a preset (lang12, lang30 from the paper's "
+                            "tables 5-6), a list en:H,fr:H,oc:V, or a file of 'lang group' lines")
+    group.add_argument("--lslo-modules", type=str, default="all", metavar="SPEC",
+                       help="projections to adapt: all, fc, attn, or a list of q,k,v,c-q,c-k,c-v,fc1,fc2")
+    group.add_argument("--lslo-encoder-index", type=str, default="paper", metavar="SPEC",
+                       help="per encoder layer 'src' or 'tgt' (comma list, 'src*9,tgt*3' repeats, one "
+                            "value for all, or a weight-learning JSON); 'paper': top quarter tgt, rest src")
+    group.add_argument("--lslo-decoder-index", type=str, default="paper", metavar="SPEC",
+                       help="per decoder layer 'src' or 'tgt', same syntax; 'paper': all tgt")
+    group.add_argument("--lslo-langs", type=str, default=None, metavar="LANGS",
+                       help="languages that get adapters, in adapter order (default: those of "
+                            "--lang-pairs and --langs; recorded in checkpoints)")
+
+
+def lang_token_ids(dictionary, languages: List[str], lang_tok_style: str) -> List[int]:
+    ids = []
+    for lang in languages:
+        tok = get_lang_tok(lang, lang_tok_style)
+        idx = dictionary.index(tok)
+        if idx == dictionary.unk():
+            raise LSLoConfigError(
+                f"language token {tok} of LSLo language '{lang}' is not in the dictionary; "
+                "list the language in --langs (or --lang-dict) so the task adds it"
+            )
+        ids.append(idx)
+    return ids
+
+
+def inject_lslo(model: nn.Module, cfg: LSLoConfig, router: LanguageRouter) -> "OrderedDict[str, LSLoLinear]":
+    """Wrap the configured projections of every encoder/decoder layer in place; returns the LSLo
+    layers by their module path. Attention whose q/k/v are wrapped has fairseq's fused fast path
+    (``F.multi_head_attention_forward`` reading ``q_proj.weight`` directly) turned off."""
+    wrapped: "OrderedDict[str, LSLoLinear]" = OrderedDict()
+    for side, layers, index, allowed in (
+        ("encoder", model.encoder.layers, cfg.encoder_index, ENCODER_MODULES),
+        ("decoder", model.decoder.layers, cfg.decoder_index, DECODER_MODULES),
+    ):
+        for i, layer in enumerate(layers):
+            for name in cfg.modules:
+                if name not in allowed:
+                    continue
+                owner_attr, proj = MODULE_PATHS[name]
+                owner = getattr(layer, owner_attr) if owner_attr else layer
+                lslo = LSLoLinear(getattr(owner, proj), cfg.ranks, router, index[i])
+                setattr(owner, proj, lslo)
+                if owner_attr:
+                    owner._set_skip_embed_dim_check()  # no fused path: it would skip the adapters
+                path = f"{side}.layers.{i}." + (f"{owner_attr}.{proj}" if owner_attr else proj)
+                wrapped[path] = lslo
+    return wrapped
+
+
+def freeze_base(model: nn.Module) -> None:
+    for name, p in model.named_parameters():
+        p.requires_grad = name.rsplit(".", 1)[-1] in LORA_KEYS
+
+
+def parameter_report(cfg: LSLoConfig, layers: Dict[str, LSLoLinear]) -> Dict[str, Dict[str, int]]:
+    """Trainable parameters per language and module name: sum over layers of r_l (k + d)."""
+    report: Dict[str, Dict[str, int]] = {lang: {} for lang in cfg.languages}
+    for path, lslo in layers.items():
+        module = module_name(path)
+        for row, lang in enumerate(cfg.languages):
+            n = cfg.ranks[row] * (lslo.in_features + lslo.out_features)
+            report[lang][module] = report[lang].get(module, 0) + n
+    return report
+
+
+def module_name(path: str) -> str:
+    """``decoder.layers.3.encoder_attn.k_proj`` -> ``c-k``."""
+    parts = path.split(".")
+    owner, proj = (parts[-2], parts[-1]) if parts[-2] in ("self_attn", "encoder_attn") else (None, parts[-1])
+    for name, (o, p) in MODULE_PATHS.items():
+        if o == owner and p == proj:
+            return name
+    raise KeyError(path)
+
+
+class LSLoTransformerEncoder(TransformerEncoder):
+    """Routes by the source langtok; takes the target language from the model (teacher forcing)
+    or the task (inference) as ``lslo_tgt_langtok``; returns both languages in its output."""
+
+    router: LanguageRouter
+
+    def forward(self, src_tokens, src_lengths=None, return_all_hiddens: bool = False,
+                token_embeddings=None, lslo_tgt_langtok=None, **unused):
+        src = self.router.source_langs(src_tokens, self.padding_idx)
+        tgt = None
+        if lslo_tgt_langtok is not None:
+            tgt = self.router.lookup(lslo_tgt_langtok.to(src_tokens.device).view(-1), "target language token")
+        self.router.set(src, tgt)
+        out = super().forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+        out[ENC_OUT_SRC] = [src]
+        out[ENC_OUT_TGT] = [tgt] if tgt is not None else []
+        return out
+
+    def reorder_encoder_out(self, encoder_out, new_order):
+        new = super().reorder_encoder_out(encoder_out, new_order)
+        for key in (ENC_OUT_SRC, ENC_OUT_TGT):
+            new[key] = reorder(encoder_out.get(key, []), new_order)
+        return new
+
+
+class LSLoTransformerDecoder(TransformerDecoder):
+    """Routes by the languages carried in ``encoder_out`` (reordered with the beams)."""
+
+    router: LanguageRouter
+
+    def forward(self, prev_output_tokens, encoder_out=None, incremental_state=None, **kwargs):
+        self.router.set_from_encoder_out(encoder_out)
+        return super().forward(prev_output_tokens, encoder_out=encoder_out,
+                               incremental_state=incremental_state, **kwargs)
+
+    def set_beam_size(self, beam_size):
+        super().set_beam_size(beam_size)
+        self.router.beam_size = beam_size
+
+
+@register_model("lslo_transformer")
+class LSLoTransformerModel(TransformerModel):
+    """fairseq's transformer with LSLo adapters; every transformer option applies unchanged."""
+
+    @staticmethod
+    def add_args(parser):
+        TransformerModel.add_args(parser)
+        add_lslo_args(parser)
+
+    @classmethod
+    def build_encoder(cls, args, src_dict, embed_tokens):
+        return LSLoTransformerEncoder(args, src_dict, embed_tokens)
+
+    @classmethod
+    def build_decoder(cls, args, tgt_dict, embed_tokens):
+        return LSLoTransformerDecoder(args, tgt_dict, embed_tokens, no_encoder_attn=False)
+
+    @classmethod
+    def build_model(cls, args, task):
+        lslo_base_architecture(args)
+        known = getattr(task, "langs", None)
+        cfg = resolve_config(args, known_langs=known)
+        args.lslo_langs = ",".join(cfg.languages)  # recorded in the checkpoint's args
+        model = super().build_model(args, task)
+        model.setup_lslo(cfg, task.source_dictionary, getattr(args, "lang_tok_style", "multilingual"))
+        return model
+
+    def setup_lslo(self, cfg: LSLoConfig, dictionary, lang_tok_style: str) -> None:
+        self.lslo_config = cfg
+        tok_ids = lang_token_ids(dictionary, cfg.languages, lang_tok_style)
+        self.lslo_router = LanguageRouter(cfg.languages, tok_ids, len(dictionary))
+        for part in (self.encoder, self.decoder):
+            object.__setattr__(part, "router", self.lslo_router)
+        self.lslo_layers = inject_lslo(self, cfg, self.lslo_router)
+        freeze_base(self)
+        self.log_parameters()
+
+    def log_parameters(self) -> None:
+        report = parameter_report(self.lslo_config, self.lslo_layers)
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        for lang, row in report.items():
+            rank = self.lslo_config.rank_of(lang)
+            group = self.lslo_config.groups.get(lang, "-")
+            detail = " ".join(f"{m}={n:,}" for m, n in row.items())
+            logger.info(f"LSLo {lang} (group {group}, rank {rank}): {sum(row.values()):,} params [{detail}]")
+        logger.info(
+            f"LSLo trainable parameters: {trainable:,} of {total:,} ({100.0 * trainable / total:.2f}% of the model)"
+        )
+
+    def forward(self, src_tokens, src_lengths, prev_output_tokens, return_all_hiddens: bool = True,
+                features_only: bool = False, alignment_layer=None, alignment_heads=None, **unused):
+        """Teacher forcing: the target language of each sentence comes from its decoder input."""
+        tgt_tok = self.lslo_router.target_langtoks(prev_output_tokens)
+        encoder_out = self.encoder(src_tokens, src_lengths=src_lengths,
+                                   return_all_hiddens=return_all_hiddens, lslo_tgt_langtok=tgt_tok)
+        return self.decoder(prev_output_tokens, encoder_out=encoder_out, features_only=features_only,
+                            alignment_layer=alignment_layer, alignment_heads=alignment_heads,
+                            src_lengths=src_lengths, return_all_hiddens=return_all_hiddens)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def upgrade_state_dict_named(self, state_dict, name):
+        """Accept a plain transformer checkpoint: rename ``X.weight`` to ``X.base_layer.weight`` for
+        every wrapped projection and give it this model's fresh adapters. A checkpoint holding some
+        adapters but not all is refused (it belongs to another LSLo configuration)."""
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = f"{name}." if name else ""
+        own = self.state_dict()
+        present = missing = 0
+        for path in getattr(self, "lslo_layers", {}):
+            full = prefix + path
+            for p in ("weight", "bias"):
+                old, new = f"{full}.{p}", f"{full}.base_layer.{p}"
+                if old in state_dict and new not in state_dict:
+                    state_dict[new] = state_dict.pop(old)
+            for key in LORA_KEYS:
+                if f"{full}.{key}" in state_dict:
+                    present += 1
+                else:
+                    missing += 1
+        if present and missing:
+            raise LSLoConfigError(
+                f"checkpoint has adapters for only {present} of {present + missing} LSLo matrices: "
+                "it was trained with other --lslo-modules; use the same options or a plain checkpoint"
+            )
+        if missing and not present:
+            logger.info("plain transformer checkpoint: LSLo adapters start fresh (B = 0)")
+            for path in self.lslo_layers:
+                for key in LORA_KEYS:
+                    state_dict[f"{prefix}{path}.{key}"] = own[f"{path}.{key}"].clone()
+
+
+def lslo_base_architecture(args):
+    base_architecture(args)
+    args.lslo_modules = getattr(args, "lslo_modules", "all")
+    args.lslo_encoder_index = getattr(args, "lslo_encoder_index", "paper")
+    args.lslo_decoder_index = getattr(args, "lslo_decoder_index", "paper")
+    args.lslo_langs = getattr(args, "lslo_langs", None)
+
+
+@register_model_architecture("lslo_transformer", "lslo_transformer")
+def lslo_transformer(args):
+    lslo_base_architecture(args)
+
+
+@register_model_architecture("lslo_transformer", "lslo_m2m100_615m")
+def lslo_m2m100_615m(args):
+    """M2M-124 615M (flores101_mm100_615M): 12+12 pre-norm layers, 1024/4096, 16 heads, shared
+    embeddings."""
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 1024)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 4096)
+    args.encoder_layers = getattr(args, "encoder_layers", 12)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 16)
+    args.encoder_normalize_before = getattr(args, "encoder_normalize_before", True)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 1024)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 4096)
+    args.decoder_layers = getattr(args, "decoder_layers", 12)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 16)
+    args.decoder_normalize_before = getattr(args, "decoder_normalize_before", True)
+    args.share_all_embeddings = getattr(args, "share_all_embeddings", True)
+    args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", True)
+    args.dropout = getattr(args, "dropout", 0.1)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.1)
+    args.relu_dropout = getattr(args, "relu_dropout", 0.0)
+    lslo_base_architecture(args)
+
+
+@register_model_architecture("lslo_transformer", "lslo_transformer_tiny")
+def lslo_transformer_tiny(args):
+    """2+2 pre-norm layers, 64/128, 4 heads, shared embeddings: for tests and the demo's quick mode."""
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 64)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 128)
+    args.encoder_layers = getattr(args, "encoder_layers", 2)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
+    args.encoder_normalize_before = getattr(args, "encoder_normalize_before", True)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 64)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 128)
+    args.decoder_layers = getattr(args, "decoder_layers", 2)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 4)
+    args.decoder_normalize_before = getattr(args, "decoder_normalize_before", True)
+    args.share_all_embeddings = getattr(args, "share_all_embeddings", True)
+    args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", True)
+    lslo_base_architecture(args)

@@ -1,0 +1,103 @@
+"""Per-sentence language ids: read from the batch's language tokens, carried with the encoder
+output (so that beam search reorders them), handed to every LSLo layer.
+
+Hard routing (paper eq. 3): sentence ``b`` of a batch uses the adapter of ``src[b]`` in a
+source-indexed layer and of ``tgt[b]`` in a target-indexed one.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+ENC_OUT_SRC = "lslo_src_lang"
+ENC_OUT_TGT = "lslo_tgt_lang"
+
+
+class RoutingError(RuntimeError):
+    pass
+
+
+class LanguageRouter(nn.Module):
+    """Maps language tokens (``__en__``) to adapter rows and holds the ids of the current batch.
+
+    One router per model, shared by its encoder, decoder and all LSLo layers. The lookup table is a
+    non-persistent buffer (it follows ``.to(device)`` but never enters a checkpoint).
+    """
+
+    def __init__(self, languages: Sequence[str], lang_token_ids: Sequence[int], vocab_size: int):
+        super().__init__()
+        self.languages = list(languages)
+        table = torch.full((vocab_size,), -1, dtype=torch.long)
+        for row, tok in enumerate(lang_token_ids):
+            table[tok] = row
+        self.register_buffer("token_to_lang", table, persistent=False)
+        self.src: Optional[Tensor] = None
+        self.tgt: Optional[Tensor] = None
+        self.beam_size = 1
+
+    # -- reading languages from tokens -------------------------------------------------------
+    def lookup(self, tokens: Tensor, what: str) -> Tensor:
+        ids = self.token_to_lang[tokens]
+        if bool((ids < 0).any()):
+            bad = sorted(set(tokens[ids < 0].tolist()))
+            raise RoutingError(
+                f"{what}: token id(s) {bad[:5]} are not language tokens of the LSLo languages "
+                f"{self.languages}; train and decode with --encoder-langtok src --decoder-langtok"
+            )
+        return ids
+
+    def source_langs(self, src_tokens: Tensor, pad: int) -> Tensor:
+        """The language of each source: its first non-pad token (``--encoder-langtok src``;
+        works for left- and right-padded sources)."""
+        first = (src_tokens.ne(pad)).long().argmax(dim=1, keepdim=True)
+        return self.lookup(src_tokens.gather(1, first).squeeze(1), "source language token")
+
+    def target_langtoks(self, prev_output_tokens: Tensor) -> Tensor:
+        """The target language token of each sentence in teacher forcing: the decoder input starts
+        with ``__tgt__`` (``--lang-tok-replacing-bos-eos``) or with EOS then ``__tgt__`` (the
+        default ``--decoder-langtok``)."""
+        head = prev_output_tokens[:, : min(2, prev_output_tokens.size(1))]
+        is_lang = self.token_to_lang[head] >= 0
+        toks = torch.where(is_lang[:, 0], head[:, 0], head[:, -1])
+        if not bool(is_lang.any(dim=1).all()):
+            raise RoutingError(
+                "target language token: the decoder input does not start with a language token "
+                f"of {self.languages}; train with --decoder-langtok"
+            )
+        return toks
+
+    # -- the current batch ---------------------------------------------------------------------
+    def set(self, src: Optional[Tensor], tgt: Optional[Tensor]) -> None:
+        self.src, self.tgt = src, tgt
+
+    def set_from_encoder_out(self, encoder_out: Optional[Dict[str, List[Tensor]]]) -> None:
+        if encoder_out is None:
+            raise RoutingError("LSLo decoder called without encoder output: no languages to route by")
+        src = encoder_out.get(ENC_OUT_SRC) or [None]
+        tgt = encoder_out.get(ENC_OUT_TGT) or [None]
+        self.set(src[0], tgt[0])
+
+    def ids(self, index: str, batch_size: int) -> Tensor:
+        """Language row of every sentence of a layer input with ``batch_size`` sentences.
+
+        Cross-attention under ``set_beam_size(k)`` projects one beam per sentence (``bsz`` rows
+        instead of ``bsz*k``); beams of one sentence share its languages, so the first is taken.
+        """
+        ids = self.src if index == "src" else self.tgt
+        if ids is None:
+            raise RoutingError(
+                f"a {index}-indexed LSLo layer needs the {'source' if index == 'src' else 'target'} "
+                "language of every sentence; use the task translation_multi_simple_epoch_lslo "
+                "(it hands the target language to the encoder at inference)"
+            )
+        if ids.numel() == batch_size:
+            return ids
+        if self.beam_size > 1 and ids.numel() == batch_size * self.beam_size:
+            return ids.view(batch_size, self.beam_size)[:, 0]
+        raise RoutingError(f"{ids.numel()} language ids for a batch of {batch_size} sentences")
+
+
+def reorder(values: List[Tensor], new_order: Tensor) -> List[Tensor]:
+    return [v.index_select(0, new_order) for v in values]

@@ -1,0 +1,50 @@
+"""Build small LSLo models directly (no data on disk) for layer- and model-level tests."""
+import argparse
+
+import torch
+from fairseq.data import Dictionary
+
+from lslo_fairseq.models.lslo_transformer import LSLoTransformerModel, lslo_transformer_tiny
+
+LANGS = ["en", "fr", "ko", "oc"]
+
+
+class FakeTask:
+    def __init__(self, langs, n_words=40):
+        d = Dictionary()
+        for i in range(n_words):
+            d.add_symbol(f"w{i}")
+        for lang in langs:
+            d.add_symbol(f"__{lang}__")
+        self.source_dictionary = self.target_dictionary = d
+        self.langs = list(langs)
+
+    def langtok(self, lang):
+        return self.source_dictionary.index(f"__{lang}__")
+
+
+def build_tiny_model(langs=LANGS, ranks="en:2,fr:2,ko:3,oc:5", enc_index="src,tgt", dec_index="tgt,src",
+                     modules="all", seed=0, extra=()):
+    torch.manual_seed(seed)
+    parser = argparse.ArgumentParser(argument_default=argparse.SUPPRESS)
+    LSLoTransformerModel.add_args(parser)
+    args = parser.parse_args(["--lslo-ranks", ranks, "--lslo-modules", modules,
+                              "--lslo-encoder-index", enc_index, "--lslo-decoder-index", dec_index, *extra])
+    args.arch = "lslo_transformer_tiny"
+    args.lang_pairs = [f"{a}-{b}" for a in langs for b in langs if a != b]
+    args.langs = list(langs)
+    args.lang_tok_style = "multilingual"
+    args.max_source_positions = args.max_target_positions = 64
+    args.dropout = args.attention_dropout = args.activation_dropout = 0.0
+    lslo_transformer_tiny(args)
+    task = FakeTask(langs)
+    model = LSLoTransformerModel.build_model(args, task)
+    model.eval()
+    return model, task
+
+
+def randomize_adapters(model, scale=0.5, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.lslo_layers.values():
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * scale)
