@@ -219,18 +219,17 @@ def resolve_languages(
                 f"{flag}: unknown language(s) {unknown}; the task's languages are {sorted(known)}"
             )
 
-    group_names = set(groups.values())
-    by_group = bool(ranks) and all(k in group_names for k in ranks) if groups else False
-    if groups and not by_group:
-        # mixed or per-language: every key must then be a language, not a group
-        bad = [k for k in ranks if k in group_names]
-        if bad:
-            raise LSLoConfigError(
-                f"--lslo-ranks: mixes groups {bad} with languages; give ranks per group "
-                f"({sorted(group_names)}) or per language, not both"
-            )
     if explicit_groups:
         check_known(groups, "--lslo-lang-groups")
+    group_names = set(groups.values())
+    by_group = bool(groups) and any(k in group_names for k in ranks)
+    if by_group:
+        bad = [k for k in ranks if k not in group_names]
+        if bad:
+            raise LSLoConfigError(
+                f"--lslo-ranks: {bad} are not groups of --lslo-lang-groups ({sorted(group_names)}); "
+                "give ranks per group or per language, not both"
+            )
 
     if by_group:
         missing_groups = sorted({groups[l] for l in required_langs if l in groups} - set(ranks))
