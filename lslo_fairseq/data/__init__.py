@@ -1,0 +1,1 @@
+"""Data preparation: multi-parallel tables to fairseq data directories (see ``multiparallel``)."""

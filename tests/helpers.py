@@ -1,0 +1,78 @@
+"""Command-line pieces shared by tests that run fairseq's CLIs on data made by ``prepare()``."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence, Union
+
+# Tiny model shape (no --arch: add "--arch transformer" for a plain model, or a plugin arch).
+TINY_ARCH_ARGS = [
+    "--share-all-embeddings",
+    "--encoder-normalize-before", "--decoder-normalize-before",
+    "--encoder-layers", "2", "--decoder-layers", "2",
+    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
+    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
+    "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
+]
+
+# Optimisation and bookkeeping for a short CPU run (~86 updates for 2 epochs of tiny_data).
+TINY_TRAIN_ARGS = [
+    "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
+    "--lr", "0.002", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "20",
+    "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+    "--max-tokens", "4096", "--max-epoch", "2",
+    "--cpu", "--seed", "1", "--num-workers", "0", "--no-epoch-checkpoints",
+    "--log-format", "simple", "--log-interval", "10",
+]
+
+
+def _prepared(data: Union[Mapping, str, os.PathLike]) -> Mapping:
+    """A ``prepare()`` dict, or one read from a data directory's ``prepared.json``."""
+    if isinstance(data, Mapping):
+        return data
+    with open(Path(data) / "prepared.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def task_args(data: Union[Mapping, str, os.PathLike]) -> list:
+    """Data directory plus the M2M-style multilingual task flags for a ``prepare()`` output.
+
+    ``--langs`` fixes the order in which the task appends ``__xx__`` to the dictionary, i.e. the
+    language-token ids: every run (train, fine-tune, generate) on one model must pass the same list.
+    """
+    info = _prepared(data)
+    return [
+        info["data_dir"],
+        "--task", "translation_multi_simple_epoch",
+        "--lang-pairs", ",".join(info["lang_pairs"]),
+        "--langs", ",".join(info["langs"]),
+        "--encoder-langtok", "src", "--decoder-langtok",
+        "--fixed-dictionary", info["dict"],
+    ]
+
+
+def fairseq_bin(name: str) -> str:
+    """Path of a fairseq console script (``fairseq-train`` ...) of the running interpreter's env."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def fairseq_env(threads: int = 1) -> dict:
+    """Environment for a fairseq subprocess; one thread was fastest on the shared 2-core machine."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_fairseq(tool: str, args: Sequence[str], log_path: Union[str, os.PathLike], timeout: float = 600):
+    """Run a fairseq CLI, log to ``log_path``; on failure raise with the command and the log's tail."""
+    cmd = [fairseq_bin(tool), *map(str, args)]
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=fairseq_env(), timeout=timeout)
+    if proc.returncode != 0:
+        tail = Path(log_path).read_text(encoding="utf-8", errors="replace")[-4000:]
+        raise RuntimeError(f"{' '.join(cmd)}\nexited with {proc.returncode}; log tail:\n{tail}")
+    return cmd
