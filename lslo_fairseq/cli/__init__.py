@@ -1,0 +1,1 @@
+"""Console scripts of lslo-fairseq (lslo-params, lslo-score, lslo-demo, ...)."""

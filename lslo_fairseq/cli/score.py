@@ -1,0 +1,251 @@
+"""``lslo-score``: spBLEU of many directions, grouped by resource type (H2H, H2M, ..., AVG).
+
+Score existing ``fairseq-generate`` outputs::
+
+    lslo-score --run Pretrain=runs/pretrain --run LSLo=runs/lslo --spm flores101.spm \\
+        --lang-groups lang12 --out results/table1
+
+or translate every direction first (in one process) and score the result::
+
+    lslo-score --generate --data-dir data-bin --checkpoint ckpt/checkpoint_best.pt \\
+        --pairs en-fr,fr-en --results-dir runs/lslo --spm flores101.spm --lang-groups lang12 \\
+        -- --encoder-langtok src --decoder-langtok --langs en,fr --fixed-dictionary dict.txt
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..config import LSLoConfigError, parse_lang_groups
+from ..scoring import (
+    DEFAULT_TASK,
+    Direction,
+    ScoringError,
+    check_grouped,
+    find_direction_outputs,
+    format_table,
+    generate_all_directions,
+    group_table,
+    load_spm,
+    merge_tables,
+    missing_ids,
+    parse_pairs,
+    read_generate_output,
+    scoring_meta,
+    spbleu,
+    write_results,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lslo-score`` argument parser (extra fairseq arguments after ``--`` are split off
+    before it runs)."""
+    p = argparse.ArgumentParser(
+        prog="lslo-score",
+        description="spBLEU (FLORES-101 definition, offline) of translation directions, averaged "
+        "by resource group of source and target language, one table row per run.",
+        epilog="Arguments after a lone '--' are passed to fairseq's generation (--generate only), "
+        "e.g. '-- --encoder-langtok src --decoder-langtok --langs en,fr,... --fixed-dictionary D'.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--run", action="append", default=[], metavar="NAME=DIR",
+        help="a run to score: NAME is its table row, DIR holds one fairseq-generate output per "
+        "direction (DIR/<src>-<tgt>/generate-<subset>.txt, DIR/generate-<src>-<tgt>.txt or "
+        "DIR/<src>-<tgt>.txt). Repeat for several rows, printed in the order given.",
+    )
+    p.add_argument(
+        "--spm", required=True, metavar="PATH",
+        help="SentencePiece model that splits hypotheses and references for spBLEU (e.g. the "
+        "FLORES-101 'sacrebleu_tokenizer_spm.model'); its path and md5 are recorded.",
+    )
+    p.add_argument(
+        "--lang-groups", required=True, metavar="SPEC",
+        help="language -> resource group: a preset (lang12, lang30), a list like 'en:H,fr:H,oc:V', "
+        "or a file of 'lang group' lines.",
+    )
+    p.add_argument(
+        "--out", metavar="PREFIX",
+        help="write PREFIX.csv and PREFIX.json (default: <results-dir>/spbleu with --generate, "
+        "./spbleu otherwise).",
+    )
+    p.add_argument(
+        "--gen-subset", default="test", metavar="SUBSET",
+        help="data subset to translate and whose generate-<SUBSET>.txt files are scored (default: test).",
+    )
+    g = p.add_argument_group("generation", "translate every direction first (one process), then score it")
+    g.add_argument("--generate", action="store_true",
+                   help="run fairseq generation for every --pairs direction before scoring.")
+    g.add_argument("--data-dir", metavar="DIR", help="fairseq binarized data directory (data-bin).")
+    g.add_argument("--checkpoint", metavar="CKPT", help="model checkpoint to translate with (--path).")
+    g.add_argument("--pairs", metavar="PAIRS",
+                   help="directions to translate, comma separated: en-fr,fr-en,...; also fairseq's --lang-pairs.")
+    g.add_argument("--results-dir", metavar="DIR",
+                   help="where the outputs go: DIR/<src>-<tgt>/generate-<subset>.txt.")
+    g.add_argument("--task", default=DEFAULT_TASK,
+                   help=f"fairseq task (default: {DEFAULT_TASK}; use translation_multi_simple_epoch "
+                   "for a plain multilingual model).")
+    g.add_argument("--beam", type=int, default=5, help="beam size (default: 5).")
+    g.add_argument("--user-dir", metavar="DIR",
+                   help="fairseq --user-dir (default: the lslo_fairseq package when --task is "
+                   f"{DEFAULT_TASK}, none otherwise).")
+    g.add_argument("--name", help="table row name of the generated run (default: the checkpoint's file stem).")
+    return p
+
+
+def _split_extra(argv: List[str]) -> Tuple[List[str], List[str]]:
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def _parse_run(spec: str, parser: argparse.ArgumentParser) -> Tuple[str, str]:
+    name, sep, folder = spec.partition("=")
+    if not sep or not name.strip() or not folder.strip():
+        parser.error(f"--run: expected NAME=DIR, got {spec!r}")
+    name, folder = name.strip(), folder.strip()
+    if not os.path.isdir(folder):
+        parser.error(f"--run {spec}: directory {folder} does not exist")
+    return name, folder
+
+
+def _default_user_dir(task: str) -> Optional[str]:
+    if task != DEFAULT_TASK:
+        return None
+    import lslo_fairseq
+
+    return os.path.dirname(os.path.abspath(lslo_fairseq.__file__))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``lslo-score``; return the exit status (argument errors exit with status 2)."""
+    argv, extra = _split_extra(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    # ---- validation: everything that can be checked is checked before any work -----------------
+    if not os.path.isfile(args.spm):
+        parser.error(f"--spm: SentencePiece model {args.spm} does not exist")
+    try:
+        load_spm(args.spm)
+    except ScoringError as e:
+        parser.error(f"--spm: {e}")
+    try:
+        lang_groups = parse_lang_groups(args.lang_groups)
+    except LSLoConfigError as e:
+        parser.error(str(e).replace("--lslo-lang-groups", "--lang-groups"))
+    if extra and not args.generate:
+        parser.error(f"extra fairseq arguments after '--' ({' '.join(extra)}) need --generate")
+    if not args.run and not args.generate:
+        parser.error("nothing to score: give --run NAME=DIR (repeatable) or --generate")
+
+    runs: List[Tuple[str, str]] = [_parse_run(spec, parser) for spec in args.run]
+    files: Dict[str, Dict[Direction, str]] = {}
+    for name, folder in runs:
+        if name in files:
+            parser.error(f"--run: the name {name!r} is used twice")
+        try:
+            files[name] = find_direction_outputs(folder, args.gen_subset)
+            check_grouped(files[name], lang_groups)
+        except ScoringError as e:
+            parser.error(f"--run {name}={folder}: {e}")
+
+    gen = None
+    if args.generate:
+        for flag in ("data_dir", "checkpoint", "pairs", "results_dir"):
+            if not getattr(args, flag):
+                parser.error(f"--generate needs --{flag.replace('_', '-')}")
+        if not os.path.isdir(args.data_dir):
+            parser.error(f"--data-dir: {args.data_dir} does not exist")
+        if not os.path.isfile(args.checkpoint):
+            parser.error(f"--checkpoint: {args.checkpoint} does not exist")
+        if args.beam < 1:
+            parser.error(f"--beam must be >= 1, got {args.beam}")
+        try:
+            pairs = parse_pairs(args.pairs)
+        except ScoringError as e:
+            parser.error(f"--pairs: {e}")
+        try:
+            check_grouped(pairs, lang_groups)
+        except ScoringError as e:
+            parser.error(f"--pairs/--lang-groups: {e}")
+        user_dir = args.user_dir if args.user_dir else _default_user_dir(args.task)
+        if user_dir and not os.path.isdir(user_dir):
+            parser.error(f"--user-dir: {user_dir} does not exist")
+        gen_name = args.name or os.path.splitext(os.path.basename(args.checkpoint))[0]
+        if gen_name in files:
+            parser.error(f"--name: {gen_name!r} is also a --run name")
+        gen = (gen_name, pairs, user_dir)
+
+    out_prefix = args.out or (os.path.join(args.results_dir, "spbleu") if args.generate else "spbleu")
+
+    # ---- read existing outputs first (cheap), so a broken file stops the run before generation --
+    try:
+        texts = {name: {d: read_generate_output(p) for d, p in f.items()} for name, f in files.items()}
+    except ScoringError as e:
+        print(f"lslo-score: error: {e}", file=sys.stderr)
+        return 1
+
+    if gen is not None:
+        gen_name, pairs, user_dir = gen
+        files[gen_name] = generate_all_directions(
+            args.data_dir, args.checkpoint, pairs, args.results_dir, user_dir, extra,
+            beam=args.beam, gen_subset=args.gen_subset, task=args.task,
+        )
+        try:
+            texts[gen_name] = {d: read_generate_output(p) for d, p in files[gen_name].items()}
+        except ScoringError as e:
+            print(f"lslo-score: error: {e}", file=sys.stderr)
+            return 1
+
+    for name, by_dir in files.items():
+        for (s, t), path in by_dir.items():
+            gaps = missing_ids(path)
+            if gaps:
+                print(f"lslo-score: warning: run {name} {s}-{t}: {len(gaps)} sentence id(s) missing "
+                      f"from {path} (ids {gaps[:10]}): fairseq skipped them; the score covers the "
+                      "rest only", file=sys.stderr)
+
+    # ---- score ----------------------------------------------------------------------------------
+    per_direction = {
+        name: {d: spbleu(hyps, refs, args.spm) for d, (hyps, refs) in by_dir.items()}
+        for name, by_dir in texts.items()
+    }
+    tables = [(name, *group_table(scores, lang_groups)) for name, scores in per_direction.items()]
+    columns, rows = merge_tables(tables)
+    direction_sets = {name: frozenset(s) for name, s in per_direction.items()}
+    if len(set(direction_sets.values())) > 1:
+        sizes = ", ".join(f"{n}: {len(s)}" for n, s in direction_sets.items())
+        print(f"lslo-score: warning: runs score different directions ({sizes}); rows are not "
+              "directly comparable", file=sys.stderr)
+
+    meta = scoring_meta(args.spm)
+    meta["lang_groups"] = {"spec": args.lang_groups, "groups": lang_groups}
+    meta["gen_subset"] = args.gen_subset
+    meta["runs"] = {
+        name: {
+            "dir": os.path.abspath(dict(runs).get(name, args.results_dir or "")),
+            "files": {f"{s}-{t}": os.path.abspath(p) for (s, t), p in files[name].items()},
+            "sentences": {f"{s}-{t}": len(texts[name][s, t][0]) for (s, t) in files[name]},
+        }
+        for name in per_direction
+    }
+    if gen is not None:
+        meta["runs"][gen[0]]["generation"] = {
+            "checkpoint": os.path.abspath(args.checkpoint), "data_dir": os.path.abspath(args.data_dir),
+            "task": args.task, "beam": args.beam, "user_dir": gen[2], "extra_args": extra,
+        }
+
+    print(format_table(rows, columns))
+    csv_path, json_path = write_results(out_prefix, rows, columns, per_direction, meta)
+    print(f"spm: {meta['spm_model']['path']} (md5 {meta['spm_model']['md5']}); "
+          f"{meta['sacrebleu']['spbleu_signature']}", file=sys.stderr)
+    print(f"wrote {csv_path} and {json_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,441 @@
+"""Tests of lslo_fairseq.scoring and the lslo-score CLI (no model needed)."""
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import random
+
+import pytest
+import sacrebleu
+
+from lslo_fairseq import scoring
+from lslo_fairseq.cli import score as score_cli
+from lslo_fairseq.config import PRESETS
+from lslo_fairseq.scoring import (
+    ScoringError,
+    find_direction_outputs,
+    format_table,
+    generation_args,
+    group_table,
+    read_generate_output,
+    spbleu,
+    write_results,
+)
+
+DATA = "/work/shared/data/libreoffice.complete10.tsv"
+
+
+# ------------------------------------------------------------------------------------------------
+# fixtures
+# ------------------------------------------------------------------------------------------------
+def _corpus(n=300):
+    if not os.path.isfile(DATA):
+        pytest.skip(f"{DATA} not available")
+    with open(DATA, encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        rows = [row for _, row in zip(range(n), reader)]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return _corpus()
+
+
+@pytest.fixture(scope="module")
+def spm_model(tmp_path_factory, corpus):
+    import sentencepiece as spm
+
+    folder = tmp_path_factory.mktemp("spm")
+    text = folder / "train.txt"
+    text.write_text("\n".join(r[l] for r in corpus for l in ("en", "fr", "de")) + "\n", encoding="utf-8")
+    prefix = str(folder / "tiny")
+    spm.SentencePieceTrainer.train(
+        input=str(text), model_prefix=prefix, vocab_size=300, model_type="unigram",
+        character_coverage=1.0, hard_vocab_limit=False, minloglevel=2,
+    )
+    return prefix + ".model"
+
+
+def _perturb(sentences, seed=0):
+    rng = random.Random(seed)
+    out = []
+    for s in sentences:
+        words = s.split()
+        if len(words) > 2 and rng.random() < 0.7:
+            i = rng.randrange(len(words))
+            words = words[:i] + words[i + 1:]
+        if len(words) > 3 and rng.random() < 0.5:
+            i = rng.randrange(len(words) - 1)
+            words[i], words[i + 1] = words[i + 1], words[i]
+        out.append(" ".join(words))
+    return out
+
+
+def _write_generate(path, hyps, refs, order=None, nbest=1):
+    """A fairseq-generate style file, ids in ``order`` (default: as given)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    order = list(range(len(hyps))) if order is None else order
+    lines = ["2026-01-01 00:00:00 | INFO | fairseq_cli.generate | {'_name': None}"]
+    for i in order:
+        lines += [f"S-{i}\t__en__ source {i}", f"T-{i}\t{refs[i]}"]
+        for k in range(nbest):
+            hyp = hyps[i] if k == 0 else f"worse {k} {hyps[i]}"
+            lines += [f"H-{i}\t-0.{k + 1}\t{hyp}", f"D-{i}\t-0.{k + 1}\t{hyp}", f"P-{i}\t-0.1 -0.2"]
+    lines.append("Generate test with beam=5: BLEU4 = 12.34")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------
+# read_generate_output
+# ------------------------------------------------------------------------------------------------
+def test_read_generate_output_sorted_by_id_first_of_nbest(tmp_path):
+    hyps = ["h zero", "h one", "", "h three"]
+    refs = ["r zero", "r one", "r two", ""]
+    path = str(tmp_path / "gen.txt")
+    _write_generate(path, hyps, refs, order=[2, 0, 3, 1], nbest=2)
+    got_h, got_r = read_generate_output(path)
+    assert got_h == hyps  # ids sorted, empty hypothesis kept, best of the n-best list
+    assert got_r == refs
+
+
+def test_read_generate_output_uses_detokenized_d_lines(tmp_path):
+    path = tmp_path / "gen.txt"
+    path.write_text("T-1\tb\nH-1\t-1\t▁tok en\nD-1\t-1\tdetok\nT-0\ta\nH-0\t-1\tx\nD-0\t-1\ty\n", encoding="utf-8")
+    assert read_generate_output(str(path)) == (["y", "detok"], ["a", "b"])
+
+
+def test_read_generate_output_errors_name_the_file(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("S-0\tsrc\nT-0\tref\n", encoding="utf-8")
+    with pytest.raises(ScoringError, match="empty.txt.*no hypotheses"):
+        read_generate_output(str(empty))
+    mismatch = tmp_path / "mismatch.txt"
+    mismatch.write_text("T-0\ta\nD-0\t-1\ta\nT-1\tb\nD-2\t-1\tc\n", encoding="utf-8")
+    with pytest.raises(ScoringError, match=r"mismatch.txt.*ids.*\[2\].*\[1\]"):
+        read_generate_output(str(mismatch))
+    with pytest.raises(ScoringError, match="missing.txt"):
+        read_generate_output(str(tmp_path / "missing.txt"))
+
+
+def test_missing_ids(tmp_path):
+    path = str(tmp_path / "gen.txt")
+    _write_generate(path, ["a"] * 6, ["a"] * 6, order=[5, 0, 1, 3])
+    assert scoring.missing_ids(path) == [2, 4]
+    _write_generate(path, ["a"] * 3, ["a"] * 3, order=[2, 1, 0])
+    assert scoring.missing_ids(path) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# spBLEU
+# ------------------------------------------------------------------------------------------------
+def test_spbleu_equals_sacrebleu_on_pieces(spm_model, corpus):
+    import sentencepiece as spm
+
+    refs = [r["fr"] for r in corpus[:120]]
+    hyps = _perturb(refs)
+    sp = spm.SentencePieceProcessor(model_file=spm_model)
+    pieces = lambda xs: [" ".join(sp.encode(x, out_type=str)) for x in xs]  # noqa: E731
+    expected = sacrebleu.corpus_bleu(pieces(hyps), [pieces(refs)], tokenize="none").score
+    got = spbleu(hyps, refs, spm_model)
+    assert 5 < got < 95
+    assert got == pytest.approx(expected, abs=1e-9)
+    # pieces differ from words: spBLEU is not word-level BLEU
+    assert got != pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, abs=1e-3)
+
+
+def test_spbleu_equals_sacrebleus_flores101_tokenizer(spm_model, corpus, tmp_path, monkeypatch):
+    """sacrebleu's own spm tokenizer, pointed at the same model (so nothing is downloaded)."""
+    import sacrebleu.tokenizers.tokenizer_spm as tokenizer_spm
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "sacrebleu_tokenizer_spm.model").write_bytes(open(spm_model, "rb").read())
+    monkeypatch.setattr(tokenizer_spm, "SACREBLEU_DIR", str(tmp_path))
+    refs = [r["de"] + "  " for r in corpus[:80]]  # trailing blanks: sacrebleu strips them
+    hyps = _perturb([r["de"] for r in corpus[:80]], seed=3)
+    expected = sacrebleu.corpus_bleu(hyps, [refs], tokenize="flores101").score
+    assert spbleu(hyps, refs, spm_model) == pytest.approx(expected, abs=1e-9)
+
+
+def test_spbleu_perfect_is_100_and_model_loaded_once(spm_model, corpus):
+    refs = [r["en"] for r in corpus[:50]]
+    assert spbleu(refs, refs, spm_model) == pytest.approx(100.0)
+    assert scoring.load_spm(spm_model) is scoring.load_spm(spm_model)
+    with pytest.raises(ScoringError, match="2 hypotheses but 1"):
+        spbleu(["a", "b"], ["a"], spm_model)
+
+
+def test_spbleu_bad_model_file(tmp_path):
+    bogus = tmp_path / "bogus.model"
+    bogus.write_text("not a model")
+    with pytest.raises(ScoringError, match="bogus.model"):
+        spbleu(["a"], ["a"], str(bogus))
+
+
+# ------------------------------------------------------------------------------------------------
+# layouts
+# ------------------------------------------------------------------------------------------------
+def test_find_direction_outputs_layouts(tmp_path):
+    run = tmp_path / "run"
+    _write_generate(str(run / "en-fr" / "generate-test.txt"), ["a"], ["a"])
+    _write_generate(str(run / "fr-en" / "generate-valid.txt"), ["a"], ["a"])  # single other subset
+    _write_generate(str(run / "generate-en-oc.txt"), ["a"], ["a"])
+    _write_generate(str(run / "oc-en.txt"), ["a"], ["a"])
+    _write_generate(str(run / "generate-test.txt"), ["a"], ["a"])  # not a direction
+    (run / "notes").mkdir()
+    found = find_direction_outputs(str(run))
+    assert found == {
+        ("en", "fr"): str(run / "en-fr" / "generate-test.txt"),
+        ("en", "oc"): str(run / "generate-en-oc.txt"),
+        ("fr", "en"): str(run / "fr-en" / "generate-valid.txt"),
+        ("oc", "en"): str(run / "oc-en.txt"),
+    }
+    _write_generate(str(run / "en-fr.txt"), ["a"], ["a"])
+    with pytest.raises(ScoringError, match="en-fr has two outputs"):
+        find_direction_outputs(str(run))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ScoringError, match="no generate outputs found in .*empty"):
+        find_direction_outputs(str(tmp_path / "empty"))
+
+
+# ------------------------------------------------------------------------------------------------
+# group tables
+# ------------------------------------------------------------------------------------------------
+def _cell_scores(preset, cells):
+    groups = PRESETS[preset]
+    return {
+        (s, t): cells[f"{groups[s]}2{groups[t]}"] for s in groups for t in groups if s != t
+    }
+
+
+# The paper's "Pretrain" rows: table 1 (lang12, 4/4/4 languages) and table 2 (lang30, 7/9/8/6).
+TABLE1 = dict(zip("H2H H2M H2V M2H M2M M2V V2H V2M V2V".split(),
+                  [31.76, 20.06, 5.56, 20.71, 17.12, 3.47, 9.24, 5.03, 0.52]))
+TABLE2 = dict(zip("H2H H2M H2L H2V M2H M2M M2L M2V L2H L2M L2L L2V V2H V2M V2L V2V".split(),
+                  [28.93, 20.77, 6.29, 3.60, 22.94, 17.26, 4.82, 2.73,
+                   11.28, 8.01, 3.03, 1.51, 7.04, 4.34, 1.68, 0.55]))
+
+
+@pytest.mark.parametrize("preset,cells,avg,n", [("lang12", TABLE1, 12.26, 132), ("lang30", TABLE2, 9.53, 870)])
+def test_group_table_reproduces_paper_avg(preset, cells, avg, n):
+    scores = _cell_scores(preset, cells)
+    assert len(scores) == n
+    columns, values = group_table(scores, PRESETS[preset])
+    assert columns == list(cells) + ["AVG"]  # paper's column order
+    assert values[:-1] == pytest.approx(list(cells.values()))
+    assert round(values[-1], 2) == avg  # direction-weighted mean ...
+    assert round(sum(cells.values()) / len(cells), 2) != avg  # ... not the mean of the cells
+
+
+def test_group_table_order_means_and_errors():
+    groups = {"en": "H", "fr": "H", "oc": "V", "zh": "M", "xx": "Zed", "yy": "Alpha"}
+    scores = {("en", "fr"): 10, ("fr", "en"): 20, ("en", "oc"): 5, ("oc", "zh"): 1,
+              ("xx", "en"): 7, ("yy", "xx"): 3, ("en", "zh"): 9}
+    columns, values = group_table(scores, groups)
+    assert columns == ["H2H", "H2M", "H2V", "V2M", "Alpha2Zed", "Zed2H", "AVG"]
+    assert values == pytest.approx([15, 9, 5, 1, 3, 7, 55 / 7])
+    with pytest.raises(ScoringError, match=r"\bsd\b.*en-sd"):
+        group_table({("en", "sd"): 1.0}, groups)
+
+
+def test_merge_tables_union_of_columns():
+    columns, rows = scoring.merge_tables([("a", ["H2H", "AVG"], [1.0, 1.0]),
+                                          ("b", ["V2H", "H2V", "AVG"], [2.0, 3.0, 2.5])])
+    assert columns == ["H2H", "H2V", "V2H", "AVG"]
+    assert rows == [("a", [1.0, None, None, 1.0]), ("b", [None, 3.0, 2.0, 2.5])]
+
+
+def test_format_table():
+    text = format_table([("Pretrain", [31.756, 12.0]), ("LSLo 2;2;8", [33.13, None])], ["H2H", "AVG"])
+    lines = text.splitlines()
+    assert lines[0].split() == ["Run", "H2H", "AVG"]
+    assert lines[1].split() == ["Pretrain", "31.76", "12.00"]
+    assert lines[2].endswith("33.13      -")
+    assert len({len(line) for line in lines}) == 1  # fixed width
+    with pytest.raises(ScoringError, match="row 'x' has 1 values for 2 columns"):
+        format_table([("x", [1.0])], ["H2H", "AVG"])
+
+
+def test_write_results(tmp_path):
+    prefix = str(tmp_path / "sub" / "res")
+    rows = [("A", [1.0, 2.5]), ("B", [3.0, None])]
+    meta = {"spm_model": {"path": "/x.model", "md5": "abc"}}
+    csv_path, json_path = write_results(prefix, rows, ["H2H", "AVG"], {"A": {("en", "fr"): 1.0}}, meta)
+    assert open(csv_path).read().splitlines() == ["run,H2H,AVG", "A,1.0000,2.5000", "B,3.0000,"]
+    doc = json.load(open(json_path))
+    assert doc["table"][1] == {"run": "B", "H2H": 3.0, "AVG": None}
+    assert doc["per_direction"] == {"A": {"en-fr": 1.0}}
+    assert doc["meta"] == meta
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------
+GROUPS = "en:H,fr:H,oc:V"
+
+
+@pytest.fixture
+def two_runs(tmp_path, corpus):
+    refs = {lang: [r[lang] for r in corpus[:40]] for lang in ("en", "fr", "oc")}
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for i, (s, t) in enumerate([("en", "fr"), ("fr", "en"), ("en", "oc"), ("oc", "en")]):
+        order = list(range(40))[::-1]
+        _write_generate(str(good / f"{s}-{t}" / "generate-test.txt"), refs[t], refs[t], order)
+        _write_generate(str(bad / f"generate-{s}-{t}.txt"), _perturb(refs[t], seed=i), refs[t])
+    return good, bad, refs
+
+
+def test_cli_scores_runs(two_runs, spm_model, tmp_path, capsys):
+    good, bad, refs = two_runs
+    prefix = str(tmp_path / "out" / "table")
+    assert score_cli.main(["--run", f"Bad={bad}", "--run", f"Good={good}", "--spm", spm_model,
+                           "--lang-groups", GROUPS, "--out", prefix]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["Run", "H2H", "H2V", "V2H", "AVG"]
+    assert out[1].split()[0] == "Bad" and out[2].split()[0] == "Good"  # order given
+    assert out[2].split()[1:] == ["100.00"] * 4
+    expected = {(s, t): spbleu(_perturb(refs[t], seed=i), refs[t], spm_model)
+                for i, (s, t) in enumerate([("en", "fr"), ("fr", "en"), ("en", "oc"), ("oc", "en")])}
+    cells = [(expected["en", "fr"] + expected["fr", "en"]) / 2, expected["en", "oc"],
+             expected["oc", "en"], sum(expected.values()) / 4]
+    assert out[1].split()[1:] == [f"{v:.2f}" for v in cells]
+
+    rows = list(csv.reader(open(prefix + ".csv")))
+    assert rows[0] == ["run", "H2H", "H2V", "V2H", "AVG"]
+    assert [float(x) for x in rows[1][1:]] == pytest.approx(cells, abs=1e-4)
+    doc = json.load(open(prefix + ".json"))
+    assert doc["per_direction"]["Bad"]["en-oc"] == pytest.approx(expected["en", "oc"])
+    assert doc["per_direction"]["Good"]["oc-en"] == pytest.approx(100.0)
+    meta = doc["meta"]
+    assert meta["spm_model"]["path"] == os.path.abspath(spm_model)
+    assert meta["spm_model"]["md5"] == hashlib.md5(open(spm_model, "rb").read()).hexdigest()
+    assert meta["sacrebleu"]["version"] == sacrebleu.__version__
+    assert "version:" + sacrebleu.__version__ in meta["sacrebleu"]["sacrebleu_signature"]
+    assert meta["runs"]["Good"]["sentences"]["en-fr"] == 40
+
+
+def _cli_error(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        score_cli.main(argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_cli_errors_name_flag_or_file(two_runs, spm_model, tmp_path, capsys):
+    good, _, _ = two_runs
+    base = ["--run", f"G={good}", "--spm", spm_model, "--lang-groups", GROUPS]
+    err = _cli_error(["--run", f"G={good}", "--spm", str(tmp_path / "no.model"), "--lang-groups", GROUPS], capsys)
+    assert "--spm" in err and "no.model" in err
+    err = _cli_error(["--run", f"G={good}", "--spm", spm_model, "--lang-groups", "lang99"], capsys)
+    assert "--lang-groups" in err and "lang99" in err and "--lslo-" not in err
+    err = _cli_error(["--run", f"G={good}", "--spm", spm_model, "--lang-groups", "en:H,fr:H"], capsys)
+    assert "oc" in err and "no resource group" in err
+    (tmp_path / "nothing").mkdir()
+    err = _cli_error(base + ["--run", f"N={tmp_path / 'nothing'}"], capsys)
+    assert "--run N=" in err and "no generate outputs" in err
+    err = _cli_error(["--run", "justadir", "--spm", spm_model, "--lang-groups", GROUPS], capsys)
+    assert "NAME=DIR" in err
+    err = _cli_error(base + ["--", "--beam", "4"], capsys)
+    assert "--generate" in err
+    err = _cli_error(base + ["--generate", "--data-dir", str(tmp_path), "--checkpoint",
+                             str(tmp_path / "ck.pt"), "--pairs", "en-fr", "--results-dir", str(tmp_path)], capsys)
+    assert "--checkpoint" in err and "ck.pt" in err
+    err = _cli_error(base + ["--run", f"G={good}"], capsys)
+    assert "used twice" in err
+
+
+def test_cli_warns_about_skipped_sentences(two_runs, spm_model, tmp_path, capsys):
+    good, _, refs = two_runs
+    _write_generate(str(good / "en-fr" / "generate-test.txt"), refs["fr"], refs["fr"], order=list(range(1, 40)))
+    assert score_cli.main(["--run", f"G={good}", "--spm", spm_model, "--lang-groups", GROUPS,
+                           "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "run G en-fr: 1 sentence id(s) missing" in err and "ids [0]" in err
+
+
+def test_cli_broken_file_stops_before_scoring(two_runs, spm_model, tmp_path, capsys):
+    good, _, _ = two_runs
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "en-fr.txt").write_text("S-0\tx\nT-0\ty\n", encoding="utf-8")
+    assert score_cli.main(["--run", f"G={good}", "--run", f"B={broken}", "--spm", spm_model,
+                           "--lang-groups", GROUPS, "--out", str(tmp_path / "o")]) == 1
+    captured = capsys.readouterr()
+    assert "en-fr.txt" in captured.err and "no hypotheses" in captured.err
+    assert captured.out == "" and not (tmp_path / "o.csv").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# generation arguments (fairseq parsing only; no model)
+# ------------------------------------------------------------------------------------------------
+def test_generation_args_parse_with_fairseq(tmp_path):
+    from fairseq import options
+
+    pairs = [("en", "fr"), ("fr", "en"), ("en", "oc")]
+    extra = ["--encoder-langtok", "src", "--decoder-langtok", "--langs", "en,fr,oc", "--batch-size", "8"]
+    argv = generation_args("data-bin", "ck.pt", "fr", "en", pairs, str(tmp_path / "fr-en"),
+                           extra_args=extra, task="translation_multi_simple_epoch")
+    assert argv[:3] == ["data-bin", "--path", "ck.pt"] and "--user-dir" not in argv
+    assert argv[-len(extra):] == extra
+    args = options.parse_args_and_arch(options.get_generation_parser(), input_args=argv)
+    assert (args.task, args.source_lang, args.target_lang) == ("translation_multi_simple_epoch", "fr", "en")
+    assert args.lang_pairs == ["en-fr", "fr-en", "en-oc"] or args.lang_pairs == "en-fr,fr-en,en-oc"
+    assert (args.beam, args.gen_subset, args.post_process) == (5, "test", "sentencepiece")
+    assert args.results_path == str(tmp_path / "fr-en") and args.path == "ck.pt"
+    assert args.encoder_langtok == "src" and args.decoder_langtok and args.batch_size == 8
+    assert args.required_batch_size_multiple == 1  # fairseq's default 8 drops the last batch
+
+    # extra arguments come last, so they override; the omegaconf config is what generate gets
+    argv = generation_args("data-bin", "ck.pt", "en", "oc", pairs, "r", beam=5, extra_args=["--beam", "2"],
+                           gen_subset="valid", task="translation_multi_simple_epoch")
+    assert "--user-dir" in generation_args("d", "c", "en", "fr", pairs, "r", user_dir="/u")
+    cfg = scoring.parse_generation_args(argv)
+    assert (cfg.generation.beam, cfg.dataset.gen_subset, cfg.common_eval.results_path) == (2, "valid", "r")
+    assert cfg.task._name == "translation_multi_simple_epoch"
+
+
+def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkeypatch, capsys):
+    """--generate end to end with fairseq's generate.main replaced by a stub that writes the
+    references as hypotheses (the real model is exercised by the demo tests)."""
+    from fairseq_cli import generate
+
+    _, _, refs = two_runs
+    seen = []
+
+    def fake_main(cfg):
+        logging.basicConfig(stream=io.StringIO(), level=logging.INFO)  # as fairseq does
+        tgt = cfg.task.target_lang
+        seen.append((cfg.task.source_lang, tgt, cfg.generation.beam, cfg.common_eval.results_path))
+        _write_generate(os.path.join(cfg.common_eval.results_path, "generate-test.txt"), refs[tgt], refs[tgt])
+
+    monkeypatch.setattr(generate, "main", fake_main)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # a plain process: fairseq's basicConfig takes effect
+    level = root.level
+    (tmp_path / "data-bin").mkdir()
+    (tmp_path / "ck.pt").write_bytes(b"")
+    res = tmp_path / "res"
+    code = score_cli.main(["--generate", "--data-dir", str(tmp_path / "data-bin"), "--checkpoint",
+                           str(tmp_path / "ck.pt"), "--pairs", "en-fr,oc-en", "--results-dir", str(res),
+                           "--task", "translation_multi_simple_epoch", "--beam", "3",
+                           "--spm", spm_model, "--lang-groups", GROUPS, "--", "--batch-size", "4"])
+    assert code == 0
+    assert seen == [("en", "fr", 3, str(res / "en-fr")), ("oc", "en", 3, str(res / "oc-en"))]
+    assert root.handlers == [] and root.level == level  # what generate adds is removed again
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["Run", "H2H", "V2H", "AVG"] and out[1].split() == ["ck", "100.00", "100.00", "100.00"]
+    doc = json.load(open(res / "spbleu.json"))
+    assert doc["meta"]["runs"]["ck"]["generation"]["extra_args"] == ["--batch-size", "4"]
+
+    def skipping_main(cfg):  # fairseq skipped sentence 1 of 3
+        _write_generate(os.path.join(cfg.common_eval.results_path, "generate-test.txt"),
+                        ["a", "b", "c"], ["a", "b", "c"], order=[2, 0])
+
+    monkeypatch.setattr(generate, "main", skipping_main)
+    with pytest.raises(ScoringError, match=r"left 1 sentence\(s\) untranslated \(ids \[1\]\)"):
+        scoring.generate_all_directions(str(tmp_path / "data-bin"), "ck.pt", "en-fr", str(tmp_path / "r2"),
+                                        None, task="translation_multi_simple_epoch")
