@@ -39,9 +39,9 @@ def user_dir() -> str:
 
 # The stand-in base model: full mode and quick (test) mode. The LSLo run uses the same shape.
 ARCH = {
-    "full": ["--encoder-layers", "3", "--decoder-layers", "3", "--encoder-embed-dim", "256",
-             "--decoder-embed-dim", "256", "--encoder-ffn-embed-dim", "1024",
-             "--decoder-ffn-embed-dim", "1024", "--encoder-attention-heads", "4",
+    "full": ["--encoder-layers", "3", "--decoder-layers", "3", "--encoder-embed-dim", "128",
+             "--decoder-embed-dim", "128", "--encoder-ffn-embed-dim", "512",
+             "--decoder-ffn-embed-dim", "512", "--encoder-attention-heads", "4",
              "--decoder-attention-heads", "4"],
     "quick": ["--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim", "64",
               "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
@@ -77,12 +77,12 @@ def settings(a) -> Dict:
     s = dict(
         langs=(a.langs.split(",") if a.langs else (QUICK_LANGS if quick else DEMO_LANGS)),
         n_valid=20 if quick else 100,
-        n_test=a.n_test or (20 if quick else 100),
+        n_test=a.n_test or (20 if quick else 60),
         max_train_rows=200 if quick else None,
-        vocab=600 if quick else 8000,
+        vocab=600 if quick else 4000,
         arch=ARCH["quick" if quick else "full"],
-        base_updates=a.base_updates or (150 if quick else 3000),
-        lslo_updates=a.lslo_updates or (60 if quick else 1500),
+        base_updates=a.base_updates or (150 if quick else 500),
+        lslo_updates=a.lslo_updates or (60 if quick else 300),
         max_tokens=1500 if quick else 4000,
     )
     return s
