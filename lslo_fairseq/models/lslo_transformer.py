@@ -278,22 +278,22 @@ def lslo_transformer(args):
     lslo_base_architecture(args)
 
 
+def set_shape(args, layers: int, dim: int, ffn: int, heads: int) -> None:
+    """Pre-norm encoder-decoder of ``layers``+``layers`` layers with shared embeddings; options
+    given on the command line win."""
+    for side in ("encoder", "decoder"):
+        for key, value in (("layers", layers), ("embed_dim", dim), ("ffn_embed_dim", ffn),
+                           ("attention_heads", heads), ("normalize_before", True)):
+            setattr(args, f"{side}_{key}", getattr(args, f"{side}_{key}", value))
+    args.share_all_embeddings = getattr(args, "share_all_embeddings", True)
+    args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", True)
+
+
 @register_model_architecture("lslo_transformer", "lslo_m2m100_615m")
 def lslo_m2m100_615m(args):
     """M2M-124 615M (flores101_mm100_615M): 12+12 pre-norm layers, 1024/4096, 16 heads, shared
     embeddings."""
-    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 1024)
-    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 4096)
-    args.encoder_layers = getattr(args, "encoder_layers", 12)
-    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 16)
-    args.encoder_normalize_before = getattr(args, "encoder_normalize_before", True)
-    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 1024)
-    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 4096)
-    args.decoder_layers = getattr(args, "decoder_layers", 12)
-    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 16)
-    args.decoder_normalize_before = getattr(args, "decoder_normalize_before", True)
-    args.share_all_embeddings = getattr(args, "share_all_embeddings", True)
-    args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", True)
+    set_shape(args, layers=12, dim=1024, ffn=4096, heads=16)
     args.dropout = getattr(args, "dropout", 0.1)
     args.attention_dropout = getattr(args, "attention_dropout", 0.1)
     args.relu_dropout = getattr(args, "relu_dropout", 0.0)
@@ -303,16 +303,5 @@ def lslo_m2m100_615m(args):
 @register_model_architecture("lslo_transformer", "lslo_transformer_tiny")
 def lslo_transformer_tiny(args):
     """2+2 pre-norm layers, 64/128, 4 heads, shared embeddings: for tests and the demo's quick mode."""
-    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 64)
-    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 128)
-    args.encoder_layers = getattr(args, "encoder_layers", 2)
-    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
-    args.encoder_normalize_before = getattr(args, "encoder_normalize_before", True)
-    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 64)
-    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 128)
-    args.decoder_layers = getattr(args, "decoder_layers", 2)
-    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 4)
-    args.decoder_normalize_before = getattr(args, "decoder_normalize_before", True)
-    args.share_all_embeddings = getattr(args, "share_all_embeddings", True)
-    args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", True)
+    set_shape(args, layers=2, dim=64, ffn=128, heads=4)
     lslo_base_architecture(args)
