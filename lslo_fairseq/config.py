@@ -175,6 +175,24 @@ def parse_index(spec: Optional[str], num_layers: int, side: str) -> List[str]:
     return out
 
 
+PRUNE_KINDS = ("none", "gps", "ise", "lsp")
+PRUNE_DEFAULT_RATIO = {"gps": 0.9, "ise": 0.7, "lsp": 0.7}  # table 1's best GPS; appendix B
+
+
+@dataclass
+class PruneConfig:
+    """What is pruned, how far and when (section 3.2, 4.2, 7.3; appendix B)."""
+
+    kind: str = "none"  # gps: per B matrix of the target languages; ise: per layer across
+    # languages; lsp: per language across layers
+    ratio: float = 0.0
+    start: int = 2  # E
+    duration: int = 8  # k
+    unit: str = "epoch"
+    targets: List[str] = field(default_factory=list)  # gps: languages pruned
+    matrices: List[str] = field(default_factory=lambda: ["B"])
+
+
 @dataclass
 class LSLoConfig:
     """The resolved adapter layout of one model."""
@@ -185,6 +203,7 @@ class LSLoConfig:
     encoder_index: List[str]
     decoder_index: List[str]
     groups: Dict[str, str] = field(default_factory=dict)  # language -> resource group (may be empty)
+    prune: PruneConfig = field(default_factory=PruneConfig)
 
     def rank_of(self, lang: str) -> int:
         return self.ranks[self.languages.index(lang)]
@@ -258,9 +277,16 @@ def resolve_languages(
     return languages, [lang_rank[l] for l in languages], {l: groups[l] for l in languages if l in groups}
 
 
-def languages_of_pairs(lang_pairs: Optional[Sequence[str]]) -> List[str]:
+def as_list(value) -> List[str]:
+    """A comma string (as fairseq sometimes keeps ``--langs``/``--lang-pairs``) or a list."""
+    if value is None:
+        return []
+    return _split_list(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def languages_of_pairs(lang_pairs) -> List[str]:
     out: List[str] = []
-    for pair in lang_pairs or []:
+    for pair in as_list(lang_pairs):
         for lang in pair.split("-"):
             if lang and lang not in out:
                 out.append(lang)
@@ -276,15 +302,25 @@ def resolve_config(args, known_langs=None) -> LSLoConfig:
     if not getattr(args, "lslo_ranks", None):
         raise LSLoConfigError("--lslo-ranks is required, e.g. --lslo-ranks H:2,M:2,V:8 --lslo-lang-groups lang12")
     modules = parse_modules(getattr(args, "lslo_modules", "all") or "all")
-    enc_index = parse_index(getattr(args, "lslo_encoder_index", None), args.encoder_layers, "encoder")
-    dec_index = parse_index(getattr(args, "lslo_decoder_index", None), args.decoder_layers, "decoder")
+    if getattr(args, "lslo_weight_learning", False):
+        for side in ("encoder", "decoder"):
+            spec = getattr(args, f"lslo_{side}_index", None)
+            if spec not in (None, "", "paper"):
+                raise LSLoConfigError(
+                    f"--lslo-weight-learning learns every layer's index; drop --lslo-{side}-index {spec}"
+                )
+        enc_index = ["learned"] * args.encoder_layers
+        dec_index = ["learned"] * args.decoder_layers
+    else:
+        enc_index = parse_index(getattr(args, "lslo_encoder_index", None), args.encoder_layers, "encoder")
+        dec_index = parse_index(getattr(args, "lslo_decoder_index", None), args.decoder_layers, "decoder")
     fixed = getattr(args, "lslo_langs", None)
     if fixed:
-        required = _split_list(fixed) if isinstance(fixed, str) else list(fixed)
+        required = as_list(fixed)
         flag = "--lslo-langs"
     else:
         required = languages_of_pairs(getattr(args, "lang_pairs", None))
-        for lang in getattr(args, "langs", None) or []:
+        for lang in as_list(getattr(args, "langs", None)):
             if lang not in required:
                 required.append(lang)
         flag = "--lang-pairs/--langs"
@@ -294,4 +330,48 @@ def resolve_config(args, known_langs=None) -> LSLoConfig:
     if fixed:  # keep exactly the recorded order
         languages, ranks = required, [ranks[languages.index(l)] for l in required]
         groups = {l: g for l, g in groups.items() if l in required}
-    return LSLoConfig(languages, ranks, modules, enc_index, dec_index, groups)
+    prune = resolve_prune(args, languages, groups)
+    if prune.kind != "none" and "learned" in enc_index:
+        raise LSLoConfigError(
+            "--lslo-prune with --lslo-weight-learning: learn the indexes first, then prune with "
+            "--lslo-encoder-index/--lslo-decoder-index set to the learned JSON (as the paper does)"
+        )
+    return LSLoConfig(languages, ranks, modules, enc_index, dec_index, groups, prune)
+
+
+def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> PruneConfig:
+    """``--lslo-prune*`` options; ``--lslo-prune-targets`` takes groups (H,M) or languages."""
+    kind = getattr(args, "lslo_prune", None) or "none"
+    if kind not in PRUNE_KINDS:
+        raise LSLoConfigError(f"--lslo-prune: one of {', '.join(PRUNE_KINDS)}, got {kind!r}")
+    if kind == "none":
+        return PruneConfig()
+    ratio = getattr(args, "lslo_prune_ratio", None)
+    ratio = PRUNE_DEFAULT_RATIO[kind] if ratio is None else float(ratio)
+    if not 0.0 <= ratio < 1.0:
+        raise LSLoConfigError(f"--lslo-prune-ratio: must be in [0, 1), got {ratio}")
+    matrices = _split_list(getattr(args, "lslo_prune_matrices", None) or "B")
+    if any(m not in ("A", "B") for m in matrices):
+        raise LSLoConfigError(f"--lslo-prune-matrices: A, B or A,B, got {matrices}")
+    targets = list(languages)
+    spec = getattr(args, "lslo_prune_targets", None)
+    if kind == "gps":
+        spec = spec or "H,M"
+        targets = []
+        for item in _split_list(spec):
+            if item in languages:
+                targets.append(item)
+            elif item in set(groups.values()):
+                targets.extend(l for l in languages if groups.get(l) == item)
+            else:
+                raise LSLoConfigError(
+                    f"--lslo-prune-targets: {item!r} is neither an LSLo language {list(languages)} nor "
+                    f"a group {sorted(set(groups.values()))}"
+                )
+    elif spec:
+        raise LSLoConfigError(f"--lslo-prune-targets applies to --lslo-prune gps only ({kind} prunes every language)")
+    unit = getattr(args, "lslo_prune_unit", None) or "epoch"
+    start = getattr(args, "lslo_prune_start", None)
+    duration = getattr(args, "lslo_prune_duration", None)
+    return PruneConfig(kind, ratio, 2 if start is None else int(start), 8 if duration is None else int(duration),
+                       unit, targets, matrices)

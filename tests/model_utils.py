@@ -47,4 +47,24 @@ def randomize_adapters(model, scale=0.5, seed=1):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in model.lslo_layers.values():
-            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * scale)
+            for name in layer.param_names():
+                if "_B" in name:
+                    raw = layer.raw(name)
+                    raw.copy_(torch.randn(raw.shape, generator=g) * scale)
+
+
+def mixed_batch(task, rows):
+    """rows: (src_lang, tgt_lang, src_words, tgt_words) -> src_tokens (left-padded, as fairseq),
+    src_lengths, prev_output_tokens (EOS, __tgt__, words...) and the target (__tgt__, words, EOS)."""
+    d = task.source_dictionary
+    srcs = [[task.langtok(s)] + [d.index(f"w{i}") for i in sw] + [d.eos()] for s, _, sw, _ in rows]
+    tgts = [[task.langtok(t)] + [d.index(f"w{i}") for i in tw] + [d.eos()] for _, t, _, tw in rows]
+    slen, tlen = max(map(len, srcs)), max(map(len, tgts))
+    src = torch.tensor([[d.pad()] * (slen - len(s)) + s for s in srcs])
+    target = torch.tensor([t + [d.pad()] * (tlen - len(t)) for t in tgts])
+    prev = torch.tensor([[d.eos()] + t[:-1] + [d.pad()] * (tlen - len(t)) for t in tgts])
+    return src, torch.tensor([len(s) for s in srcs]), prev, target
+
+
+ROWS_FOR_TRAINING = [("en", "fr", [1, 2, 3], [4, 5]), ("oc", "ko", [6, 7, 8, 9, 10, 11], [12, 13, 14, 15]),
+                     ("fr", "en", [16], [17, 18, 19]), ("ko", "oc", [20, 21], [22])]

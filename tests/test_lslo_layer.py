@@ -5,7 +5,7 @@ import torch
 from lslo_fairseq.models.lslo_transformer import MODULE_PATHS
 from lslo_fairseq.modules.lslo_linear import LSLoLinear
 from lslo_fairseq.routing import LanguageRouter, RoutingError
-from model_utils import LANGS, build_tiny_model, randomize_adapters
+from model_utils import build_tiny_model, mixed_batch, randomize_adapters
 
 
 def make_layer(ranks=(2, 2, 3, 5), index="src", in_f=6, out_f=4):
@@ -64,14 +64,8 @@ def test_missing_language_is_a_clear_error():
 
 
 def _batch(task, rows):
-    """rows: (src_lang, tgt_lang, src_words, tgt_words); left-padded sources like fairseq."""
-    d = task.source_dictionary
-    srcs = [[task.langtok(s)] + [d.index(f"w{i}") for i in sw] + [d.eos()] for s, _, sw, _ in rows]
-    prevs = [[d.eos(), task.langtok(t)] + [d.index(f"w{i}") for i in tw] for _, t, _, tw in rows]
-    slen, tlen = max(map(len, srcs)), max(map(len, prevs))
-    src = torch.tensor([[d.pad()] * (slen - len(s)) + s for s in srcs])
-    prev = torch.tensor([p + [d.pad()] * (tlen - len(p)) for p in prevs])
-    return src, torch.tensor([len(s) for s in srcs]), prev, [len(p) for p in prevs]
+    src, lens, prev, target = mixed_batch(task, rows)
+    return src, lens, prev, [int((t != task.source_dictionary.pad()).sum()) for t in target]
 
 
 ROWS = [("en", "fr", [1, 2, 3], [4, 5]), ("oc", "ko", [6, 7, 8, 9, 10, 11], [12, 13, 14, 15]),

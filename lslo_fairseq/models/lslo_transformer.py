@@ -29,7 +29,8 @@ from ..config import (
     LSLoConfigError,
     resolve_config,
 )
-from ..modules.lslo_linear import LSLoLinear
+from ..modules.lslo_linear import IndexWeights, LSLoLinear
+from ..pruning.pools import make_prunable
 from ..routing import ENC_OUT_SRC, ENC_OUT_TGT, LanguageRouter, reorder
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ MODULE_PATHS: Dict[str, Tuple[Optional[str], str]] = {
     "fc1": (None, "fc1"),
     "fc2": (None, "fc2"),
 }
-LORA_KEYS = ("lora_A", "lora_B")
 
 
 def add_lslo_args(parser) -> None:
@@ -64,6 +64,27 @@ def add_lslo_args(parser) -> None:
                             "value for all, or a weight-learning JSON); 'paper': top quarter tgt, rest src")
     group.add_argument("--lslo-decoder-index", type=str, default="paper", metavar="SPEC",
                        help="per decoder layer 'src' or 'tgt', same syntax; 'paper': all tgt")
+    group.add_argument("--lslo-weight-learning", action="store_true", default=False,
+                       help="weight learning (eq. 5): every adapted matrix gets a source- and a "
+                            "target-indexed LSLo, mixed per layer by learned softmax weights; writes "
+                            "the chosen indexes to SAVE_DIR/weight_learning.json")
+    group.add_argument("--lslo-prune", type=str, default="none", choices=["none", "gps", "ise", "lsp"],
+                       help="gradual pruning (eq. 4) of the adapters: gps = each B matrix of the "
+                            "--lslo-prune-targets languages (l1_unstructured); ise = per layer, all "
+                            "languages' B matrices in one pool (eq. 6 analysis); lsp = per language, "
+                            "all its B matrices in one pool")
+    group.add_argument("--lslo-prune-ratio", type=float, default=None, metavar="P",
+                       help="target pruning ratio P in [0, 1) (default 0.9 for gps, 0.7 for ise/lsp)")
+    group.add_argument("--lslo-prune-start", type=int, default=None, metavar="E",
+                       help="no pruning up to epoch (or update) E (default 2)")
+    group.add_argument("--lslo-prune-duration", type=int, default=None, metavar="K",
+                       help="the ratio rises to P over K epochs (or updates) (default 8)")
+    group.add_argument("--lslo-prune-unit", type=str, default="epoch", choices=["epoch", "update"],
+                       help="E and K count epochs (default) or updates")
+    group.add_argument("--lslo-prune-targets", type=str, default=None, metavar="GROUPS_OR_LANGS",
+                       help="gps: groups or languages to prune (default H,M; V is left unpruned)")
+    group.add_argument("--lslo-prune-matrices", type=str, default="B", metavar="B|A,B",
+                       help="which LoRA matrices are pruned (default B)")
     group.add_argument("--lslo-langs", type=str, default=None, metavar="LANGS",
                        help="languages that get adapters, in adapter order (default: those of "
                             "--lang-pairs and --langs; recorded in checkpoints)")
@@ -98,7 +119,12 @@ def inject_lslo(model: nn.Module, cfg: LSLoConfig, router: LanguageRouter) -> "O
                     continue
                 owner_attr, proj = MODULE_PATHS[name]
                 owner = getattr(layer, owner_attr) if owner_attr else layer
-                lslo = LSLoLinear(getattr(owner, proj), cfg.ranks, router, index[i])
+                weights = None
+                if index[i] == "learned":
+                    if not hasattr(layer, "lslo_index_weights"):
+                        layer.lslo_index_weights = IndexWeights()
+                    weights = layer.lslo_index_weights
+                lslo = LSLoLinear(getattr(owner, proj), cfg.ranks, router, index[i], weights)
                 setattr(owner, proj, lslo)
                 if owner_attr:
                     owner._set_skip_embed_dim_check()  # no fused path: it would skip the adapters
@@ -108,8 +134,15 @@ def inject_lslo(model: nn.Module, cfg: LSLoConfig, router: LanguageRouter) -> "O
 
 
 def freeze_base(model: nn.Module) -> None:
-    for name, p in model.named_parameters():
-        p.requires_grad = name.rsplit(".", 1)[-1] in LORA_KEYS
+    """Only adapters (and weight-learning logits) train."""
+    for p in model.parameters():
+        p.requires_grad = False
+    for module in model.modules():
+        if isinstance(module, LSLoLinear):
+            for name in module.param_names():
+                module.raw(name).requires_grad = True
+        elif isinstance(module, IndexWeights):
+            module.logits.requires_grad = True
 
 
 def parameter_report(cfg: LSLoConfig, layers: Dict[str, LSLoLinear]) -> Dict[str, Dict[str, int]]:
@@ -118,7 +151,7 @@ def parameter_report(cfg: LSLoConfig, layers: Dict[str, LSLoLinear]) -> Dict[str
     for path, lslo in layers.items():
         module = module_name(path)
         for row, lang in enumerate(cfg.languages):
-            n = cfg.ranks[row] * (lslo.in_features + lslo.out_features)
+            n = len(lslo.banks) * cfg.ranks[row] * (lslo.in_features + lslo.out_features)
             report[lang][module] = report[lang].get(module, 0) + n
     return report
 
@@ -207,8 +240,21 @@ class LSLoTransformerModel(TransformerModel):
         for part in (self.encoder, self.decoder):
             object.__setattr__(part, "router", self.lslo_router)
         self.lslo_layers = inject_lslo(self, cfg, self.lslo_router)
+        if cfg.prune.kind != "none":
+            make_prunable(self.lslo_layers, cfg)
         freeze_base(self)
         self.log_parameters()
+
+    def index_weights(self) -> dict:
+        """Weight learning (eq. 5): (w_src, w_tgt) per layer and the chosen index (larger weight),
+        in the JSON layout --lslo-encoder-index/--lslo-decoder-index accept."""
+        out = {}
+        for side, layers in (("encoder", self.encoder.layers), ("decoder", self.decoder.layers)):
+            weights = [layer.lslo_index_weights().tolist() for layer in layers
+                       if hasattr(layer, "lslo_index_weights")]
+            out[side] = weights
+            out[f"{side}_index"] = ["src" if w[0] >= w[1] else "tgt" for w in weights]
+        return out
 
     def log_parameters(self) -> None:
         report = parameter_report(self.lslo_config, self.lslo_layers)
@@ -241,28 +287,25 @@ class LSLoTransformerModel(TransformerModel):
         super().upgrade_state_dict_named(state_dict, name)
         prefix = f"{name}." if name else ""
         own = self.state_dict()
-        present = missing = 0
+        adapter_keys = [k for k in own if k.split(".")[-1].startswith("lora_") or k.endswith("lslo_index_weights.logits")]
         for path in getattr(self, "lslo_layers", {}):
-            full = prefix + path
             for p in ("weight", "bias"):
-                old, new = f"{full}.{p}", f"{full}.base_layer.{p}"
+                old, new = f"{prefix}{path}.{p}", f"{prefix}{path}.base_layer.{p}"
                 if old in state_dict and new not in state_dict:
                     state_dict[new] = state_dict.pop(old)
-            for key in LORA_KEYS:
-                if f"{full}.{key}" in state_dict:
-                    present += 1
-                else:
-                    missing += 1
-        if present and missing:
+        trained = [k for k in adapter_keys if not k.endswith("_mask")]
+        present = [k for k in trained if prefix + k in state_dict]
+        if present and len(present) < len(trained):
+            missing = sorted(set(trained) - set(present))
             raise LSLoConfigError(
-                f"checkpoint has adapters for only {present} of {present + missing} LSLo matrices: "
-                "it was trained with other --lslo-modules; use the same options or a plain checkpoint"
+                f"checkpoint has {len(present)} of this model's {len(trained)} LSLo tensors (missing e.g. "
+                f"{missing[0]}): it was trained with other --lslo-modules / index options; use the same "
+                "options, or a plain transformer checkpoint"
             )
-        if missing and not present:
+        if not present and trained:
             logger.info("plain transformer checkpoint: LSLo adapters start fresh (B = 0)")
-            for path in self.lslo_layers:
-                for key in LORA_KEYS:
-                    state_dict[f"{prefix}{path}.{key}"] = own[f"{path}.{key}"].clone()
+            for k in adapter_keys:
+                state_dict[prefix + k] = own[k].clone()
 
 
 def lslo_base_architecture(args):

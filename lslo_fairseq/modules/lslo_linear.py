@@ -1,55 +1,102 @@
-"""The LSLo layer: a frozen ``nn.Linear`` plus one LoRA per language (paper eq. 2-3).
+"""The LSLo layer: a frozen ``nn.Linear`` plus one LoRA per language (paper eq. 2-3, 5).
 
-    h = W x + B_l A_l x,   A_l: r_l x k,  B_l: d x r_l,  B_l initialised to zero,
+    h = W x + B_l A_l x,   A_l: r_l x k,  B_l: d x r_l,  B_l initialised to zero,        (eq. 3)
 
-with ``l`` the source or target language of the sentence ``x`` belongs to. The adapters of all
-languages are stored concatenated along the rank axis, ``lora_A`` (sum_l r_l x k) and ``lora_B``
-(d x sum_l r_l), so parameter counts are exact and ``torch.nn.utils.prune`` can act on ``lora_B``.
-The forward serves a whole mixed-language batch with one gather and two ``bmm``: each sentence
-gathers its rows of A/B, padded to the largest rank; padded rows are multiplied by zero before use,
-so they reach neither outputs nor gradients.
+with ``l`` the source or target language of the sentence ``x`` belongs to. Under weight learning
+(index ``learned``) the layer holds a source- and a target-indexed bank and mixes them with the
+softmax weights its transformer layer shares among all its LSLo modules:
+
+    h = W x + w_src B_src A_src x + w_tgt B_tgt A_tgt x                                   (eq. 5)
+
+The adapters of all languages are stored concatenated along the rank axis, ``lora_A``
+(sum_l r_l x k) and ``lora_B`` (d x sum_l r_l), so parameter counts are exact and
+``torch.nn.utils.prune`` acts on them directly. The forward serves a whole mixed-language batch
+with one gather and two ``bmm`` per bank: each sentence gathers its rows of A/B, padded to the
+largest rank; padded rows are multiplied by zero before use, so they reach neither outputs nor
+gradients.
+
+Checkpoint keys are the same whether or not pruning is active: ``lora_A``, ``lora_B`` (the raw
+parameters) and ``lora_A_mask``, ``lora_B_mask`` (boolean; all true when unpruned).
 """
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ..routing import LanguageRouter
 
+INDEXES = ("src", "tgt", "learned")
+
+
+class IndexWeights(nn.Module):
+    """Two logits per transformer layer, softmax-normalised to (w_src, w_tgt) (eq. 5); equal at
+    initialisation."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(2))
+
+    def forward(self) -> Tensor:
+        return torch.softmax(self.logits.float(), dim=0)
+
 
 class LSLoLinear(nn.Module):
-    def __init__(self, base_layer: nn.Linear, ranks: Sequence[int], router: LanguageRouter, index: str):
+    def __init__(self, base_layer: nn.Linear, ranks: Sequence[int], router: LanguageRouter, index: str,
+                 index_weights: Optional[IndexWeights] = None):
         super().__init__()
-        if index not in ("src", "tgt"):
-            raise ValueError(f"index must be 'src' or 'tgt', got {index!r}")
+        if index not in INDEXES:
+            raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
+        if (index == "learned") != (index_weights is not None):
+            raise ValueError("index 'learned' needs the layer's IndexWeights, and only it")
         self.base_layer = base_layer
         self.ranks: List[int] = [int(r) for r in ranks]
         self.index = index
-        object.__setattr__(self, "router", router)  # shared, registered once on the model
+        object.__setattr__(self, "router", router)  # shared; registered once on the model
+        object.__setattr__(self, "index_weights", index_weights)  # registered on the layer
+        self.banks = ["src", "tgt"] if index == "learned" else [index]
         in_f, out_f = base_layer.in_features, base_layer.out_features
         total, max_rank = sum(self.ranks), max(self.ranks)
-        self.lora_A = nn.Parameter(torch.empty(total, in_f, dtype=base_layer.weight.dtype))
-        self.lora_B = nn.Parameter(torch.zeros(out_f, total, dtype=base_layer.weight.dtype))
-        offsets = [0]
+        dtype = base_layer.weight.dtype
+        for bank in self.banks:
+            self.register_parameter(self.param_name("A", bank), nn.Parameter(torch.empty(total, in_f, dtype=dtype)))
+            self.register_parameter(self.param_name("B", bank), nn.Parameter(torch.zeros(out_f, total, dtype=dtype)))
+        self.offsets = [0]
         for r in self.ranks:
-            offsets.append(offsets[-1] + r)
-        self.offsets = offsets
+            self.offsets.append(self.offsets[-1] + r)
         rows = torch.zeros(len(self.ranks), max_rank, dtype=torch.long)
         mask = torch.zeros(len(self.ranks), max_rank)
         for lang, r in enumerate(self.ranks):
-            rows[lang, :r] = torch.arange(offsets[lang], offsets[lang] + r)
+            rows[lang, :r] = torch.arange(self.offsets[lang], self.offsets[lang] + r)
             mask[lang, :r] = 1.0
         self.register_buffer("rank_rows", rows, persistent=False)
         self.register_buffer("rank_mask", mask, persistent=False)
         self.reset_lora_parameters()
 
+    def param_name(self, matrix: str, bank: str) -> str:
+        """``lora_B`` for a fixed-index layer; ``lora_B_src``/``lora_B_tgt`` under weight learning."""
+        return f"lora_{matrix}" if self.index != "learned" else f"lora_{matrix}_{bank}"
+
+    def param_names(self) -> List[str]:
+        return [self.param_name(m, b) for b in self.banks for m in ("A", "B")]
+
     def reset_lora_parameters(self) -> None:
         """A as in LoRA/PEFT (Kaiming-uniform, fan-in k), B = 0: the model starts as the base."""
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        nn.init.zeros_(self.lora_B)
+        for bank in self.banks:
+            nn.init.kaiming_uniform_(self.raw(self.param_name("A", bank)), a=math.sqrt(5))
+            nn.init.zeros_(self.raw(self.param_name("B", bank)))
+
+    def raw(self, name: str) -> Tensor:
+        """The trainable tensor behind ``name`` (``name_orig`` once ``torch.nn.utils.prune`` has
+        reparametrised it)."""
+        return getattr(self, name + "_orig") if hasattr(self, name + "_orig") else getattr(self, name)
+
+    def effective(self, name: str) -> Tensor:
+        """What the forward uses: the parameter times its pruning mask, if any."""
+        mask = getattr(self, name + "_mask", None)
+        return self.raw(name) if mask is None else self.raw(name) * mask
 
     # fairseq code that reads ``proj.weight``/``proj.bias`` keeps working on the base weights
     @property
@@ -72,25 +119,70 @@ class LSLoLinear(nn.Module):
         """Columns of ``lora_B`` (rows of ``lora_A``) that belong to language row ``lang``."""
         return self.offsets[lang], self.offsets[lang + 1]
 
-    def lora_delta(self, x: Tensor, langs: Tensor) -> Tensor:
+    def lora_delta(self, x: Tensor, langs: Tensor, bank: Optional[str] = None) -> Tensor:
         """B_l A_l x for every sentence; ``x`` is (T, B, k), ``langs`` (B,) adapter rows."""
+        bank = bank or self.banks[0]
+        lora_a = getattr(self, self.param_name("A", bank))
+        lora_b = getattr(self, self.param_name("B", bank))
         rows = self.rank_rows[langs]  # (B, R)
-        mask = self.rank_mask[langs].to(self.lora_A.dtype).unsqueeze(-1)  # (B, R, 1)
-        a = self.lora_A[rows] * mask  # (B, R, k), padded rows zeroed
-        b_t = self.lora_B.t()[rows]  # (B, R, d) = B_l^T, padded rows meet zeros of a
+        mask = self.rank_mask[langs].to(lora_a.dtype).unsqueeze(-1)  # (B, R, 1)
+        a = lora_a[rows] * mask  # (B, R, k), padded rows zeroed
+        b_t = lora_b.t()[rows]  # (B, R, d) = B_l^T; padded rows meet the zeros of a
         xb = x.transpose(0, 1)  # (B, T, k)
         z = torch.bmm(xb, a.transpose(1, 2).to(xb.dtype))  # (B, T, R)
         return torch.bmm(z, b_t.to(z.dtype)).transpose(0, 1)  # (T, B, d)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.base_layer(x)
-        langs = self.router.ids(self.index, x.size(1))
-        return out + self.lora_delta(x, langs).to(out.dtype)
+        if self.index != "learned":
+            delta = self.lora_delta(x, self.router.ids(self.index, x.size(1)))
+        else:
+            w = self.index_weights()
+            delta = sum(w[i].to(x.dtype) * self.lora_delta(x, self.router.ids(bank, x.size(1)), bank)
+                        for i, bank in enumerate(self.banks))
+        return out + delta.to(out.dtype)
 
     def extra_repr(self) -> str:
         return f"index={self.index}, ranks={self.ranks}"
 
-    def merged_weight(self, lang: int) -> Tensor:
-        """W + B_l A_l: the dense weight this layer applies to language row ``lang``."""
+    def merged_weight(self, lang: int, bank: Optional[str] = None) -> Tensor:
+        """W + B_l A_l (pruning masks applied): the dense weight this layer applies to language
+        row ``lang`` under a fixed index."""
+        bank = bank or self.banks[0]
         lo, hi = self.lang_columns(lang)
-        return self.base_layer.weight + self.lora_B[:, lo:hi] @ self.lora_A[lo:hi]
+        a = self.effective(self.param_name("A", bank))[lo:hi]
+        b = self.effective(self.param_name("B", bank))[:, lo:hi]
+        return self.base_layer.weight + b @ a
+
+    # -- checkpoints: the same keys with and without pruning ------------------------------------
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for name in self.param_names():
+            orig = destination.pop(prefix + name + "_orig", None)
+            mask = destination.pop(prefix + name + "_mask", None)
+            if orig is not None:
+                destination[prefix + name] = orig
+            value = destination[prefix + name]
+            destination[prefix + name + "_mask"] = (
+                torch.ones(value.shape, dtype=torch.bool, device=value.device) if mask is None else mask.bool()
+            )
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        from torch.nn.utils import prune
+
+        for name in self.param_names():
+            key = prefix + name
+            mask = state_dict.pop(key + "_mask", None)
+            pruned_here = hasattr(self, name + "_orig")
+            if mask is not None and not pruned_here and not bool(mask.all()):
+                # a pruned checkpoint into a model built without pruning: keep its masks
+                prune.custom_from_mask(self, name, mask.to(device=self.raw(name).device))
+                pruned_here = True
+            if pruned_here:
+                if key in state_dict:
+                    state_dict[key + "_orig"] = state_dict.pop(key)
+                live = torch.ones_like(self.raw(name)) if mask is None else mask
+                state_dict[key + "_mask"] = live.to(self.raw(name).dtype)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)

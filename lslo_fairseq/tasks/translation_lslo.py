@@ -7,14 +7,19 @@
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 
 import torch
 from fairseq.tasks import register_task
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
 from ..config import LSLoConfigError, resolve_config
+from ..files import write_json_atomic
 from ..models.lslo_transformer import LSLoTransformerModel, lang_token_ids
+from ..pruning.controller import PruningController, is_master
+from ..pruning.schedule import GradualPruningSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +53,65 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
             )
         cfg = resolve_config(args, known_langs=self.langs)
         lang_token_ids(self.source_dictionary, cfg.languages, args.lang_tok_style)
+        if cfg.prune.kind != "none":
+            GradualPruningSchedule(cfg.prune.ratio, cfg.prune.start, cfg.prune.duration,
+                                   self._schedule_length(cfg), cfg.prune.unit)
         logger.info(
             "LSLo: %d languages %s, ranks %s, modules %s, encoder index %s, decoder index %s",
             len(cfg.languages), cfg.languages, cfg.ranks, cfg.modules, cfg.encoder_index, cfg.decoder_index,
         )
+
+    # -- training-time hooks: pruning schedule and weight learning ----------------------------
+    def _schedule_length(self, cfg):
+        """T of eq. 4: --max-epoch or --max-update (None when unbounded)."""
+        total = getattr(self.args, "max_epoch" if cfg.prune.unit == "epoch" else "max_update", 0)
+        return total or None
+
+    def _out_dir(self):
+        return getattr(self.args, "save_dir", None) or "."
+
+    def _controller(self, model):
+        model = getattr(model, "module", model)  # unwrap DDP
+        if not isinstance(model, LSLoTransformerModel) or model.lslo_config.prune.kind == "none":
+            return None
+        if getattr(self, "_pruning", None) is None or self._pruning[0] is not model:
+            ctrl = PruningController(model, self._schedule_length(model.lslo_config), self._out_dir())
+            self._pruning = (model, ctrl)
+        return self._pruning[1]
+
+    def begin_epoch(self, epoch, model):
+        super().begin_epoch(epoch, model)
+        ctrl = self._controller(model)
+        if ctrl is not None and ctrl.schedule.unit == "epoch":
+            ctrl.step(epoch)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        ctrl = self._controller(model)
+        if ctrl is not None and ctrl.schedule.unit == "update":
+            ctrl.step(update_num + 1)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def begin_valid_epoch(self, epoch, model):
+        """End of a training stretch: log the weight-learning weights and write them (with the
+        chosen indexes) to SAVE_DIR/weight_learning.json."""
+        super().begin_valid_epoch(epoch, model)
+        model = getattr(model, "module", model)
+        if not isinstance(model, LSLoTransformerModel) or "learned" not in (
+            model.lslo_config.encoder_index + model.lslo_config.decoder_index
+        ):
+            return
+        weights = model.index_weights()
+        for side in ("encoder", "decoder"):
+            logger.info("LSLo weight learning, %s (w_src, w_tgt) per layer: %s", side,
+                        " ".join(f"({a:.3f},{b:.3f})" for a, b in weights[side]))
+        if is_master():
+            path = os.path.join(self._out_dir(), "weight_learning.json")
+            history = []
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    history = json.load(f).get("history", [])
+            history.append(dict(epoch=epoch, encoder=weights["encoder"], decoder=weights["decoder"]))
+            write_json_atomic(path, dict(weights, history=history))
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         if any(isinstance(m, LSLoTransformerModel) for m in models):

@@ -1,0 +1,227 @@
+"""``lslo-plot``: the paper's analysis figures and tables from the files a run writes.
+
+::
+
+    lslo-plot weights weight_learning.json --out figs/wl            # figure 1
+    lslo-plot ise pruning_counts.json --out figs/ise --lang-groups lang12
+                                    # figures 2 and 5, eq. 6 score tables, tables 9-10 (printed too)
+    lslo-plot lsp pruning_counts.json --out figs/lsp                  # figures 4 and 6, score tables
+    lslo-plot curves --run 2;2;8+WL=ep1.json,ep2.json,... --run Ft-all=... \\
+        --columns H2H,V2V --out figs/curves                           # figure 3
+
+Every figure is written as ``<PREFIX>_figN.png`` and ``.pdf``. Input files are read and checked
+before anything is drawn; an error names the file or flag at fault (exit status 2).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import OrderedDict
+from typing import List, Optional, Sequence
+
+from ..analysis import importance as imp
+from ..analysis import plots
+from ..config import LSLoConfigError, parse_lang_groups
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lslo-plot`` parser: subcommands weights, ise, lsp, curves."""
+    p = argparse.ArgumentParser(
+        prog="lslo-plot",
+        description="Figures and tables of the LSLo paper from a run's files: weight learning "
+        "(figure 1), intrinsic subspace estimation (figures 2, 5; tables 9-10), spBLEU per epoch "
+        "(figure 3) and language-specific pruning (figures 4, 6). Writes PNG and PDF.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    w = sub.add_parser("weights", help="figure 1: learned src/tgt weights per layer",
+                       description="Figure 1 from weight_learning.json: w_src and w_tgt of every "
+                       "encoder and decoder layer, the chosen index starred. With a 'history' in "
+                       "the file, also PREFIX_fig1_history (w_tgt over updates).")
+    w.add_argument("weights", metavar="WL.json", help="weight_learning.json written by the training code")
+    w.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig1.png/.pdf")
+    w.set_defaults(parser=w)
+
+    for name, fig, what in (("ise", "figures 2 and 5, score tables and tables 9-10",
+                             "intrinsic subspace estimation (layer-wise cross-language pruning)"),
+                            ("lsp", "figures 4 and 6 and score tables", "language-specific pruning")):
+        s = sub.add_parser(name, help=f"{fig} from pruning counts of {what}",
+                           description=f"Eq. 6 importance scores (#pruned - P*#B) of {what}: {fig}.")
+        s.add_argument("counts", metavar="COUNTS.json", help="pruning_counts.json written by the training code")
+        s.add_argument("--out", required=True, metavar="PREFIX",
+                       help="output prefix: PREFIX_figN.png/.pdf, PREFIX_scores.{csv,json,by_language.csv,"
+                       "by_layer.csv}" + (", PREFIX_correlations.{csv,json}" if name == "ise" else ""))
+        s.add_argument("--lang-groups", metavar="SPEC",
+                       help="language -> resource group for row order and labels: a preset (lang12, "
+                       "lang30), 'en:H,fr:H,...' or a file (default: the records' own 'group').")
+        s.add_argument("--matrix", choices=("B", "A", "all"), default="B",
+                       help="which LoRA matrices to score (default B, as the paper: B starts at zero).")
+        s.add_argument("--any-kind", action="store_true",
+                       help=f"accept counts whose kind is not '{name}' (e.g. gps).")
+        s.set_defaults(parser=s)
+
+    c = sub.add_parser("curves", help="figure 3: spBLEU per epoch",
+                       description="Figure 3: spBLEU per epoch, one line per run, one panel per "
+                       "column. A run's results are lslo-score JSON files (one per epoch) or rows "
+                       "of a CSV 'run,epoch,H2H,...,AVG'. A run with one result is drawn as a "
+                       "dashed reference line (e.g. the pre-trained model).")
+    c.add_argument("--run", action="append", default=[], metavar="NAME=R1.json,R2.json,...",
+                   help="a run and its per-epoch result files, in epoch order. Repeatable.")
+    c.add_argument("--csv", action="append", default=[], metavar="FILE",
+                   help="CSV with columns run,epoch,<group columns>; every run in it is plotted. Repeatable.")
+    c.add_argument("--columns", required=True, metavar="COLS",
+                   help="comma-separated columns, one panel each, e.g. H2H,V2V")
+    c.add_argument("--epochs", metavar="LIST",
+                   help="epochs of the --run files, comma-separated (same for every --run; default: "
+                   "each file's meta.epoch if all have one, else 1, 2, ... in file order)")
+    c.add_argument("--title", help="figure title")
+    c.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig3.png/.pdf")
+    c.set_defaults(parser=c)
+    return p
+
+
+def _split(spec: str) -> List[str]:
+    return [x.strip() for x in spec.split(",") if x.strip()]
+
+
+def _lang_groups(parser, spec: Optional[str]):
+    if not spec:
+        return None
+    try:
+        return parse_lang_groups(spec)
+    except LSLoConfigError as e:
+        parser.error(str(e).replace("--lslo-lang-groups", "--lang-groups"))
+
+
+def _load_counts(parser, args, kind: str) -> dict:
+    try:
+        doc = imp.load_counts(args.counts)
+    except imp.AnalysisError as e:
+        parser.error(str(e))
+    if doc["kind"] != kind and not args.any_kind:
+        hint = (f"use 'lslo-plot {doc['kind']}'" if doc["kind"] in ("ise", "lsp")
+                else "pass --any-kind to plot it anyway")
+        parser.error(f"{args.counts}: kind is {doc['kind']!r}, not {kind!r}; {hint}")
+    matrix = None if args.matrix == "all" else args.matrix
+    if matrix is not None and not any(r["matrix"] == matrix for r in doc["records"]):
+        parser.error(f"{args.counts}: no records of matrix {matrix!r} (--matrix)")
+    try:
+        imp.check_pool_sparsity(doc["records"], doc["ratio"])
+    except imp.AnalysisError as e:
+        print(f"lslo-plot: warning: {args.counts}: {e}; eq. 6 scores of such pools do not sum to 0",
+              file=sys.stderr)
+    return doc
+
+
+def _report(paths: Sequence[str]) -> None:
+    for path in paths:
+        print(f"wrote {path}")
+
+
+def _cmd_weights(parser, args) -> int:
+    try:
+        wl = plots.load_weight_learning(args.weights)
+    except imp.AnalysisError as e:
+        parser.error(str(e))
+    saved = plots.plot_weight_learning(wl, args.out + "_fig1")
+    _report(saved.paths)
+    if wl.get("history"):
+        _report(plots.plot_weight_history(wl, args.out + "_fig1_history").paths)
+    for side in ("encoder", "decoder"):
+        print(f"{side}_index: {','.join(wl[side + '_index'])}")
+    return 0
+
+
+def _cmd_pruning(parser, args, kind: str) -> int:
+    groups = _lang_groups(parser, args.lang_groups)
+    doc = _load_counts(parser, args, kind)
+    records, ratio = doc["records"], doc["ratio"]
+    matrix = None if args.matrix == "all" else args.matrix
+    if matrix is None and len({r["matrix"] for r in records}) > 1:
+        parser.error(f"{args.counts}: --matrix all with both A and B records would average them "
+                     "together; choose --matrix A or B")
+    corr = None
+    if kind == "ise":
+        try:
+            corr = imp.correlations(records, ratio=ratio, matrix=matrix)
+        except imp.AnalysisError as e:
+            print(f"lslo-plot: warning: {args.counts}: correlations (tables 9-10) skipped: {e}",
+                  file=sys.stderr)
+    written = list(imp.write_scores(args.out + "_scores", records, ratio, kind=doc["kind"],
+                                    matrix=matrix).values())
+    if kind == "ise":
+        written += plots.plot_subspace_heatmap(records, ratio, args.out + "_fig2", groups, matrix).paths
+        written += plots.plot_subspace_per_layer(records, ratio, args.out + "_fig5", groups, matrix).paths
+        if corr is not None:
+            written += list(imp.write_correlations(args.out + "_correlations", corr).values())
+    else:
+        written += plots.plot_lsp_heatmap(records, ratio, args.out + "_fig4", matrix).paths
+        written += plots.plot_lsp_per_language(records, ratio, args.out + "_fig6", groups, matrix).paths
+    _report(written)
+    if corr is not None:
+        print()
+        print(imp.format_correlations(corr))
+    return 0
+
+
+def _cmd_curves(parser, args) -> int:
+    columns = _split(args.columns)
+    if not columns:
+        parser.error("--columns: give at least one column, e.g. H2H,V2V")
+    if not args.run and not args.csv:
+        parser.error("nothing to plot: give --run NAME=R1.json,R2.json,... and/or --csv FILE")
+    epochs = None
+    if args.epochs:
+        try:
+            epochs = [float(e) for e in _split(args.epochs)]
+        except ValueError:
+            parser.error(f"--epochs: expected comma-separated numbers, got {args.epochs!r}")
+    tables: "OrderedDict[str, list]" = OrderedDict()
+    for spec in args.run:
+        name, sep, files = spec.partition("=")
+        name = name.strip()
+        paths = _split(files)
+        if not sep or not name or not paths:
+            parser.error(f"--run: expected NAME=R1.json,R2.json,..., got {spec!r}")
+        if name in tables:
+            parser.error(f"--run: the name {name!r} is used twice")
+        if epochs is not None and len(epochs) != len(paths):
+            parser.error(f"--epochs: {len(epochs)} epochs but --run {name} has {len(paths)} files")
+        try:
+            tables[name] = plots.epoch_table_from_results(paths, epochs, run=name)
+        except imp.AnalysisError as e:
+            parser.error(f"--run {name}: {e}")
+    for path in args.csv:
+        try:
+            runs = plots.load_curve_csv(path)
+        except imp.AnalysisError as e:
+            parser.error(f"--csv: {e}")
+        for name, table in runs.items():
+            if name in tables:
+                parser.error(f"--csv {path}: run {name!r} is also given elsewhere")
+            tables[name] = table
+    try:
+        plots.check_columns(tables, columns)
+    except imp.AnalysisError as e:
+        parser.error(f"--columns: {e}")
+    _report(plots.plot_curves(tables, columns, args.out + "_fig3", title=args.title).paths)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``lslo-plot``; return the exit status (bad input exits with status 2 before drawing)."""
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    sub = args.parser  # errors show the subcommand's usage
+    if args.command == "weights":
+        return _cmd_weights(sub, args)
+    if args.command in ("ise", "lsp"):
+        return _cmd_pruning(sub, args, args.command)
+    return _cmd_curves(sub, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
