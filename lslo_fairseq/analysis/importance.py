@@ -22,7 +22,7 @@ import math
 import os
 import warnings
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -30,7 +30,8 @@ from ..config import BITEXT_WITH_EN, DECODER_MODULES, ENCODER_MODULES, GROUP_ORD
 
 KINDS = ("ise", "lsp", "gps")
 SIDES = ("encoder", "decoder")
-MATRICES = ("B", "A")
+# "B_src"/"B_tgt" (and A): the two banks of a weight-learning layer (lslo_fairseq.pruning.pools)
+MATRICES = ("B", "A", "B_src", "B_tgt", "A_src", "A_tgt")
 SIDE_MODULES = {"encoder": ENCODER_MODULES, "decoder": DECODER_MODULES}
 RECORD_KEYS = ("side", "layer", "module", "language", "group", "matrix", "pool", "n_params", "n_pruned")
 SCORE_LABEL = "Score (eq. 6): pruned \u2212 P\u00b7#B"
@@ -84,7 +85,7 @@ def validate_records(records, where: str = "records") -> List[dict]:
         if rec["group"] is not None and not isinstance(rec["group"], str):
             raise AnalysisError(f"{at}: group must be a string or null, got {rec['group']!r}")
         if rec["matrix"] not in MATRICES:
-            raise AnalysisError(f"{at}: matrix {rec['matrix']!r} is not 'B' or 'A'")
+            raise AnalysisError(f"{at}: matrix {rec['matrix']!r} is not one of {list(MATRICES)}")
         if not isinstance(rec["pool"], str) or not rec["pool"]:
             raise AnalysisError(f"{at}: pool must be a non-empty string, got {rec['pool']!r}")
         n, k = rec["n_params"], rec["n_pruned"]
@@ -215,12 +216,16 @@ def _sort_value(key: str, value, first_seen: Mapping):
 
 
 def _with_scores(records, ratio: Optional[float]) -> List[dict]:
+    """Scored records: eq. 6 with ``ratio`` if given, else with a counts document's own ratio,
+    else the records' existing ``score``."""
+    if ratio is None and isinstance(records, Mapping) and "ratio" in records:
+        ratio = records["ratio"]
     records = _records_of(records)
+    if ratio is not None:
+        return scores(records, ratio)
     if records and all("score" in r for r in records):
         return records
-    if ratio is None:
-        raise AnalysisError("records have no 'score'; pass ratio= (the pruning ratio P of eq. 6)")
-    return scores(records, ratio)
+    raise AnalysisError("records have no 'score'; pass ratio= (the pruning ratio P of eq. 6)")
 
 
 def aggregate(
@@ -233,8 +238,9 @@ def aggregate(
     """Mean eq. 6 score per combination of the ``by`` keys, averaging over the ``over`` key(s).
 
     Figure 2: ``by=(language, module, side), over=layer``; figure 4: ``by=(layer, module, side),
-    over=language``; figures 5/6 are the per-layer records themselves. Records need a ``score``
-    (from :func:`scores`) or ``ratio``. Only ``matrix`` records are used (``"B"``, as the paper
+    over=language``; figures 5/6 are the per-layer records themselves. ``records``: a list or a
+    whole counts document; scores are eq. 6 with ``ratio`` (default: the document's), else the
+    records' own ``score`` (from :func:`scores`). Only ``matrix`` records are used (``"B"``, as the paper
     compares; None: all). Each output row holds the ``by`` keys, ``score`` (mean), ``std``
     (population), ``min``, ``max``, ``n`` (records averaged), ``n_params`` and ``n_pruned``
     (sums); rows are sorted by side, layer, group (H, M, L, V), language (first seen), module (paper
@@ -353,7 +359,8 @@ def correlations(
 ) -> dict:
     """Tables 9-10: per side and module, Pearson r and p (``scipy.stats.pearsonr``) between a
     language's bitext size with English and its eq. 6 score averaged over layers, plus an ``AVG``
-    row (the mean of the module rows' r and of their p, as the paper prints it).
+    row (the mean of the module rows' r and of their p, as the paper prints it). ``records``: a
+    list or a whole counts document (whose ratio is used when ``ratio`` is None).
 
     The paper does not say whether the size is raw or log-scaled, so both are given:
     ``pearson_raw`` (sentence pairs) and ``pearson_log10`` (log10 of them). Languages without a
@@ -364,6 +371,8 @@ def correlations(
     Returns ``{"ratio", "languages", "sizes", "excluded", "sides": {side: [row, ...]}, "notes"}``,
     a row being ``{"module", "n", "pearson_raw": {"r", "p"}, "pearson_log10": {"r", "p"}}``.
     """
+    if ratio is None and isinstance(records, Mapping):
+        ratio = records.get("ratio")
     rows = _with_scores(records, ratio)
     langs = list(OrderedDict.fromkeys(r["language"] for r in rows))
     sizes: "OrderedDict[str, float]" = OrderedDict()
@@ -430,6 +439,10 @@ def correlations(
     }
 
 
+def _fmt_p(p: float) -> str:
+    return "nan" if math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+
+
 def format_correlations(result: Mapping) -> str:
     """Text tables (one per side) like the paper's tables 9-10, raw and log10 size side by side."""
     lines = []
@@ -439,8 +452,8 @@ def format_correlations(result: Mapping) -> str:
         lines.append(f"  {'Module':<7}{'n':>3}  {'r(raw)':>7}  {'p(raw)':>7}  {'r(log10)':>8}  {'p(log10)':>8}")
         for r in rows:
             raw, log = r["pearson_raw"], r["pearson_log10"]
-            lines.append(f"  {r['module']:<7}{r['n']:>3}  {raw['r']:>7.2f}  {raw['p']:>7.3f}  "
-                         f"{log['r']:>8.2f}  {log['p']:>8.3f}")
+            lines.append(f"  {r['module']:<7}{r['n']:>3}  {raw['r']:>7.2f}  {_fmt_p(raw['p']):>7}  "
+                         f"{log['r']:>8.2f}  {_fmt_p(log['p']):>8}")
     if result.get("excluded"):
         lines.append("Excluded: " + "; ".join(f"{e['language']} ({e['reason']})" for e in result["excluded"]))
     for note in result.get("notes", []):

@@ -622,7 +622,9 @@ def plot_curves(epoch_tables: Mapping[str, EpochTable], columns: Sequence[str], 
     nrows = math.ceil(n / ncols)
     fig = _figure((4.6 * ncols + 1.8, 3.6 * nrows + 0.6))
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    all_epochs = [e for t in epoch_tables.values() for e, _ in t]
+    # the epoch axis spans the runs with several results; one-result runs are reference lines
+    curves = [t for t in epoch_tables.values() if len(t) > 1] or list(epoch_tables.values())
+    all_epochs = [e for t in curves for e, _ in t]
     lo, hi = min(all_epochs), max(all_epochs)
     import matplotlib
 

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence
 
 from ..analysis import importance as imp
 from ..analysis import plots
-from ..config import LSLoConfigError, parse_lang_groups
+from ..config import PRESETS, LSLoConfigError, parse_lang_groups
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,9 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "by_layer.csv}" + (", PREFIX_correlations.{csv,json}" if name == "ise" else ""))
         s.add_argument("--lang-groups", metavar="SPEC",
                        help="language -> resource group for row order and labels: a preset (lang12, "
-                       "lang30), 'en:H,fr:H,...' or a file (default: the records' own 'group').")
-        s.add_argument("--matrix", choices=("B", "A", "all"), default="B",
-                       help="which LoRA matrices to score (default B, as the paper: B starts at zero).")
+                       "lang30), 'en:H,fr:H,...' or a file (default: the records' own 'group'; "
+                       "the lang30 preset for records without one).")
+        s.add_argument("--matrix", choices=imp.MATRICES + ("all",), default="B",
+                       help="which LoRA matrices to score (default B, as the paper: B starts at zero; "
+                       "B_src/B_tgt: a bank of a weight-learning layer).")
         s.add_argument("--any-kind", action="store_true",
                        help=f"accept counts whose kind is not '{name}' (e.g. gps).")
         s.set_defaults(parser=s)
@@ -106,7 +108,8 @@ def _load_counts(parser, args, kind: str) -> dict:
         parser.error(f"{args.counts}: kind is {doc['kind']!r}, not {kind!r}; {hint}")
     matrix = None if args.matrix == "all" else args.matrix
     if matrix is not None and not any(r["matrix"] == matrix for r in doc["records"]):
-        parser.error(f"{args.counts}: no records of matrix {matrix!r} (--matrix)")
+        parser.error(f"{args.counts}: no records of matrix {matrix!r} (--matrix); it has "
+                     f"{sorted({r['matrix'] for r in doc['records']})}")
     try:
         imp.check_pool_sparsity(doc["records"], doc["ratio"])
     except imp.AnalysisError as e:
@@ -138,10 +141,16 @@ def _cmd_pruning(parser, args, kind: str) -> int:
     groups = _lang_groups(parser, args.lang_groups)
     doc = _load_counts(parser, args, kind)
     records, ratio = doc["records"], doc["ratio"]
+    if groups is None and any(r["group"] is None for r in records):
+        # ungrouped records (a run without --lslo-lang-groups): the paper's groups where known
+        groups = dict(PRESETS["lang30"])
+        print("lslo-plot: note: records without a resource group are grouped by the lang30 preset "
+              "(paper tables 5-6); pass --lang-groups to choose", file=sys.stderr)
     matrix = None if args.matrix == "all" else args.matrix
-    if matrix is None and len({r["matrix"] for r in records}) > 1:
-        parser.error(f"{args.counts}: --matrix all with both A and B records would average them "
-                     "together; choose --matrix A or B")
+    kinds = sorted({r["matrix"] for r in records})
+    if matrix is None and len(kinds) > 1:
+        parser.error(f"{args.counts}: --matrix all with records of matrices {kinds} would average "
+                     "them together; choose one with --matrix")
     corr = None
     if kind == "ise":
         try:
