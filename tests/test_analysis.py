@@ -72,7 +72,7 @@ def ise():
 
 @pytest.fixture(scope="module")
 def lsp():
-    return make_counts("lsp", seed=1)
+    return make_counts("lsp", layers=6, seed=1)  # 6 layers: figure 6 is the slowest to draw
 
 
 def _rec(lang="fr", n=2048, k=1500, side="encoder", layer=0, module="q", pool="encoder.0", matrix="B"):
@@ -359,9 +359,9 @@ def test_plot_lsp(tmp_path, lsp, captured):
     _check_files(captured)
     assert [s.png for s in captured] == [prefix + "_fig4.png", prefix + "_fig6.png"]
     enc, dec = _check_heatmap(captured[0].figure, "Layer")
-    assert [t.get_text() for t in enc.get_yticklabels()] == [str(i) for i in range(1, 13)]
+    assert [t.get_text() for t in enc.get_yticklabels()] == [str(i) for i in range(1, 7)]
     grid = np.asarray(enc.images[0].get_array())
-    assert grid.shape == (12, 5)
+    assert grid.shape == (6, 5)
     fc = grid[:, 3:].mean()
     attn = grid[:, :3].mean()
     assert fc < 0 < attn  # fc1/fc2 need more parameters, as generated (and as figure 4 shows)
@@ -406,6 +406,22 @@ def test_plot_weights(tmp_path, captured, capsys):
     assert chosen[0].tolist() == pytest.approx([1, 0.68]) and chosen[11].tolist() == pytest.approx([12, 0.62])
     hist = captured[1].figure
     assert hist._suptitle.get_text() and all(a.get_xlabel() == "Update" for a in hist.axes if a.get_lines())
+
+
+def test_weights_as_the_task_writes_them(tmp_path, captured):
+    """translation_lslo writes history snapshots with an epoch and no update; a side without
+    weight learning has an empty list."""
+    doc = _wl(history=False)
+    doc["decoder"], doc["decoder_index"] = [], []
+    doc["history"] = [{"epoch": e, "encoder": doc["encoder"], "decoder": []} for e in (1, 2, 3)]
+    wl = tmp_path / "weight_learning.json"
+    wl.write_text(json.dumps(doc))
+    assert main(["weights", str(wl), "--out", str(tmp_path / "wl")]) == 0
+    labels = {l.get_label() for l in captured[0].figure.axes[0].get_lines()}
+    assert "enc_src weights" in labels and "dec_src weights" not in labels
+    hist_axes = [a for a in captured[1].figure.axes if a.get_lines()]
+    assert len(hist_axes) == 1 and hist_axes[0].get_xlabel() == "Epoch"
+    assert list(hist_axes[0].get_lines()[0].get_xdata()) == [1, 2, 3]
 
 
 def _write_epoch_results(tmp_path, run, values_by_epoch, columns=("H2H", "H2V", "V2H", "V2V", "AVG")):
@@ -492,12 +508,14 @@ def test_cli_errors_before_plotting(tmp_path, ise, capsys, captured):
 
 
 def test_too_few_sized_languages_skip_correlations(tmp_path, captured, capsys):
-    doc = make_counts("ise", layers=2, langs={"en": "H", "fr": "H", "oc": "V"})
+    doc = make_counts("ise", layers=2, langs={"en": "H", "fr": "H", "oc": "V"}, ratio=0.5)
+    doc.update(target_ratio=0.7, position=3)  # as pruning/controller.py writes it mid-schedule
     counts = tmp_path / "c.json"
     counts.write_text(json.dumps(doc))
     assert main(["ise", str(counts), "--out", str(tmp_path / "small")]) == 0
     err = capsys.readouterr().err
     assert "correlations (tables 9-10) skipped" in err and "at least 3 languages" in err
+    assert "written at ratio 0.5" in err and "target 0.7" in err and "miss the pruning ratio" not in err
     assert len(captured) == 2 and not (tmp_path / "small_correlations.csv").exists()
 
 

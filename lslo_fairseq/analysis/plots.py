@@ -375,8 +375,8 @@ def plot_lsp_per_language(records, ratio: float, out_prefix: str,
 # Figure 1: weight learning (section 4.1, eq. 5; section 6.1)
 # --------------------------------------------------------------------------------------------------
 def _check_pairs(value, where: str) -> List[Tuple[float, float]]:
-    if not isinstance(value, list) or not value:
-        raise AnalysisError(f"{where}: expected a non-empty list of [w_src, w_tgt] pairs")
+    if not isinstance(value, list):
+        raise AnalysisError(f"{where}: expected a list of [w_src, w_tgt] pairs, one per layer")
     out = []
     for i, pair in enumerate(value):
         if (not isinstance(pair, (list, tuple)) or len(pair) != 2
@@ -391,8 +391,9 @@ def _check_pairs(value, where: str) -> List[Tuple[float, float]]:
 
 def load_weight_learning(source: Union[str, Mapping]) -> dict:
     """Read and validate a ``weight_learning.json`` (or its dict): ``encoder``/``decoder`` lists of
-    ``[w_src, w_tgt]`` per layer, ``encoder_index``/``decoder_index`` (derived from the larger
-    weight when absent; must agree with it when given), optional ``history``."""
+    ``[w_src, w_tgt]`` per layer (one side may be empty: no weight learning there),
+    ``encoder_index``/``decoder_index`` (derived from the larger weight when absent; must agree
+    with it when given), optional ``history`` of snapshots with ``update`` and/or ``epoch``."""
     where = source if isinstance(source, str) else "weight learning"
     if isinstance(source, str):
         if not os.path.isfile(source):
@@ -427,15 +428,21 @@ def load_weight_learning(source: Union[str, Mapping]) -> dict:
                                         f"w_src={a:g}, w_tgt={b:g} (the index is the larger weight's side)")
         out[side] = pairs
         out[f"{side}_index"] = list(index)
+    if not out["encoder"] and not out["decoder"]:
+        raise AnalysisError(f"{where}: no layer has weights (both 'encoder' and 'decoder' are empty)")
     history = doc.get("history")
     if history is not None:
         if not isinstance(history, list):
             raise AnalysisError(f"{where}: history must be a list of snapshots")
         checked = []
         for i, snap in enumerate(history):
-            if not isinstance(snap, Mapping) or "update" not in snap:
-                raise AnalysisError(f"{where}: history[{i}] needs 'update', 'encoder' and 'decoder'")
-            entry = {"update": snap["update"], "epoch": snap.get("epoch")}
+            if not isinstance(snap, Mapping) or ("update" not in snap and "epoch" not in snap):
+                raise AnalysisError(f"{where}: history[{i}] needs 'update' or 'epoch', 'encoder' and 'decoder'")
+            for key in ("update", "epoch"):
+                v = snap.get(key)
+                if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool)):
+                    raise AnalysisError(f"{where}: history[{i}].{key} must be a number, got {v!r}")
+            entry = {"update": snap.get("update"), "epoch": snap.get("epoch")}
             for side in SIDES:
                 pairs = _check_pairs(snap.get(side), f"{where}: history[{i}].{side}")
                 if len(pairs) != len(out[side]):
@@ -461,25 +468,28 @@ def plot_weight_learning(wl_json: Union[str, Mapping], out_prefix: str) -> Saved
     }
     n_max = 0
     for side in SIDES:
+        if not wl[side]:
+            continue
         pairs = np.array(wl[side])
         layers = np.arange(1, len(pairs) + 1)
         n_max = max(n_max, len(pairs))
         for k in (0, 1):
             ax.plot(layers, pairs[:, k], markersize=5, linewidth=1.6, **styles[side, k])
         chosen = np.array([pairs[i, INDEX_CHOICES.index(c)] for i, c in enumerate(wl[f"{side}_index"])])
+        first = not any(c.get_label() == "chosen index (larger weight)" for c in ax.collections)
         ax.scatter(layers, chosen, s=170, marker="*", facecolor="none", edgecolor="black", linewidth=1.0,
-                   zorder=5, label="chosen index (larger weight)" if side == "encoder" else None)
+                   zorder=5, label="chosen index (larger weight)" if first else None)
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xticks(range(1, n_max + 1))
     ax.set_xlabel("Layer")
     ax.set_ylabel("Weight (softmax over src/tgt)")
-    lo = min(min(min(p) for p in wl[s]) for s in SIDES)
-    hi = max(max(max(p) for p in wl[s]) for s in SIDES)
+    lo = min(min(p) for s in SIDES for p in wl[s])
+    hi = max(max(p) for s in SIDES for p in wl[s])
     ax.set_ylim(max(0.0, min(lo, 0.45) - 0.05), min(1.0, max(hi, 0.55) + 0.05))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    enc = "".join("S" if c == "src" else "T" for c in wl["encoder_index"])
-    dec = "".join("S" if c == "src" else "T" for c in wl["decoder_index"])
+    enc = "".join("S" if c == "src" else "T" for c in wl["encoder_index"]) or "-"
+    dec = "".join("S" if c == "src" else "T" for c in wl["decoder_index"]) or "-"
     ax.set_title(f"Weight learning: source vs target weights per layer\n"
                  f"chosen index (S=src, T=tgt)  encoder {enc}  decoder {dec}", fontsize=10)
     return _save(fig, out_prefix)
@@ -494,17 +504,24 @@ def plot_weight_history(wl_json: Union[str, Mapping], out_prefix: str) -> Saved:
         raise AnalysisError("weight learning: no 'history' to plot")
     import matplotlib
 
-    fig = _figure((10, 4.2))
-    axes = fig.subplots(1, 2, sharey=True)
-    x = [h["update"] for h in history]
-    for ax, side in zip(axes, SIDES):
+    if all(h["update"] is not None for h in history):
+        x, xlabel = [h["update"] for h in history], "Update"
+    elif all(h["epoch"] is not None for h in history):
+        x, xlabel = [h["epoch"] for h in history], "Epoch"
+    else:
+        x, xlabel = list(range(1, len(history) + 1)), "Snapshot"
+    sides = [s for s in SIDES if wl[s]]
+    fig = _figure((5 * len(sides), 4.2))
+    axes = np.atleast_1d(fig.subplots(1, len(sides), sharey=True))
+    for ax, side in zip(axes, sides):
         n = len(wl[side])
         cmap = matplotlib.colormaps["viridis"]
         for layer in range(n):
-            ax.plot(x, [h[side][layer][1] for h in history], color=cmap(layer / max(1, n - 1)), linewidth=1.2)
+            ax.plot(x, [h[side][layer][1] for h in history], color=cmap(layer / max(1, n - 1)),
+                    linewidth=1.2, marker="o" if len(x) < 30 else None, markersize=3)
         ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
         ax.set_title(f"{side.capitalize()}", fontsize=10)
-        ax.set_xlabel("Update")
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
         sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(1, max(2, n)))
         fig.colorbar(sm, ax=ax, label="Layer (1-based)")

@@ -110,6 +110,11 @@ def _load_counts(parser, args, kind: str) -> dict:
     if matrix is not None and not any(r["matrix"] == matrix for r in doc["records"]):
         parser.error(f"{args.counts}: no records of matrix {matrix!r} (--matrix); it has "
                      f"{sorted({r['matrix'] for r in doc['records']})}")
+    target = doc.get("target_ratio")
+    if isinstance(target, (int, float)) and abs(target - doc["ratio"]) > 1e-9:
+        print(f"lslo-plot: note: {args.counts} was written at ratio {doc['ratio']:g} "
+              f"(position {doc.get('position')} of the schedule), before its target {target:g}; "
+              "eq. 6 uses the ratio the pools were pruned to", file=sys.stderr)
     try:
         imp.check_pool_sparsity(doc["records"], doc["ratio"])
     except imp.AnalysisError as e:
