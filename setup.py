@@ -32,6 +32,7 @@ setup(
             "lslo-params=lslo_fairseq.cli.params:main",
             "lslo-score=lslo_fairseq.cli.score:main",
             "lslo-demo=lslo_fairseq.cli.demo:main",
+            "lslo-plot=lslo_fairseq.cli.plot:main",
         ]
     },
 )

@@ -29,6 +29,7 @@ class PruningController:
         p = cfg.prune
         self.cfg = cfg
         self.schedule = GradualPruningSchedule(p.ratio, p.start, p.duration, total, p.unit)
+        self.layers = model.lslo_layers
         self.pools = build_pools(model.lslo_layers, cfg)
         self.out_dir = out_dir
         self.applied: Optional[float] = None
@@ -40,7 +41,7 @@ class PruningController:
             return ratio
         newly = apply_ratio(self.pools, ratio)
         self.applied = ratio
-        measured = sparsity_by_group(self.pools, self.cfg)
+        measured = sparsity_by_group(self.layers, self.cfg)
         logger.info(
             "LSLo %s pruning, %s %d: ratio %.4f applied (%d entries newly pruned); sparsity %s",
             self.cfg.prune.kind, self.schedule.unit, position, ratio, newly,

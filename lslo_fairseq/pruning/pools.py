@@ -140,14 +140,16 @@ def records(pools: List[Pool], cfg: LSLoConfig, ratio: Optional[float] = None) -
     return out
 
 
-def sparsity_by_group(pools: List[Pool], cfg: LSLoConfig) -> Dict[str, float]:
-    """Measured share of pruned entries per resource group (per language if there are no
-    groups)."""
+def sparsity_by_group(layers: Dict[str, LSLoLinear], cfg: LSLoConfig) -> Dict[str, float]:
+    """Measured share of pruned entries of the prunable matrices (``--lslo-prune-matrices``) per
+    resource group (per language without groups), unpruned languages included."""
     size, pruned = defaultdict(int), defaultdict(int)
-    for pool in pools:
-        for m in pool.members:
-            lang = cfg.languages[m.lang]
-            key = cfg.groups.get(lang, lang)
-            size[key] += m.numel
-            pruned[key] += m.n_pruned()
+    for path, lslo in layers.items():
+        for bank in lslo.banks:
+            for matrix in cfg.prune.matrices:
+                for row, lang in enumerate(cfg.languages):
+                    m = Member(lslo, lslo.param_name(matrix, bank), matrix, row, path)
+                    key = cfg.groups.get(lang, lang)
+                    size[key] += m.numel
+                    pruned[key] += m.n_pruned()
     return {k: pruned[k] / size[k] for k in size}
