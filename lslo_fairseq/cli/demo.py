@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lslo-updates", type=int, default=None, help="updates for LSLo fine-tuning")
     p.add_argument("--lslo-ranks", default="H:2,M:2,V:8", help="LSLo ranks (default H:2,M:2,V:8)")
     p.add_argument("--n-test", type=int, default=None, help="held-out test rows per language")
+    p.add_argument("--analysis", action="store_true",
+                   help="also run the paper's architecture learning on the demo data: weight learning "
+                        "(figure 1), intrinsic subspace estimation (figures 2, 5; tables 9-10), "
+                        "language-specific pruning (figures 4, 6) and LSLo+WL+GPS(0.9) (a table row); "
+                        "about three times the main demo's time")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--force", action="store_true", help="redo every step even if its output exists")
     return p
@@ -122,6 +127,47 @@ def train_args(data: Dict, s: Dict, save_dir: str, lr: float, updates: int, seed
             "--cpu", "--num-workers", "0", "--save-dir", save_dir, "--no-epoch-checkpoints",
             "--save-interval-updates", str(updates), "--validate-interval-updates", str(updates),
             "--log-format", "simple", "--log-interval", "50", "--keep-interval-updates", "1"]
+
+
+def lslo_train_cmd(data: Dict, s: Dict, save_dir: str, updates: int, seed: int, base_ckpt: str,
+                   extra: List[str]) -> List[str]:
+    """fairseq-train of an LSLo model on the base checkpoint (lr 3e-3 as the paper)."""
+    return [fairseq_bin("fairseq-train"), *train_args(data, s, save_dir, 3e-3, updates, seed),
+            "--user-dir", user_dir(), "--task", "translation_multi_simple_epoch_lslo",
+            "--arch", "lslo_transformer", *s["arch"], *COMMON_MODEL,
+            "--finetune-from-model", base_ckpt, "--lslo-lang-groups", "lang12", *extra]
+
+
+def run_analysis(a, s, data, out, base_ckpt, timings) -> List[tuple]:
+    """Weight learning -> ISE, LSP, GPS with the learned indexes. Returns extra (name, ckpt, task)
+    runs to score; writes figures 1, 2, 4, 5, 6 under ``out/figures``."""
+    from . import plot
+
+    updates = s["lslo_updates"]
+    schedule = ["--lslo-prune-unit", "update", "--lslo-prune-start", str(max(1, updates // 5)),
+                "--lslo-prune-duration", str(max(1, updates // 2))]
+    figures = os.path.join(out, "figures")
+    os.makedirs(figures, exist_ok=True)
+
+    def train(name, extra):
+        save = os.path.join(out, name)
+        if a.force or not os.path.exists(os.path.join(save, "checkpoint_last.pt")):
+            timings[f"{name}_train"] = run(lslo_train_cmd(data, s, save, updates, a.seed, base_ckpt, extra),
+                                           os.path.join(out, f"{name}_train.log"))
+        return save
+
+    wl = os.path.join(train("wl", ["--lslo-ranks", a.lslo_ranks, "--lslo-weight-learning"]), "weight_learning.json")
+    plot.main(["weights", wl, "--out", os.path.join(figures, "weight_learning")])
+    learned = ["--lslo-encoder-index", wl, "--lslo-decoder-index", wl]
+    for kind in ("ise", "lsp"):
+        save = train(kind, ["--lslo-ranks", "H:8,M:8,V:8", *learned, "--lslo-prune", kind, *schedule])
+        plot.main([kind, os.path.join(save, "pruning_counts.json"), "--out", os.path.join(figures, kind),
+                   *(["--lang-groups", "lang12"] if kind == "ise" else [])])
+    gps = train("gps", ["--lslo-ranks", a.lslo_ranks, *learned, "--lslo-prune", "gps", "--lslo-prune-ratio", "0.9",
+                        *schedule])
+    print(f"[analysis] figures in {figures}", flush=True)
+    return [(f"LSLo {a.lslo_ranks.replace(',', ' ')} +WL+GPS(0.9)", os.path.join(gps, "checkpoint_last.pt"),
+             "translation_multi_simple_epoch_lslo")]
 
 
 def plot_table(columns: List[str], rows, path_png: str) -> None:
@@ -194,24 +240,23 @@ def main(argv=None) -> int:
     lslo_dir = os.path.join(out, "lslo")
     lslo_ckpt = os.path.join(lslo_dir, "checkpoint_last.pt")
     if a.force or not os.path.exists(lslo_ckpt):
-        cmd = [fairseq_bin("fairseq-train"), *train_args(data, s, lslo_dir, 3e-3, s["lslo_updates"], a.seed),
-               "--user-dir", user_dir(), "--task", "translation_multi_simple_epoch_lslo",
-               "--arch", "lslo_transformer", *s["arch"], *COMMON_MODEL,
-               "--finetune-from-model", base_ckpt, "--lslo-ranks", a.lslo_ranks,
-               "--lslo-lang-groups", "lang12"]
+        cmd = lslo_train_cmd(data, s, lslo_dir, s["lslo_updates"], a.seed, base_ckpt, ["--lslo-ranks", a.lslo_ranks])
         timings["lslo_train"] = run(cmd, os.path.join(out, "lslo_train.log"))
     print(f"[3/5] LSLo model: {lslo_ckpt}", flush=True)
-
-    # 4. beam-5 generation, all directions, both models
     runs = [("base", base_ckpt, "translation_multi_simple_epoch"),
             ("LSLo " + a.lslo_ranks.replace(",", " "), lslo_ckpt, "translation_multi_simple_epoch_lslo")]
+    if a.analysis:
+        runs += run_analysis(a, s, data, out, base_ckpt, timings)
+
+    # 4. beam-5 generation, all directions, every model
     scores = {}
     for name, ckpt, task in runs:
-        results = os.path.join(out, "generate", name.split()[0].lower())
+        key = os.path.basename(os.path.dirname(ckpt))
+        results = os.path.join(out, "generate", key)
         t = time.time()
         scoring.generate_all_directions(data_dir, ckpt, data["pairs"], results, user_dir(),
                                         extra_args=task_args(data) + GENERATION_LIMITS, beam=5, task=task)
-        timings[f"generate_{name.split()[0].lower()}"] = time.time() - t
+        timings[f"generate_{key}"] = time.time() - t
         scores[name] = scoring.score_run(results, spm_model)
     print("[4/5] generated and scored every direction", flush=True)
 

@@ -228,7 +228,11 @@ class LSLoTransformerModel(TransformerModel):
         lslo_base_architecture(args)
         known = getattr(task, "langs", None)
         cfg = resolve_config(args, known_langs=known)
-        args.lslo_langs = ",".join(cfg.languages)  # recorded in the checkpoint's args
+        # recorded in the checkpoint's args, so that it rebuilds without the files they came from
+        args.lslo_langs = ",".join(cfg.languages)
+        if not getattr(args, "lslo_weight_learning", False):
+            args.lslo_encoder_index = ",".join(cfg.encoder_index)
+            args.lslo_decoder_index = ",".join(cfg.decoder_index)
         model = super().build_model(args, task)
         model.setup_lslo(cfg, task.source_dictionary, getattr(args, "lang_tok_style", "multilingual"))
         return model
