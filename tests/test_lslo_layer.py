@@ -8,6 +8,13 @@ from lslo_fairseq.routing import LanguageRouter, RoutingError
 from model_utils import build_tiny_model, mixed_batch, randomize_adapters
 
 
+@pytest.fixture(params=["gather", "dense"], autouse=True)
+def kernel(request, monkeypatch):
+    """Every test here runs with both routing kernels."""
+    monkeypatch.setattr(LSLoLinear, "kernel_choice", request.param)
+    return request.param
+
+
 def make_layer(ranks=(2, 2, 3, 5), index="src", in_f=6, out_f=4):
     torch.manual_seed(0)
     router = LanguageRouter(["a", "b", "c", "d"], [10, 11, 12, 13], 20)

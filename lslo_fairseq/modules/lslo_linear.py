@@ -11,9 +11,10 @@ softmax weights its transformer layer shares among all its LSLo modules:
 The adapters of all languages are stored concatenated along the rank axis, ``lora_A``
 (sum_l r_l x k) and ``lora_B`` (d x sum_l r_l), so parameter counts are exact and
 ``torch.nn.utils.prune`` acts on them directly. The forward serves a whole mixed-language batch
-with one gather and two ``bmm`` per bank: each sentence gathers its rows of A/B, padded to the
-largest rank; padded rows are multiplied by zero before use, so they reach neither outputs nor
-gradients.
+with a constant number of tensor ops per bank, by one of two kernels: ``gather`` (each sentence
+gathers its rows of A/B padded to the largest rank, two ``bmm``; padded rows are multiplied by zero
+before use) or ``dense`` (two GEMMs over all languages' ranks, other languages' columns zeroed per
+sentence). Neither lets padding or another language reach a sentence's output or gradients.
 
 Checkpoint keys are the same whether or not pruning is active: ``lora_A``, ``lora_B`` (the raw
 parameters) and ``lora_A_mask``, ``lora_B_mask`` (boolean; all true when unpruned).
@@ -73,6 +74,10 @@ class LSLoLinear(nn.Module):
             mask[lang, :r] = 1.0
         self.register_buffer("rank_rows", rows, persistent=False)
         self.register_buffer("rank_mask", mask, persistent=False)
+        cols = torch.zeros(len(self.ranks), total)
+        for lang in range(len(self.ranks)):
+            cols[lang, self.offsets[lang]:self.offsets[lang + 1]] = 1.0
+        self.register_buffer("col_mask", cols, persistent=False)
         self.reset_lora_parameters()
 
     def param_name(self, matrix: str, bank: str) -> str:
@@ -124,13 +129,37 @@ class LSLoLinear(nn.Module):
         bank = bank or self.banks[0]
         lora_a = getattr(self, self.param_name("A", bank))
         lora_b = getattr(self, self.param_name("B", bank))
+        if self.kernel() == "dense":
+            return self._delta_dense(x, langs, lora_a, lora_b)
+        return self._delta_gather(x, langs, lora_a, lora_b)
+
+    kernel_choice = "auto"  # "dense" | "gather" | "auto": set on the class, or on one layer
+    dense_max_ratio = 8
+
+    def kernel(self) -> str:
+        """``gather`` costs ~ max_r per token (batched small matmuls), ``dense`` ~ sum_r (two GEMMs
+        over all languages' ranks). Dense GEMMs win until sum_r is many times max_r (measured in
+        benchmarks/routing.py), so ``auto`` picks dense up to sum_r <= 8 max_r."""
+        if self.kernel_choice != "auto":
+            return self.kernel_choice
+        return "dense" if self.offsets[-1] <= self.dense_max_ratio * self.rank_rows.size(1) else "gather"
+
+    def _delta_gather(self, x, langs, lora_a, lora_b):
+        """Each sentence gathers its A_l, B_l padded to max rank R; two bmm."""
         rows = self.rank_rows[langs]  # (B, R)
         mask = self.rank_mask[langs].to(lora_a.dtype).unsqueeze(-1)  # (B, R, 1)
         a = lora_a[rows] * mask  # (B, R, k), padded rows zeroed
-        b_t = lora_b.t()[rows]  # (B, R, d) = B_l^T; padded rows meet the zeros of a
+        b_t = lora_b.t().contiguous()[rows]  # (B, R, d) = B_l^T; padded rows meet the zeros of a
         xb = x.transpose(0, 1)  # (B, T, k)
         z = torch.bmm(xb, a.transpose(1, 2).to(xb.dtype))  # (B, T, R)
         return torch.bmm(z, b_t.to(z.dtype)).transpose(0, 1)  # (T, B, d)
+
+    def _delta_dense(self, x, langs, lora_a, lora_b):
+        """z = A_all x for all languages' ranks, zero every column not of the sentence's language,
+        then B_all z: two GEMMs; other languages' rows get no output and no gradient."""
+        keep = self.col_mask[langs].to(x.dtype)  # (B, sum_r)
+        z = nn.functional.linear(x, lora_a.to(x.dtype)) * keep.unsqueeze(0)  # (T, B, sum_r)
+        return nn.functional.linear(z, lora_b.to(z.dtype))  # (T, B, d)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.base_layer(x)
