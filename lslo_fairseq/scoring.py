@@ -9,6 +9,7 @@ fairseq is imported only by the generation helpers (:func:`generation_args` pars
 """
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -437,6 +438,7 @@ def generation_args(
         "--required-batch-size-multiple", "1",
         "--post-process", "sentencepiece",
         "--results-path", results_path,
+        "--num-workers", "0",  # a worker process per direction costs ~5 s to start and join
     ]
     return args + list(extra_args)
 
@@ -454,6 +456,23 @@ def parse_generation_args(input_args: Sequence[str], user_dir: Optional[str] = N
     parser = options.get_generation_parser()
     args = options.parse_args_and_arch(parser, input_args=list(input_args))
     return convert_namespace_to_omegaconf(args)
+
+
+def for_direction(template, pristine_task, src: str, tgt: str, results_path: str):
+    """The parsed generation config for direction ``src``-``tgt``: the three fields that
+    :func:`generation_args` sets per direction, on a fresh copy of the task options (fairseq's
+    task set-up rewrites some of them in place, e.g. ``left_pad_source``, and is not idempotent)."""
+    from fairseq.dataclass.utils import omegaconf_no_object_check
+    from omegaconf import open_dict
+
+    cfg = copy.deepcopy(template)
+    task_args = copy.deepcopy(pristine_task)
+    task_args.source_lang, task_args.target_lang = src, tgt
+    task_args.results_path = results_path
+    with omegaconf_no_object_check(), open_dict(cfg):  # as fairseq itself puts a Namespace there
+        cfg.task = task_args
+        cfg.common_eval.results_path = results_path
+    return cfg
 
 
 def generate_all_directions(
@@ -475,13 +494,16 @@ def generate_all_directions(
     directions = parse_pairs(pairs)
     root = logging.getLogger()
     outputs: Dict[Direction, str] = {}
+    template = pristine_task = None
     for i, (src, tgt) in enumerate(directions, 1):
         results_path = os.path.join(results_dir, f"{src}-{tgt}")
-        input_args = generation_args(
-            data_dir, checkpoint, src, tgt, directions, results_path, user_dir, extra_args,
-            beam, gen_subset, task,
-        )
-        cfg = parse_generation_args(input_args, user_dir)
+        if template is None:  # parsing composes a Hydra config (~5 s): once, then copy
+            template = parse_generation_args(generation_args(
+                data_dir, checkpoint, src, tgt, directions, results_path, user_dir, extra_args,
+                beam, gen_subset, task,
+            ), user_dir)
+            pristine_task = copy.deepcopy(template.task)
+        cfg = for_direction(template, pristine_task, src, tgt, results_path)
         # fairseq's generate calls logging.basicConfig(stream=<this output file>); drop what it
         # adds so that the next direction's log does not go to a closed file.
         handlers, level = list(root.handlers), root.level

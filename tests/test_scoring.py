@@ -439,3 +439,20 @@ def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkey
     with pytest.raises(ScoringError, match=r"left 1 sentence\(s\) untranslated \(ids \[1\]\)"):
         scoring.generate_all_directions(str(tmp_path / "data-bin"), "ck.pt", "en-fr", str(tmp_path / "r2"),
                                         None, task="translation_multi_simple_epoch")
+
+
+def test_each_direction_gets_pristine_task_options():
+    """fairseq's task set-up rewrites options in place (left_pad_source 'True' -> True, and
+    eval_bool(True) -> False on a second pass): directions parsed once must not share them."""
+    import copy
+
+    cfg = scoring.parse_generation_args(scoring.generation_args(
+        "data-bin", "ckpt.pt", "en", "fr", [("en", "fr"), ("fr", "en")], "out/en-fr",
+        extra_args=["--encoder-langtok", "src", "--decoder-langtok"], task="translation_multi_simple_epoch"))
+    pristine = copy.deepcopy(cfg.task)
+    first = scoring.for_direction(cfg, pristine, "en", "fr", "out/en-fr")
+    first.task.left_pad_source = True  # what MultilingualDatasetManager.prepare does
+    second = scoring.for_direction(cfg, pristine, "fr", "en", "out/fr-en")
+    assert second.task.left_pad_source == "True"
+    assert (second.task.source_lang, second.task.target_lang) == ("fr", "en")
+    assert second.common_eval.results_path == "out/fr-en" and first.common_eval.results_path == "out/en-fr"

@@ -82,13 +82,13 @@ def settings(a) -> Dict:
     s = dict(
         langs=(a.langs.split(",") if a.langs else (QUICK_LANGS if quick else DEMO_LANGS)),
         n_valid=20 if quick else 100,
-        n_test=a.n_test or (20 if quick else 60),
+        n_test=a.n_test or (20 if quick else 40),
         max_train_rows=200 if quick else None,
-        vocab=600 if quick else 4000,
+        vocab=600 if quick else 2000,
         arch=ARCH["quick" if quick else "full"],
-        base_updates=a.base_updates or (150 if quick else 500),
-        lslo_updates=a.lslo_updates or (60 if quick else 300),
-        max_tokens=1500 if quick else 4000,
+        base_updates=a.base_updates or (150 if quick else 1000),
+        lslo_updates=a.lslo_updates or (60 if quick else 500),
+        max_tokens=1500 if quick else 2048,
     )
     return s
 
@@ -121,7 +121,7 @@ def task_args(data: Dict) -> List[str]:
 def train_args(data: Dict, s: Dict, save_dir: str, lr: float, updates: int, seed: int) -> List[str]:
     return [data["data_dir"], *task_args(data), "--sampling-method", "temperature",
             "--sampling-temperature", "5", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
-            "--lr", str(lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(max(10, updates // 10)),
+            "--lr", str(lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(max(10, min(100, updates // 10))),
             "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.2",
             "--max-tokens", str(s["max_tokens"]), "--max-update", str(updates), "--seed", str(seed),
             "--cpu", "--num-workers", "0", "--save-dir", save_dir, "--no-epoch-checkpoints",
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     base_dir = os.path.join(out, "base")
     base_ckpt = os.path.join(base_dir, "checkpoint_last.pt")
     if a.force or not os.path.exists(base_ckpt):
-        cmd = [fairseq_bin("fairseq-train"), *train_args(data, s, base_dir, 1e-3, s["base_updates"], a.seed),
+        cmd = [fairseq_bin("fairseq-train"), *train_args(data, s, base_dir, 3e-3, s["base_updates"], a.seed),
                "--task", "translation_multi_simple_epoch", "--arch", "transformer", *s["arch"], *COMMON_MODEL]
         timings["base_train"] = run(cmd, os.path.join(out, "base_train.log"))
     print(f"[2/5] base model: {base_ckpt}", flush=True)

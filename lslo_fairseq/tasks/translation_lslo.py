@@ -35,7 +35,7 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
     @classmethod
     def setup_task(cls, args, **kwargs):
         task = super().setup_task(args, **kwargs)
-        if is_lslo_run(args) and getattr(args, "lslo_ranks", None):
+        if is_lslo_run(args):
             task.validate_lslo_args(args)
         return task
 
