@@ -159,8 +159,12 @@ def test_prepare_rejects_bad_languages(tmp_path):
 def test_tiny_base_checkpoint(tiny_base_checkpoint, tiny_data):
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(tiny_base_checkpoint))
     assert set(unsafe) <= {"argparse.Namespace"}
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        state = torch.load(tiny_base_checkpoint, map_location="cpu")  # weights_only
+    # importing the plugin allows exactly what this needs (a safe_globals() context manager here
+    # would remove argparse.Namespace again on exit, for every later test)
+    import lslo_fairseq  # noqa: F401
+
+    assert argparse.Namespace in torch.serialization.get_safe_globals()
+    state = torch.load(tiny_base_checkpoint, map_location="cpu")  # weights_only
     assert {"model", "cfg"} <= set(state)
     sd = state["model"]
     assert tuple(sd["encoder.layers.0.fc1.weight"].shape) == (128, 64)
