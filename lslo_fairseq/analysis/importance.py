@@ -120,16 +120,20 @@ def validate_counts(doc, where: str = "pruning counts") -> dict:
     return {**doc, "ratio": float(ratio), "records": records}
 
 
-def load_counts(path: str) -> dict:
-    """Read and validate a ``pruning_counts.json``; errors name the file."""
+def read_json(path: str):
+    """A JSON file's content; a missing or unreadable file is an :class:`AnalysisError` naming it."""
     if not os.path.isfile(path):
         raise AnalysisError(f"{path}: no such file")
     try:
         with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+            return json.load(f)
     except (OSError, ValueError) as e:
         raise AnalysisError(f"{path}: not a readable JSON file: {e}") from None
-    return validate_counts(doc, path)
+
+
+def load_counts(path: str) -> dict:
+    """Read and validate a ``pruning_counts.json``; errors name the file."""
+    return validate_counts(read_json(path), path)
 
 
 def _records_of(records) -> List[dict]:

@@ -28,6 +28,7 @@ import numpy as np
 from ..config import GROUP_NAMES, INDEX_CHOICES
 from ..scoring import order_groups
 from .importance import (
+    read_json,
     SCORE_LABEL,
     SIDE_MODULES,
     SIDES,
@@ -273,12 +274,7 @@ def plot_subspace_heatmap(records, ratio: float, out_prefix: str,
     names = [l for l, _ in langs]
     groups = [g for _, g in langs]
     agg = aggregate(rows, by=("side", "language", "module"), over="layer", matrix=matrix)
-    panels = []
-    for side in _sides(rows):
-        _, cols, data = pivot(agg, "language", "module", row_order=names, col_order=_modules(rows, side),
-                              where={"side": side})
-        panels.append((side, cols, data))
-    norm = _norm(np.concatenate([p[2].ravel() for p in panels]))
+    panels, norm = _side_panels(agg, rows, "language", names)
     n_layers = len(_layers(rows))
     fig = _panel_grid(
         [{"title": "", "rows": names, "panels": panels}],
@@ -329,12 +325,7 @@ def plot_lsp_heatmap(records, ratio: float, out_prefix: str, matrix: Optional[st
     rows = _b_records(records, ratio, matrix)
     agg = aggregate(rows, by=("side", "layer", "module"), over="language", matrix=matrix)
     layers = _layers(rows)
-    panels = []
-    for side in _sides(rows):
-        _, cols, data = pivot(agg, "layer", "module", row_order=layers, col_order=_modules(rows, side),
-                              where={"side": side})
-        panels.append((side, cols, data))
-    norm = _norm(np.concatenate([p[2].ravel() for p in panels]))
+    panels, norm = _side_panels(agg, rows, "layer", layers)
     n_langs = len({r["language"] for r in rows})
     fig = _panel_grid(
         [{"title": "", "rows": [l + 1 for l in layers], "panels": panels}],
@@ -395,16 +386,7 @@ def load_weight_learning(source: Union[str, Mapping]) -> dict:
     ``encoder_index``/``decoder_index`` (derived from the larger weight when absent; must agree
     with it when given), optional ``history`` of snapshots with ``update`` and/or ``epoch``."""
     where = source if isinstance(source, str) else "weight learning"
-    if isinstance(source, str):
-        if not os.path.isfile(source):
-            raise AnalysisError(f"{source}: no such file")
-        try:
-            with open(source, encoding="utf-8") as f:
-                doc = json.load(f)
-        except (OSError, ValueError) as e:
-            raise AnalysisError(f"{source}: not a readable JSON file: {e}") from None
-    else:
-        doc = source
+    doc = read_json(source) if isinstance(source, str) else source
     if not isinstance(doc, Mapping):
         raise AnalysisError(f"{where}: expected a JSON object with 'encoder' and 'decoder'")
     out = {}
@@ -536,20 +518,21 @@ def plot_weight_history(wl_json: Union[str, Mapping], out_prefix: str) -> Saved:
 EpochTable = Sequence[Tuple[float, Mapping[str, Optional[float]]]]
 
 
-def _read_json(path: str):
-    if not os.path.isfile(path):
-        raise AnalysisError(f"{path}: no such file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise AnalysisError(f"{path}: not a readable JSON file: {e}") from None
+def _side_panels(agg, rows, row_key: str, row_order):
+    """One (side, modules, grid) panel per encoder/decoder side of ``row_key`` x module, and one
+    diverging colour scale for all of them."""
+    panels = []
+    for side in _sides(rows):
+        _, cols, data = pivot(agg, row_key, "module", row_order=row_order, col_order=_modules(rows, side),
+                              where={"side": side})
+        panels.append((side, cols, data))
+    return panels, _norm(np.concatenate([p[2].ravel() for p in panels]))
 
 
 def load_result_row(path: str, run: Optional[str] = None) -> Tuple[Dict[str, Optional[float]], dict]:
     """The group-table row (``{column: spBLEU}``) of one ``lslo_fairseq.scoring.write_results``
     JSON, and its ``meta``. A file with several rows needs ``run`` to be one of their names."""
-    doc = _read_json(path)
+    doc = read_json(path)
     if not isinstance(doc, Mapping) or not isinstance(doc.get("table"), list) or not isinstance(doc.get("columns"), list):
         raise AnalysisError(f"{path}: not a results file of lslo-score (needs 'columns' and 'table')")
     table = doc["table"]
