@@ -129,6 +129,7 @@ def inject_lslo(model: nn.Module, cfg: LSLoConfig, router: LanguageRouter) -> "O
                 if owner_attr:
                     owner._set_skip_embed_dim_check()  # no fused path: it would skip the adapters
                 path = f"{side}.layers.{i}." + (f"{owner_attr}.{proj}" if owner_attr else proj)
+                lslo.site = (side, i, name)  # e.g. ("decoder", 3, "c-k")
                 wrapped[path] = lslo
     return wrapped
 
@@ -148,22 +149,12 @@ def freeze_base(model: nn.Module) -> None:
 def parameter_report(cfg: LSLoConfig, layers: Dict[str, LSLoLinear]) -> Dict[str, Dict[str, int]]:
     """Trainable parameters per language and module name: sum over layers of r_l (k + d)."""
     report: Dict[str, Dict[str, int]] = {lang: {} for lang in cfg.languages}
-    for path, lslo in layers.items():
-        module = module_name(path)
+    for lslo in layers.values():
+        module = lslo.site[2]
         for row, lang in enumerate(cfg.languages):
             n = len(lslo.banks) * cfg.ranks[row] * (lslo.in_features + lslo.out_features)
             report[lang][module] = report[lang].get(module, 0) + n
     return report
-
-
-def module_name(path: str) -> str:
-    """``decoder.layers.3.encoder_attn.k_proj`` -> ``c-k``."""
-    parts = path.split(".")
-    owner, proj = (parts[-2], parts[-1]) if parts[-2] in ("self_attn", "encoder_attn") else (None, parts[-1])
-    for name, (o, p) in MODULE_PATHS.items():
-        if o == owner and p == proj:
-            return name
-    raise KeyError(path)
 
 
 class LSLoTransformerEncoder(TransformerEncoder):

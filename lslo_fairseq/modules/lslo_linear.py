@@ -58,6 +58,7 @@ class LSLoLinear(nn.Module):
         object.__setattr__(self, "router", router)  # shared; registered once on the model
         object.__setattr__(self, "index_weights", index_weights)  # registered on the layer
         self.banks = ["src", "tgt"] if index == "learned" else [index]
+        self.site = None  # (side, layer, module name), set by the model that places this layer
         in_f, out_f = base_layer.in_features, base_layer.out_features
         total, max_rank = sum(self.ranks), max(self.ranks)
         dtype = base_layer.weight.dtype

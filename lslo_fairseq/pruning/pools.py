@@ -64,13 +64,6 @@ class Pool:
         return sum(m.n_pruned() for m in self.members)
 
 
-def side_layer_module(path: str) -> Tuple[str, int, str]:
-    from ..models.lslo_transformer import module_name
-
-    parts = path.split(".")
-    return parts[0], int(parts[2]), module_name(path)
-
-
 def make_prunable(layers: Dict[str, LSLoLinear], cfg: LSLoConfig) -> None:
     """Put the pruning reparametrisation (all-ones masks) in place at build time, so that the
     parameter order and the optimizer see the same tensors before and after pruning starts."""
@@ -89,7 +82,7 @@ def build_pools(layers: Dict[str, LSLoLinear], cfg: LSLoConfig) -> List[Pool]:
     targets = set(cfg.prune.targets) if kind == "gps" else set(cfg.languages)
     pools: "OrderedDict[str, Pool]" = OrderedDict()
     for path, lslo in layers.items():
-        side, layer_idx, _ = side_layer_module(path)
+        side, layer_idx, _ = lslo.site
         for lang_row, lang in enumerate(cfg.languages):
             if lang not in targets:
                 continue
@@ -131,7 +124,7 @@ def records(pools: List[Pool], cfg: LSLoConfig, ratio: Optional[float] = None) -
     out = []
     for pool in pools:
         for m in pool.members:
-            side, layer_idx, module = side_layer_module(m.path)
+            side, layer_idx, module = m.layer.site
             lang = cfg.languages[m.lang]
             bank = "" if m.layer.index != "learned" else m.name.rsplit("_", 1)[-1]
             out.append(dict(side=side, layer=layer_idx, module=module, language=lang,
