@@ -33,6 +33,7 @@ setup(
             "lslo-score=lslo_fairseq.cli.score:main",
             "lslo-demo=lslo_fairseq.cli.demo:main",
             "lslo-plot=lslo_fairseq.cli.plot:main",
+            "lslo-export=lslo_fairseq.cli.export:main",
         ]
     },
 )
