@@ -165,6 +165,22 @@ def encode_pieces(sp: spm.SentencePieceProcessor, texts: Sequence[str]) -> List[
     ]
 
 
+def encode_splits(
+    sp: spm.SentencePieceProcessor, raw: Dict[str, Dict[str, Sequence[str]]]
+) -> Dict[Tuple[str, str], List[List[str]]]:
+    """Pieces of every ``raw[split][lang]`` text, keyed ``(split, lang)``.
+
+    Fails on a piece that contains whitespace: fairseq's text readers split on any whitespace, so it
+    would not round-trip.
+    """
+    encoded = {(split, lang): encode_pieces(sp, texts) for split, by_lang in raw.items()
+               for lang, texts in by_lang.items()}
+    odd = sorted({p for pieces in encoded.values() for s in pieces for p in s if p.split() != [p]})
+    if odd:
+        raise ValueError(f"SentencePiece produced pieces containing whitespace: {odd[:10]}")
+    return encoded
+
+
 def _tokens(line: Union[str, Sequence[str]]) -> Sequence[str]:
     return line.split() if isinstance(line, str) else line
 
@@ -232,6 +248,40 @@ def lang_pairs(langs: Sequence[str]) -> List[str]:
     return [f"{s}-{t}" for s in langs for t in langs if s != t]
 
 
+def write_splits(
+    out: Path,
+    langs: Sequence[str],
+    row_ids: Dict[str, Sequence[str]],
+    raw: Dict[str, Dict[str, Sequence[str]]],
+    encoded: Dict[Tuple[str, str], Sequence[Sequence[str]]],
+    dictionary: Dictionary,
+) -> Tuple[Dict[str, int], Dict[str, int]]:
+    """Write every split of a multi-parallel corpus as fairseq data for all directions of ``langs``.
+
+    Per split and language: ``{split}.raw.{lang}`` (the text, references for scoring),
+    ``{split}.spm.{lang}`` (pieces) and one mmap binarization in ``mono/``, hard-linked to
+    ``{split}.{src}-{tgt}.{lang}.bin/.idx`` of every direction; ``{split}.ids`` names the rows.
+    Returns (tokens, ``<unk>`` tokens) per split.
+    """
+    (out / MONO_DIR).mkdir(parents=True, exist_ok=True)
+    tokens = {split: 0 for split in raw}
+    unks = {split: 0 for split in raw}
+    for split in raw:
+        _write_lines(out / f"{split}.ids", row_ids[split])
+        for lang in langs:
+            _write_lines(out / f"{split}.raw.{lang}", raw[split][lang])
+            _write_lines(out / f"{split}.spm.{lang}", (" ".join(p) for p in encoded[split, lang]))
+            n_tok, n_unk = binarize(encoded[split, lang], dictionary, out / MONO_DIR / f"{split}.{lang}")
+            tokens[split] += n_tok
+            unks[split] += n_unk
+    for split in raw:
+        for pair in lang_pairs(langs):
+            for lang in pair.split("-"):
+                for ext in ("bin", "idx"):
+                    _link(out / MONO_DIR / f"{split}.{lang}.{ext}", out / f"{split}.{pair}.{lang}.{ext}")
+    return tokens, unks
+
+
 def prepare(
     tsv: PathLike,
     langs: Sequence[str],
@@ -276,14 +326,8 @@ def prepare(
         seed=seed,
     )
     sp = spm.SentencePieceProcessor(model_file=model)
-    encoded = {
-        (split, lang): encode_pieces(sp, [table[lang][i] for i in idx])
-        for split, idx in rows.items()
-        for lang in langs
-    }
-    odd = sorted({p for pieces in encoded.values() for s in pieces for p in s if p.split() != [p]})
-    if odd:  # fairseq's text readers split on any whitespace: such pieces would not round-trip
-        raise ValueError(f"SentencePiece produced pieces containing whitespace: {odd[:10]}")
+    raw = {split: {lang: [table[lang][i] for i in idx] for lang in langs} for split, idx in rows.items()}
+    encoded = encode_splits(sp, raw)
 
     dict_path = out / "dict.txt"
     d = build_dictionary((s for lang in langs for s in encoded["train", lang]), dict_path)
@@ -291,23 +335,9 @@ def prepare(
         _link(dict_path, out / f"dict.{lang}.txt")
     _write_lines(out / "lang_dict.txt", langs)
 
-    tokens = {split: 0 for split in SPLITS}
-    unks = {split: 0 for split in SPLITS}
-    for split, idx in rows.items():
-        _write_lines(out / f"{split}.ids", (ids[i] for i in idx))
-        for lang in langs:
-            _write_lines(out / f"{split}.raw.{lang}", (table[lang][i] for i in idx))
-            _write_lines(out / f"{split}.spm.{lang}", (" ".join(p) for p in encoded[split, lang]))
-            n_tok, n_unk = binarize(encoded[split, lang], d, out / MONO_DIR / f"{split}.{lang}")
-            tokens[split] += n_tok
-            unks[split] += n_unk
-
+    row_ids = {split: [ids[i] for i in idx] for split, idx in rows.items()}
+    tokens, unks = write_splits(out, langs, row_ids, raw, encoded, d)
     pairs = lang_pairs(langs)
-    for split in SPLITS:
-        for pair in pairs:
-            for lang in pair.split("-"):
-                for ext in ("bin", "idx"):
-                    _link(out / MONO_DIR / f"{split}.{lang}.{ext}", out / f"{split}.{pair}.{lang}.{ext}")
 
     info = {
         "data_dir": str(out),
