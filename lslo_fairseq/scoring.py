@@ -134,6 +134,46 @@ def load_spm(spm_model_path: str):
     return proc
 
 
+FLORES101_SPM_URL = "https://dl.fbaipublicfiles.com/fairseq/models/flores/sacrebleu_tokenizer_spm.model"
+
+
+def flores101_spm_path() -> str:
+    """Where sacrebleu keeps the FLORES-101 SentencePiece model (``$SACREBLEU/models/...``,
+    default ``~/.sacrebleu``): sacrebleu's ``flores101``/``spm`` tokenizers use the file found there."""
+    root = os.environ.get("SACREBLEU", os.path.join(os.path.expanduser("~"), ".sacrebleu"))
+    return os.path.join(root, "models", os.path.basename(FLORES101_SPM_URL))
+
+
+def resolve_spm(spec: str, timeout: float = 30.0) -> str:
+    """The SentencePiece model file for ``--spm``: a path, or ``flores101`` for the FLORES-101
+    tokenizer model (sacrebleu's cached copy, else downloaded there; a clear error offline)."""
+    if spec != "flores101":
+        if not os.path.isfile(spec):
+            raise ScoringError(f"--spm: SentencePiece model {spec} does not exist")
+        return spec
+    path = flores101_spm_path()
+    if os.path.isfile(path):
+        return path
+    import urllib.error
+    import urllib.request
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    part = f"{path}.part{os.getpid()}"
+    try:
+        with urllib.request.urlopen(FLORES101_SPM_URL, timeout=timeout) as r, open(part, "wb") as f:
+            f.write(r.read())
+    except (urllib.error.URLError, OSError) as e:
+        if os.path.exists(part):
+            os.remove(part)
+        raise ScoringError(
+            f"--spm flores101: the FLORES-101 SentencePiece model is not at {path} and cannot be "
+            f"downloaded from {FLORES101_SPM_URL} ({getattr(e, 'reason', e)}); fetch it elsewhere and "
+            "pass --spm PATH (or put it at that path)"
+        ) from None
+    os.replace(part, path)
+    return path
+
+
 def spm_pieces(lines: Sequence[str], spm_model_path: str) -> List[str]:
     """Each line split into SentencePiece pieces joined by single spaces, exactly as sacrebleu's
     ``flores101``/``spm`` tokenizer does (BLEU strips trailing whitespace before tokenizing)."""
@@ -355,20 +395,24 @@ def write_results(
     columns: Sequence[str],
     per_direction: Mapping[str, Mapping[Direction, float]],
     meta: Mapping,
+    comparison_rows: Sequence[Tuple[str, Sequence[Optional[float]]]] = (),
 ) -> Tuple[str, str]:
-    """Write ``<prefix>.csv`` (the table, one row per run) and ``<prefix>.json`` (the table, every
-    run's per-direction scores keyed ``src-tgt``, and ``meta``); return both paths."""
+    """Write ``<prefix>.csv`` (the table, one row per run, then ``comparison_rows`` such as the
+    paper's row and the differences) and ``<prefix>.json`` (the table, the comparison rows apart,
+    every run's per-direction scores keyed ``src-tgt``, and ``meta``); return both paths."""
     folder = os.path.dirname(os.path.abspath(path_prefix))
     os.makedirs(folder, exist_ok=True)
     csv_path, json_path = path_prefix + ".csv", path_prefix + ".json"
     with open(csv_path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run"] + list(columns))
-        for name, values in rows:
+        for name, values in [*rows, *comparison_rows]:
             writer.writerow([name] + ["" if v is None else f"{v:.4f}" for v in values])
     doc = {
         "columns": list(columns),
         "table": [{"run": name, **{c: v for c, v in zip(columns, values)}} for name, values in rows],
+        "comparison": [{"row": name, **{c: v for c, v in zip(columns, values)}}
+                       for name, values in comparison_rows],
         "per_direction": {
             run: {f"{src}-{tgt}": value for (src, tgt), value in sorted(scores.items())}
             for run, scores in per_direction.items()

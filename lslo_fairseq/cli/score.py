@@ -19,6 +19,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..config import LSLoConfigError, parse_lang_groups
+from ..paper import PaperRowError, difference, paper_row
 from ..scoring import (
     DEFAULT_TASK,
     Direction,
@@ -33,6 +34,7 @@ from ..scoring import (
     missing_ids,
     parse_pairs,
     read_generate_output,
+    resolve_spm,
     scoring_meta,
     spbleu,
     write_results,
@@ -58,8 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--spm", required=True, metavar="PATH",
-        help="SentencePiece model that splits hypotheses and references for spBLEU (e.g. the "
-        "FLORES-101 'sacrebleu_tokenizer_spm.model'); its path and md5 are recorded.",
+        help="SentencePiece model that splits hypotheses and references for spBLEU, or 'flores101' "
+        "for the FLORES-101 tokenizer model (sacrebleu's cached copy in $SACREBLEU/models, "
+        "downloaded there if missing and a network is up); its path and md5 are recorded.",
+    )
+    p.add_argument(
+        "--paper", metavar="TABLE:ROW",
+        help="print the paper's row beside ours, and our row minus the paper's, e.g. "
+        "'table1:2;2;8+WL+GPS(0.9)' (tables 1-4 and 8; rows as the paper names them).",
     )
     p.add_argument(
         "--lang-groups", required=True, metavar="SPEC",
@@ -127,12 +135,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     # ---- validation: everything that can be checked is checked before any work -----------------
-    if not os.path.isfile(args.spm):
-        parser.error(f"--spm: SentencePiece model {args.spm} does not exist")
     try:
+        args.spm = resolve_spm(args.spm)
         load_spm(args.spm)
     except ScoringError as e:
-        parser.error(f"--spm: {e}")
+        parser.error(str(e) if str(e).startswith("--spm") else f"--spm: {e}")
+    paper = None
+    if args.paper:
+        try:
+            paper = paper_row(args.paper)
+        except PaperRowError as e:
+            parser.error(str(e))
     try:
         lang_groups = parse_lang_groups(args.lang_groups)
     except LSLoConfigError as e:
@@ -216,6 +229,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     }
     tables = [(name, *group_table(scores, lang_groups)) for name, scores in per_direction.items()]
     columns, rows = merge_tables(tables)
+    comparison: List[Tuple[str, List[Optional[float]]]] = []
+    if paper is not None:
+        label, paper_columns, paper_values = paper
+        for name, values in rows:
+            aligned, diff = difference(values, columns, paper_columns, paper_values)
+            comparison.append((f"{name} - paper", diff))
+        comparison.insert(0, (label, aligned))
+        unscored = [c for c in paper_columns if c not in columns]
+        if unscored:
+            print(f"lslo-score: warning: the paper's {args.paper} has columns this run does not score "
+                  f"({', '.join(unscored)}): its languages are not the paper's subset", file=sys.stderr)
     direction_sets = {name: frozenset(s) for name, s in per_direction.items()}
     if len(set(direction_sets.values())) > 1:
         sizes = ", ".join(f"{n}: {len(s)}" for n, s in direction_sets.items())
@@ -225,6 +249,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     meta = scoring_meta(args.spm)
     meta["lang_groups"] = {"spec": args.lang_groups, "groups": lang_groups}
     meta["gen_subset"] = args.gen_subset
+    if paper is not None:
+        meta["paper"] = {"row": args.paper, "columns": paper[1], "spbleu": paper[2],
+                         "note": "paper rows: FLORES-101 devtest with the FLORES-101 SentencePiece model"}
     meta["runs"] = {
         name: {
             "dir": os.path.abspath(dict(runs).get(name, args.results_dir or "")),
@@ -239,8 +266,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "task": args.task, "beam": args.beam, "user_dir": gen[2], "extra_args": extra,
         }
 
-    print(format_table(rows, columns))
-    csv_path, json_path = write_results(out_prefix, rows, columns, per_direction, meta)
+    print(format_table([*rows, *comparison], columns))
+    csv_path, json_path = write_results(out_prefix, rows, columns, per_direction, meta, comparison)
     print(f"spm: {meta['spm_model']['path']} (md5 {meta['spm_model']['md5']}); "
           f"{meta['sacrebleu']['spbleu_signature']}", file=sys.stderr)
     print(f"wrote {csv_path} and {json_path}", file=sys.stderr)

@@ -1,0 +1,384 @@
+"""FLORES-101 -> fairseq data for fine-tuning a released M2M-124 checkpoint (paper, section 5).
+
+The released ``flores101_dataset`` (a directory or the ``.tar.gz``) holds ``dev/<code>.dev`` and
+``devtest/<code>.devtest`` for 101 languages, the same sentences in every language. As in the paper,
+``dev`` (997 sentences) is the training set and ``devtest`` (1012) the test set. The paper has no
+validation set; ``valid`` here is the training split again, so that fairseq's validation (and the
+weight-learning report written at validation) runs without touching the test set. Evaluate
+``checkpoint_last.pt``: nothing is selected on ``valid``.
+
+Text is encoded with the checkpoint's ``sentencepiece.bpe.model`` and binarized with its ``dict.txt``
+for every direction (both directions of every pair), through the writer shared with
+:mod:`lslo_fairseq.data.multiparallel`. Before any of that, the model directory is checked: the
+checkpoint's embedding must have exactly ``len(dict.txt) + number of languages`` rows (fairseq
+appends one ``__xx__`` token per language of ``--lang-dict``), and every requested language must
+be one of the model's. The model's language list (in the order the checkpoint was trained with,
+which fixes the language-token ids) is written to ``<out>/lang_dict.txt``, for ``--lang-dict``.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from ..config import PRESETS, LSLoConfigError, parse_lang_groups
+from .multiparallel import PathLike, _link, _write_lines, encode_splits, lang_pairs, write_splits
+
+logger = logging.getLogger(__name__)
+
+FLORES101_URL = "https://dl.fbaipublicfiles.com/flores101/dataset/flores101_dataset.tar.gz"
+SPLIT_SOURCES = {"train": "dev", "valid": "dev", "test": "devtest"}
+
+# M2M-124 language code -> FLORES-101 file stem (``dev/<stem>.dev``). Codes as in the paper's
+# tables 5-6 (the M2M-124 model's codes); override or extend with ``--flores-code xx=stem``.
+FLORES101_CODES: Dict[str, str] = {
+    "af": "afr", "am": "amh", "ar": "ara", "as": "asm", "ast": "ast", "az": "azj", "be": "bel",
+    "bg": "bul", "bn": "ben", "bs": "bos", "ca": "cat", "ceb": "ceb", "cs": "ces", "cy": "cym",
+    "da": "dan", "de": "deu", "el": "ell", "en": "eng", "es": "spa", "et": "est", "fa": "fas",
+    "ff": "ful", "fi": "fin", "fr": "fra", "ga": "gle", "gl": "glg", "gu": "guj", "ha": "hau",
+    "he": "heb", "hi": "hin", "hr": "hrv", "hu": "hun", "hy": "hye", "id": "ind", "ig": "ibo",
+    "is": "isl", "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kam": "kam", "kea": "kea",
+    "kk": "kaz", "km": "khm", "kn": "kan", "ko": "kor", "ku": "ckb", "ky": "kir", "lb": "ltz",
+    "lg": "lug", "ln": "lin", "lo": "lao", "lt": "lit", "luo": "luo", "lv": "lav", "mi": "mri",
+    "mk": "mkd", "ml": "mal", "mn": "mon", "mr": "mar", "ms": "msa", "mt": "mlt", "my": "mya",
+    "ne": "npi", "nl": "nld", "no": "nob", "ns": "nso", "ny": "nya", "oc": "oci", "om": "orm",
+    "or": "ory", "pa": "pan", "pl": "pol", "ps": "pus", "pt": "por", "ro": "ron", "ru": "rus",
+    "sd": "snd", "sk": "slk", "sl": "slv", "sn": "sna", "so": "som", "sr": "srp", "sv": "swe",
+    "sw": "swh", "ta": "tam", "te": "tel", "tg": "tgk", "th": "tha", "tl": "tgl", "tr": "tur",
+    "uk": "ukr", "umb": "umb", "ur": "urd", "uz": "uzb", "vi": "vie", "wo": "wol", "xh": "xho",
+    "yo": "yor", "zh": "zho_simpl", "zu": "zul",
+}
+MODEL_FILES = ("model.pt", "dict.txt", "sentencepiece.bpe.model")
+
+
+class FloresError(ValueError):
+    """Bad FLORES-101 / model-directory input; the message names the file or flag."""
+
+
+# ---- the dataset -------------------------------------------------------------------------------
+
+
+def download_flores101(dest_dir: PathLike, url: str = FLORES101_URL, timeout: float = 30.0) -> Path:
+    """Download the FLORES-101 tarball into ``dest_dir`` (atomically); a clear error offline."""
+    dest = Path(dest_dir) / Path(url).name
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
+            shutil.copyfileobj(r, f)
+    except (urllib.error.URLError, OSError) as e:
+        part.unlink(missing_ok=True)
+        raise FloresError(
+            f"could not download FLORES-101 from {url} ({getattr(e, 'reason', e)}). Without a "
+            "network, fetch flores101_dataset.tar.gz on another machine and pass it (or the "
+            "unpacked flores101_dataset directory) with --flores PATH"
+        ) from None
+    os.replace(part, dest)
+    return dest
+
+
+def _dataset_members(path: Path) -> Dict[str, str]:
+    """``{"dev/eng.dev": member name or file path}`` of a FLORES-101 directory or tarball."""
+    found: Dict[str, str] = {}
+    if path.is_dir():
+        for split in ("dev", "devtest"):
+            for f in (path / split).glob(f"*.{split}"):
+                found[f"{split}/{f.name}"] = str(f)
+    elif tarfile.is_tarfile(path):
+        with tarfile.open(path) as tar:
+            for m in tar.getmembers():
+                parts = Path(m.name).parts
+                if m.isfile() and len(parts) >= 2 and parts[-2] in ("dev", "devtest"):
+                    found[f"{parts[-2]}/{parts[-1]}"] = m.name
+    return found
+
+
+def read_flores(path: PathLike, langs: Sequence[str], codes: Dict[str, str]) -> Dict[str, Dict[str, List[str]]]:
+    """``{"dev"|"devtest": {lang: sentences}}`` for ``langs`` from a FLORES-101 directory (the one
+    holding ``dev/`` and ``devtest/``) or tarball; every language must have the same line count."""
+    path = Path(path)
+    if not path.exists():
+        raise FloresError(f"--flores: {path} does not exist")
+    members = _dataset_members(path)
+    if not members:
+        raise FloresError(
+            f"--flores: {path} is not a FLORES-101 dataset (expected dev/<code>.dev and "
+            "devtest/<code>.devtest files, as in flores101_dataset/ or its .tar.gz)"
+        )
+    missing_code = [lang for lang in langs if lang not in codes]
+    if missing_code:
+        raise FloresError(
+            f"no FLORES-101 file name known for {', '.join(missing_code)}; give it with "
+            "--flores-code LANG=STEM (e.g. --flores-code zh=zho_simpl)"
+        )
+    wanted = {(split, lang): f"{split}/{codes[lang]}.{split}" for split in ("dev", "devtest") for lang in langs}
+    absent = sorted({codes[lang] for (split, lang), key in wanted.items() if key not in members})
+    if absent:
+        stems = sorted({Path(k).stem for k in members})
+        raise FloresError(
+            f"--flores: {path} has no dev/devtest file for {', '.join(absent)}; it has: {', '.join(stems)}"
+        )
+    out: Dict[str, Dict[str, List[str]]] = {"dev": {}, "devtest": {}}
+    tar = tarfile.open(path) if not path.is_dir() else None
+    try:
+        for (split, lang), key in wanted.items():
+            if tar is None:
+                data = Path(members[key]).read_bytes()
+            else:
+                data = tar.extractfile(members[key]).read()
+            out[split][lang] = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read().splitlines()
+    finally:
+        if tar is not None:
+            tar.close()
+    for split, by_lang in out.items():
+        sizes = {lang: len(lines) for lang, lines in by_lang.items()}
+        if len(set(sizes.values())) != 1:
+            raise FloresError(f"--flores: {split} files differ in line count (not parallel): {sizes}")
+        empty = [lang for lang, lines in by_lang.items() for i, s in enumerate(lines) if not s.strip()][:5]
+        if empty:
+            raise FloresError(f"--flores: {split} has empty lines for {', '.join(sorted(set(empty)))}")
+    return out
+
+
+# ---- the model directory ---------------------------------------------------------------------
+
+
+def _checkpoint_args(ckpt: dict) -> dict:
+    """The training options saved in a fairseq checkpoint (old ``args`` Namespace or new ``cfg``)."""
+    args = ckpt.get("args")
+    if args is not None:
+        return dict(vars(args))
+    cfg = ckpt.get("cfg") or {}
+    merged: dict = {}
+    for section in ("model", "task"):
+        part = cfg.get(section)
+        if part is None:
+            continue
+        merged.update(vars(part) if hasattr(part, "__dict__") and not hasattr(part, "items") else dict(part))
+    return merged
+
+
+def model_languages(model_dir: Path, ckpt_args: dict) -> List[str]:
+    """The checkpoint's language list, in token-id order: its ``--langs``/``--lang-dict`` if
+    saved; else the sorted languages of ``language_pairs.txt`` (fairseq's own inference)."""
+    langs = ckpt_args.get("langs")
+    if isinstance(langs, str):
+        langs = [x for x in langs.split(",") if x]
+    if langs:
+        return list(langs)
+    lang_dict = ckpt_args.get("lang_dict")
+    if lang_dict and os.path.isfile(lang_dict):
+        return [x.strip() for x in open(lang_dict, encoding="utf-8") if x.strip()]
+    pairs_file = model_dir / "language_pairs.txt"
+    if pairs_file.is_file():
+        pairs = [p.strip() for p in pairs_file.read_text(encoding="utf-8").replace("\n", ",").split(",") if p.strip()]
+        logger.warning("%s: no language list saved in the checkpoint; using the sorted languages of "
+                       "%s, as fairseq infers them", model_dir / "model.pt", pairs_file)
+        return sorted({lang for p in pairs for lang in p.split("-")})
+    raise FloresError(
+        f"{model_dir / 'model.pt'} saves no language list (--langs/--lang-dict) and there is no "
+        f"{pairs_file}: give the model's languages, in training order, with --model-langs FILE"
+    )
+
+
+def check_model_dir(model_dir: PathLike, langs: Sequence[str], model_langs_file: Optional[PathLike] = None) -> dict:
+    """Check a released model directory against the languages to fine-tune; return its facts.
+
+    The check that matters (the usual M2M fine-tuning failure, fairseq issues #3233, #4533): the
+    checkpoint's ``encoder.embed_tokens.weight`` must have ``len(dict.txt)`` (with fairseq's 4
+    specials) ``+ len(model languages)`` rows, because the task appends one ``__xx__`` per language.
+    """
+    import torch
+    from fairseq.data import Dictionary
+
+    import lslo_fairseq  # noqa: F401  (allows argparse.Namespace for weights_only loading)
+
+    model_dir = Path(model_dir)
+    missing = [f for f in MODEL_FILES if not (model_dir / f).is_file()]
+    if missing:
+        raise FloresError(f"--model-dir: {model_dir} lacks {', '.join(missing)} (expected the released "
+                          f"flores101_mm100_615M directory: {', '.join(MODEL_FILES)})")
+    ckpt_path = model_dir / "model.pt"
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which file and why
+        raise FloresError(f"--model-dir: cannot read {ckpt_path} as a fairseq checkpoint: {e}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise FloresError(f"--model-dir: {ckpt_path} is not a fairseq checkpoint (no 'model' entry)")
+    state = ckpt["model"]
+    embed_key = next((k for k in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight") if k in state), None)
+    if embed_key is None:
+        raise FloresError(f"--model-dir: {ckpt_path} has no encoder.embed_tokens.weight; not a transformer checkpoint")
+    rows = state[embed_key].shape[0]
+    if model_langs_file:
+        model_langs = [x.strip() for x in open(model_langs_file, encoding="utf-8") if x.strip()]
+    else:
+        model_langs = model_languages(model_dir, _checkpoint_args(ckpt))
+    dict_size = len(Dictionary.load(str(model_dir / "dict.txt")))
+    if rows != dict_size + len(model_langs):
+        raise FloresError(
+            f"dictionary mismatch: {ckpt_path} has {rows} embedding rows, but {model_dir / 'dict.txt'} "
+            f"({dict_size} entries with specials) + {len(model_langs)} language tokens gives "
+            f"{dict_size + len(model_langs)}. Use the dict.txt released with this checkpoint and its full "
+            "language list in training order (--model-langs FILE); then pass that list to fairseq with "
+            "--lang-dict and the dictionary with --fixed-dictionary (fairseq issues #3233, #4533)"
+        )
+    unknown = [lang for lang in langs if lang not in model_langs]
+    if unknown:
+        raise FloresError(f"languages {', '.join(unknown)} are not languages of {ckpt_path} "
+                          f"(it has {len(model_langs)}: {', '.join(model_langs[:20])}...)")
+    return {"checkpoint": str(ckpt_path), "embedding_rows": rows, "dict_size": dict_size,
+            "model_langs": model_langs}
+
+
+# ---- the whole preparation -------------------------------------------------------------------
+
+
+def resolve_langs(subset: Optional[str], langs: Optional[str], lang_groups: Optional[str]):
+    """Languages and resource groups: a preset (``lang12``, ``lang30``, tables 5-6) or a user list
+    ``--langs`` with ``--lang-groups`` (a preset, ``en:H,...`` or a file)."""
+    if bool(subset) == bool(langs):
+        raise FloresError("give exactly one of --subset (lang12, lang30) and --langs")
+    if subset:
+        if subset not in PRESETS:
+            raise FloresError(f"--subset: {subset!r} is not one of {', '.join(PRESETS)}")
+        groups = dict(PRESETS[subset])
+        return list(groups), groups
+    chosen = [x.strip() for x in langs.split(",") if x.strip()]
+    if len(chosen) < 2 or len(set(chosen)) != len(chosen):
+        raise FloresError(f"--langs: need two or more distinct languages, got {langs!r}")
+    if not lang_groups:
+        raise FloresError("--langs needs --lang-groups (e.g. 'en:H,fr:H,oc:V' or a preset) for the tables")
+    try:
+        groups = parse_lang_groups(lang_groups)
+    except LSLoConfigError as e:
+        raise FloresError(str(e).replace("--lslo-lang-groups", "--lang-groups")) from None
+    ungrouped = [lang for lang in chosen if lang not in groups]
+    if ungrouped:
+        raise FloresError(f"--lang-groups gives no group for {', '.join(ungrouped)}")
+    return chosen, {lang: groups[lang] for lang in chosen}
+
+
+def prepare_flores101(
+    flores: Optional[PathLike],
+    model_dir: PathLike,
+    out_dir: PathLike,
+    langs: Sequence[str],
+    groups: Dict[str, str],
+    codes: Optional[Dict[str, str]] = None,
+    model_langs_file: Optional[PathLike] = None,
+) -> dict:
+    """Check, encode and binarize; return the summary also written to ``<out_dir>/prepared.json``.
+
+    ``flores`` None downloads the tarball into ``out_dir`` (clear error offline).
+    """
+    import sentencepiece as spm
+    from fairseq.data import Dictionary
+
+    start = time.perf_counter()
+    out = Path(out_dir).resolve()
+    model_dir = Path(model_dir).resolve()
+    codes = {**FLORES101_CODES, **(codes or {})}
+    model = check_model_dir(model_dir, langs, model_langs_file)  # before any text is read
+    source = Path(flores) if flores else download_flores101(out)
+    text = read_flores(source, langs, codes)
+    out.mkdir(parents=True, exist_ok=True)
+
+    sp = spm.SentencePieceProcessor(model_file=str(model_dir / "sentencepiece.bpe.model"))
+    raw = {split: text[src] for split, src in SPLIT_SOURCES.items()}
+    encoded = encode_splits(sp, {split: raw[split] for split in ("train", "test")})
+    for lang in langs:
+        encoded["valid", lang] = encoded["train", lang]
+    d = Dictionary.load(str(model_dir / "dict.txt"))
+    dict_path = out / "dict.txt"
+    shutil.copyfile(model_dir / "dict.txt", dict_path)
+    for lang in langs:
+        _link(dict_path, out / f"dict.{lang}.txt")
+    _write_lines(out / "lang_dict.txt", model["model_langs"])
+    pairs = lang_pairs(langs)
+    _write_lines(out / "lang_pairs.txt", [",".join(pairs)])
+    row_ids = {split: [f"{SPLIT_SOURCES[split]}:{i + 1}" for i in range(len(raw[split][langs[0]]))] for split in raw}
+    tokens, unks = write_splits(out, langs, row_ids, raw, encoded, d)
+
+    info = {
+        "data_dir": str(out),
+        "flores": str(source),
+        "splits": dict(SPLIT_SOURCES),
+        "langs": list(langs),
+        "groups": dict(groups),
+        "lang_pairs": pairs,
+        "rows": {split: len(raw[split][langs[0]]) for split in raw},
+        "model_dir": str(model_dir),
+        **model,
+        "spm_model": str(model_dir / "sentencepiece.bpe.model"),
+        "dict": str(dict_path),
+        "lang_dict": str(out / "lang_dict.txt"),
+        "tokens": tokens,
+        "unk_tokens": unks,
+        "elapsed_s": round(time.perf_counter() - start, 3),
+    }
+    del info["model_langs"]
+    info["n_model_langs"] = len(model["model_langs"])
+    with open(out / "prepared.json", "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=1, ensure_ascii=False)
+    return info
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lslo-prepare-flores",
+        description="Encode and binarize FLORES-101 (dev -> train, devtest -> test) for fine-tuning a "
+        "released M2M-124 checkpoint, for every direction of a language subset.",
+    )
+    p.add_argument("--flores", metavar="PATH",
+                   help="flores101_dataset directory or flores101_dataset.tar.gz (default: download "
+                   f"{FLORES101_URL} into --out)")
+    p.add_argument("--model-dir", required=True, metavar="DIR",
+                   help="the released model directory: model.pt, dict.txt, sentencepiece.bpe.model "
+                   "(and language_pairs.txt)")
+    p.add_argument("--out", required=True, metavar="DIR", help="fairseq data directory to write")
+    p.add_argument("--subset", choices=sorted(PRESETS), help="the paper's language subset (tables 5-6)")
+    p.add_argument("--langs", metavar="LIST", help="or any languages (M2M codes), comma separated")
+    p.add_argument("--lang-groups", metavar="SPEC",
+                   help="resource group of each --langs language: a preset, 'en:H,fr:H,oc:V' or a file")
+    p.add_argument("--flores-code", action="append", default=[], metavar="LANG=STEM",
+                   help="FLORES-101 file stem of a language (e.g. zh=zho_simpl); repeatable")
+    p.add_argument("--model-langs", metavar="FILE",
+                   help="the checkpoint's languages in training order, one per line (default: from "
+                   "the checkpoint's saved options, else sorted from language_pairs.txt)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``lslo-prepare-flores``: print the summary; errors exit with status 2 and the reason."""
+    a = build_parser().parse_args(argv)
+    try:
+        langs, groups = resolve_langs(a.subset, a.langs, a.lang_groups)
+        codes = {}
+        for item in a.flores_code:
+            lang, sep, stem = item.partition("=")
+            if not sep or not lang.strip() or not stem.strip():
+                raise FloresError(f"--flores-code: expected LANG=STEM, got {item!r}")
+            codes[lang.strip()] = stem.strip()
+        info = prepare_flores101(a.flores, a.model_dir, a.out, langs, groups, codes, a.model_langs)
+    except FloresError as e:
+        print(f"lslo-prepare-flores: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(info, indent=1, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
