@@ -327,15 +327,28 @@ def set_shape(args, layers: int, dim: int, ffn: int, heads: int) -> None:
     args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", True)
 
 
-@register_model_architecture("lslo_transformer", "lslo_m2m100_615m")
-def lslo_m2m100_615m(args):
+def m2m100_615m_shape(args) -> None:
     """M2M-124 615M (flores101_mm100_615M): 12+12 pre-norm layers, 1024/4096, 16 heads, shared
-    embeddings."""
+    embeddings, dropout 0.1."""
     set_shape(args, layers=12, dim=1024, ffn=4096, heads=16)
     args.dropout = getattr(args, "dropout", 0.1)
     args.attention_dropout = getattr(args, "attention_dropout", 0.1)
     args.relu_dropout = getattr(args, "relu_dropout", 0.0)
+
+
+@register_model_architecture("lslo_transformer", "lslo_m2m100_615m")
+def lslo_m2m100_615m(args):
+    """M2M-124 615M with LSLo adapters (:func:`m2m100_615m_shape`)."""
+    m2m100_615m_shape(args)
     lslo_base_architecture(args)
+
+
+@register_model_architecture("transformer", "transformer_m2m100_615m")
+def transformer_m2m100_615m(args):
+    """Stock fairseq transformer of the M2M-124 615M shape, for full fine-tuning (the Ft-all
+    baseline); registered by the plugin, so it needs ``--user-dir``."""
+    m2m100_615m_shape(args)
+    base_architecture(args)
 
 
 @register_model_architecture("lslo_transformer", "lslo_transformer_tiny")
