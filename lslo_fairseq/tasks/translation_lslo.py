@@ -28,6 +28,14 @@ def is_lslo_run(args) -> bool:
     return bool(getattr(args, "lslo_ranks", None)) or str(getattr(args, "arch", "")).startswith("lslo_")
 
 
+def unwrap_model(model):
+    """The model inside fairseq's data-parallel wrappers: ``train_step`` receives
+    ModuleProxyWrapper(DDP(model)) in a multi-process run, so one ``.module`` is not enough."""
+    while not isinstance(model, LSLoTransformerModel) and isinstance(getattr(model, "module", None), torch.nn.Module):
+        model = model.module
+    return model
+
+
 @register_task("translation_multi_simple_epoch_lslo")
 class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
     """Many-to-many translation with Language-Specific LoRA models (``--arch lslo_*``)."""
@@ -71,7 +79,7 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
         return getattr(self.args, "save_dir", None) or "."
 
     def _controller(self, model):
-        model = getattr(model, "module", model)  # unwrap DDP
+        model = unwrap_model(model)
         if not isinstance(model, LSLoTransformerModel) or model.lslo_config.prune.kind == "none":
             return None
         if getattr(self, "_pruning", None) is None or self._pruning[0] is not model:
@@ -95,7 +103,7 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
         """End of a training stretch: log the weight-learning weights and write them (with the
         chosen indexes) to SAVE_DIR/weight_learning.json."""
         super().begin_valid_epoch(epoch, model)
-        model = getattr(model, "module", model)
+        model = unwrap_model(model)
         if not isinstance(model, LSLoTransformerModel) or "learned" not in (
             model.lslo_config.encoder_index + model.lslo_config.decoder_index
         ):
