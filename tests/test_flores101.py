@@ -1,0 +1,298 @@
+"""FLORES-101 preparation and the paper's recipes (examples/flores101) on a tiny FLORES-format
+fixture and a tiny checkpoint of the released format.
+
+Every recipe script runs in dry-run mode and each command it records is checked as fairseq and the
+plugin would check it (argument parsing, task set-up, the real 615M model built on the meta device,
+the paper's parameter budget of its row, the paper row it compares with). Representative recipes
+also run for real in tiny mode, end to end: preparation, Pretrain, Ft-all, weight learning ->
+2;2;8+WL+GPS(0.9) indexed by the learned JSON, ISE figures, a lang30-style row on 2 processes, and
+the table summary.
+"""
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from flores_fixture import make_flores_dataset, make_model_dir, make_tarball
+from helpers import TINY_ARCH_ARGS
+from lslo_fairseq.config import PRESETS
+from lslo_fairseq.data import flores101
+from lslo_fairseq.data.flores101 import FloresError, prepare_flores101
+from lslo_fairseq.data.multiparallel import lang_pairs
+from lslo_fairseq.paper import tables
+
+RECIPES = Path(__file__).resolve().parents[1] / "examples" / "flores101"
+LANGS = ("en", "fr", "ko", "oc")
+GROUPS12 = "en:H,fr:H,ko:M,oc:V"   # lang12's groups, H M V
+GROUPS30 = "en:H,fr:M,ko:L,oc:V"   # lang30's four groups H M L V on the same languages
+N_DEV, N_DEVTEST = 16, 8
+TINY_SHAPE = [a for a in TINY_ARCH_ARGS if a not in ("--share-all-embeddings", "--encoder-normalize-before",
+                                                      "--decoder-normalize-before")]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_data, tiny_base_checkpoint, tmp_path_factory):
+    return make_model_dir(tmp_path_factory.mktemp("flores_model") / "flores101_mm100_615M", tiny_data,
+                          tiny_base_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def flores_dir(tmp_path_factory):
+    return make_flores_dataset(tmp_path_factory.mktemp("flores"), LANGS, N_DEV, N_DEVTEST, skip=500)
+
+
+def env_for(tmp, **extra):
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def sh(*cmd, env, timeout=900):
+    """``bash CMD...`` with ``env``; fail with the output tails if it fails; return stdout."""
+    proc = subprocess.run(["bash", *map(str, cmd)], env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc.stdout
+
+
+# ---- preparation -------------------------------------------------------------------------------
+
+
+def test_prepare_cli_dev_train_devtest_test(model_dir, flores_dir, tmp_path):
+    out = tmp_path / "data"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lslo-prepare-flores"), "--flores", str(flores_dir),
+         "--model-dir", str(model_dir), "--out", str(out), "--langs", ",".join(LANGS),
+         "--lang-groups", GROUPS12],
+        capture_output=True, text=True, env=env_for(tmp_path), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((out / "prepared.json").read_text())
+    assert info["rows"] == {"train": N_DEV, "valid": N_DEV, "test": N_DEVTEST}
+    for lang, stem in (("fr", "fra"), ("oc", "oci")):
+        assert (out / f"train.raw.{lang}").read_text() == (flores_dir / "dev" / f"{stem}.dev").read_text()
+        assert (out / f"test.raw.{lang}").read_text() == (flores_dir / "devtest" / f"{stem}.devtest").read_text()
+    pairs = lang_pairs(LANGS)
+    assert (out / "lang_pairs.txt").read_text().strip() == ",".join(pairs)
+    for split in ("train", "valid", "test"):
+        for pair in pairs:
+            for lang in pair.split("-"):
+                assert (out / f"{split}.{pair}.{lang}.bin").is_file()
+    # the checkpoint's own language list (saved --langs), in its order, for --lang-dict
+    ckpt_langs = torch.load(model_dir / "model.pt", map_location="cpu")["args"].langs
+    assert (out / "lang_dict.txt").read_text().split() == list(ckpt_langs)
+    assert info["embedding_rows"] == info["dict_size"] + len(ckpt_langs)
+    # a tarball of the same dataset gives the same binaries
+    tar_out = tmp_path / "data_tar"
+    prepare_flores101(make_tarball(flores_dir, tmp_path / "flores101_dataset.tar.gz"), model_dir, tar_out,
+                      list(LANGS), dict.fromkeys(LANGS, "H"))
+    for f in sorted((out / "mono").iterdir()):
+        assert (tar_out / "mono" / f.name).read_bytes() == f.read_bytes(), f.name
+
+
+def test_prepare_errors_name_the_problem_before_any_work(model_dir, flores_dir, tmp_path, monkeypatch):
+    groups = dict.fromkeys(LANGS, "H")
+    # dictionary that does not match the checkpoint (the usual M2M failure), caught before any text is read
+    bad = tmp_path / "bad_model"
+    shutil.copytree(model_dir, bad)
+    lines = (bad / "dict.txt").read_text().splitlines()
+    (bad / "dict.txt").write_text("\n".join(lines[:-8]) + "\n")
+    monkeypatch.setattr(flores101, "FLORES101_URL", "http://127.0.0.1:9/flores101_dataset.tar.gz")
+    with pytest.raises(FloresError, match=r"dictionary mismatch: .*model.pt has \d+ embedding rows.*#3233"):
+        prepare_flores101(None, bad, tmp_path / "o1", list(LANGS), groups)
+    assert not (tmp_path / "o1").exists()
+    # a language the model does not have
+    with pytest.raises(FloresError, match="de are not languages of"):
+        prepare_flores101(flores_dir, model_dir, tmp_path / "o2", ["en", "de"], groups)
+    # a FLORES directory without one of the languages
+    partial = tmp_path / "partial" / "flores101_dataset"
+    shutil.copytree(flores_dir, partial)
+    (partial / "devtest" / "kor.devtest").unlink()
+    with pytest.raises(FloresError, match="no dev/devtest file for kor"):
+        prepare_flores101(partial, model_dir, tmp_path / "o3", list(LANGS), groups)
+    with pytest.raises(FloresError, match="is not a FLORES-101 dataset"):
+        prepare_flores101(tmp_path, model_dir, tmp_path / "o4", list(LANGS), groups)
+    # no dataset given and no network: says how to proceed
+    with pytest.raises(FloresError, match="could not download FLORES-101 .* --flores PATH"):
+        prepare_flores101(None, model_dir, tmp_path / "o5", list(LANGS), groups)
+    # a truncated checkpoint
+    trunc = tmp_path / "trunc_model"
+    shutil.copytree(model_dir, trunc)
+    data = (trunc / "model.pt").read_bytes()
+    (trunc / "model.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FloresError, match="cannot read .*model.pt as a fairseq checkpoint"):
+        prepare_flores101(flores_dir, trunc, tmp_path / "o6", list(LANGS), groups)
+    assert flores101.main(["--model-dir", str(model_dir), "--out", str(tmp_path / "o7"), "--langs", "en,fr"]) == 2
+
+
+# ---- every recipe, dry run: each recorded command checked as fairseq and the plugin check it -----
+
+
+def _fake_data(root: Path, langs, dict_path) -> Path:
+    """What the recipes read from a prepared data directory (lang_pairs.txt, lang_dict.txt, dict.txt)."""
+    root.mkdir(parents=True)
+    (root / "lang_pairs.txt").write_text(",".join(lang_pairs(langs)) + "\n")
+    (root / "lang_dict.txt").write_text("\n".join(langs) + "\n")
+    shutil.copyfile(dict_path, root / "dict.txt")
+    return root
+
+
+def _commands(runs: Path):
+    for cmd_file in sorted(runs.glob("*/command.sh")):
+        for line in cmd_file.read_text().splitlines():
+            yield cmd_file.parent.name, shlex.split(line)
+
+
+def _paper_params(table, row):
+    text = tables()[table]["rows"][row]["params"]
+    return float(text.rstrip("M")) * 1e6
+
+
+def _check_train_command(argv, lang_count):
+    """Parse a recorded fairseq-train command as fairseq-train does, set up its task (the plugin's
+    validation) and build its model on the meta device; return the model."""
+    from fairseq import options, tasks
+
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, input_args=argv[1:])
+    task = tasks.setup_task(args)
+    assert len(task.langs) == lang_count
+    with torch.device("meta"):
+        return task.build_model(args)
+
+
+@pytest.mark.slow
+def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, tmp_path):
+    from lslo_fairseq.cli.params import count
+    from lslo_fairseq.cli.score import build_parser as score_parser
+    from lslo_fairseq.cli.plot import build_parser as plot_parser
+    from lslo_fairseq.paper import paper_rows
+
+    seen = {}
+    checked_budgets = []
+    for subset in ("lang12", "lang30"):
+        langs = list(PRESETS[subset])
+        data = _fake_data(tmp_path / f"data_{subset}", langs, tiny_data["dict"])
+        runs = tmp_path / f"runs_{subset}"
+        env = env_for(tmp_path, MODEL_DIR=tmp_path / "model", DATA=data, RUNS=runs, DRY_RUN=1)
+        scripts = sorted(RECIPES.glob("table2/*.sh")) if subset == "lang30" else [
+            s for s in sorted(RECIPES.glob("*/*.sh")) if s.parent.name != "table2"]
+        for script in scripts:
+            out = sh(script, env=env)
+            assert "[dry run]" in out, script
+        for run_dir, argv in _commands(runs):
+            tool = argv[0]
+            if tool == "fairseq-train":
+                model = _check_train_command(argv, len(langs))
+                assert argv[argv.index("--max-epoch") + 1] == "15" and "--amp" in argv
+                assert argv[argv.index("--label-smoothing") + 1] == "0.2"
+                assert argv[argv.index("--sampling-temperature") + 1] == "5"
+                assert argv[argv.index("--max-tokens") + 1] == "4000"
+                lr = argv[argv.index("--lr") + 1]
+                if "lslo" in argv[argv.index("--task") + 1]:
+                    assert lr == "3e-3"
+                    seen.setdefault(run_dir, {})["params"] = count(model)["paper"]
+                else:
+                    assert lr == "1e-4" and not hasattr(model, "lslo_config")
+            elif tool == "lslo-score":
+                a = score_parser().parse_args(argv[1:argv.index("--")])
+                (label, _, _), = paper_rows(a.paper, [a.name]).values()
+                seen.setdefault(run_dir, {})["paper"] = a.paper
+            elif tool == "lslo-plot":
+                plot_parser().parse_args(argv[1:])
+                seen.setdefault(run_dir, {})["plot"] = argv[1]
+            else:
+                raise AssertionError(f"unexpected command {tool} in {run_dir}")
+    # every row of tables 1-4 and 8 has a recipe (rows shared with table 1 are run by table 1's)
+    shared = {"table3": {"Pretrain", "Ft-all", "2;2;8+WL+GPS(0.9)"},
+              "table4": {"Pretrain", "Ft-all", "2;2;8+WL+GPS(0.9)", "2;2;16+WL+GPS(0.9)"},
+              "table8": {"Pretrain", "Ft-all", "E=2,k=8"}}
+    evaluated = {v["paper"] for v in seen.values() if "paper" in v}
+    for table, t in tables().items():
+        for row in t["rows"]:
+            if row not in shared.get(table, ()):
+                assert f"{table}:{row}" in evaluated, f"no recipe for {table} row {row}"
+    # each LSLo row's adapters have the paper's parameter count (#Params, paper convention)
+    for v in seen.values():
+        if "params" in v and "paper" in v:
+            table, row = v["paper"].split(":", 1)
+            ours, theirs = v["params"], _paper_params(table, row)
+            checked_budgets.append((v["paper"], ours, theirs))
+            assert abs(ours - theirs) / theirs < 0.025, (v["paper"], ours, theirs)
+    assert len(checked_budgets) == 25
+    assert {v.get("plot") for v in seen.values()} >= {"weights", "ise", "lsp"}
+    print("\n".join(f"{p}: ours {o / 1e6:.2f}M, paper {t / 1e6:.2f}M" for p, o, t in checked_budgets))
+
+
+# ---- representative recipes for real, tiny mode -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_recipes_tiny_mode_end_to_end(model_dir, flores_dir, tmp_path):
+    spm = model_dir / "sentencepiece.bpe.model"
+    tiny = dict(MODEL_DIR=model_dir, FLORES=flores_dir, SPM_EVAL=spm, LANGS=",".join(LANGS),
+                TRAIN_EXTRA=" ".join(["--cpu", "--num-workers", "0", *TINY_SHAPE]), GEN_EXTRA="--cpu")
+    env12 = env_for(tmp_path, DATA=tmp_path / "data12", RUNS=tmp_path / "runs12", LANG_GROUPS=GROUPS12, **tiny)
+    sh(RECIPES / "prepare.sh", env=env12)
+    sh(RECIPES / "table1" / "01_pretrain.sh", env=env12)
+    sh(RECIPES / "table1" / "02_ft_all.sh", env=env12)
+    sh(RECIPES / "figures" / "weight_learning.sh", env=env12)
+    runs12 = tmp_path / "runs12"
+    wl_json = runs12 / "weight-learning" / "weight_learning.json"
+    wl = json.loads(wl_json.read_text())
+    assert (runs12 / "weight-learning" / "figures" / "weights_fig1.png").is_file()
+    out = sh(RECIPES / "table1" / "12_lslo_2-2-8_wl_gps0.9.sh", env={**env12, "WL_JSON": str(wl_json)})
+    assert "paper table1 2;2;8+WL+GPS(0.9)" in out
+    gps = runs12 / "2-2-8+WL+GPS0.9"
+    log = (gps / "train.log").read_text()
+    assert f"encoder index {wl['encoder_index']}" in log and f"decoder index {wl['decoder_index']}" in log
+    assert "epoch 015" in log
+    counts = json.loads((gps / "pruning_counts.json").read_text())
+    sparsity = counts["sparsity"]
+    assert abs(sparsity["H"] - 0.9) < 0.01 and abs(sparsity["M"] - 0.9) < 0.01 and sparsity["V"] == 0
+    res = json.loads((gps / "spbleu.json").read_text())
+    paper = tables()["table1"]["rows"]["2;2;8+WL+GPS(0.9)"]["spbleu"]
+    by_row = {r["row"]: r for r in res["comparison"]}
+    assert by_row["paper table1 2;2;8+WL+GPS(0.9)"]["AVG"] == paper[-1]
+    assert by_row["2;2;8+WL+GPS(0.9) - paper"]["AVG"] == pytest.approx(res["table"][0]["AVG"] - paper[-1])
+    assert res["meta"]["spm_model"]["path"] == str(spm)
+    for row_dir in ("Pretrain", "Ft-all", "2-2-8+WL+GPS0.9", "weight-learning"):
+        assert (runs12 / row_dir / "command.sh").read_text().strip()
+        assert "torch" in (runs12 / row_dir / "env.txt").read_text()
+    n_dir = len(lang_pairs(LANGS))
+    for row_dir in ("Pretrain", "Ft-all", "2-2-8+WL+GPS0.9"):
+        res = json.loads((runs12 / row_dir / "spbleu.json").read_text())
+        assert len(next(iter(res["per_direction"].values()))) == n_dir
+    sh(RECIPES / "figures" / "ise.sh", env=env12)
+    for fig in ("ise_fig2", "ise_fig5"):
+        for ext in ("png", "pdf"):
+            assert (runs12 / "ise" / "figures" / f"{fig}.{ext}").is_file(), (fig, ext)
+    # the table of all evaluated table-1 rows, in the paper's order, with the paper's rows
+    out = sh(RECIPES / "summarize.sh", "table1", env=env12)
+    summary = json.loads((runs12 / "table1.json").read_text())
+    assert [r["run"] for r in summary["table"]] == ["Pretrain", "Ft-all", "2;2;8+WL+GPS(0.9)"]
+    assert [r["row"] for r in summary["comparison"]][::2] == [
+        "paper table1 Pretrain", "paper table1 Ft-all", "paper table1 2;2;8+WL+GPS(0.9)"]
+
+
+@pytest.mark.slow
+def test_recipe_lang30_row_on_two_processes(model_dir, flores_dir, tmp_path):
+    tiny = dict(MODEL_DIR=model_dir, FLORES=flores_dir, SPM_EVAL=model_dir / "sentencepiece.bpe.model",
+                LANGS=",".join(LANGS), TRAIN_EXTRA=" ".join(["--cpu", "--num-workers", "0", *TINY_SHAPE]),
+                GEN_EXTRA="--cpu", NPROC=2, DIST_BACKEND="gloo")
+    env = env_for(tmp_path, DATA=tmp_path / "data30", RUNS=tmp_path / "runs30", LANG_GROUPS=GROUPS30, **tiny)
+    sh(RECIPES / "prepare.sh", env=env)
+    out = sh(RECIPES / "table2" / "05_lslo_2-2-8-8_wl_gps0.9.sh", env=env)
+    assert "paper table2 2;2;8;8+WL+GPS(0.9)" in out
+    run = tmp_path / "runs30" / "2-2-8-8+WL+GPS0.9"
+    log = (run / "train.log").read_text()
+    assert "distributed init (rank 1)" in log and "epoch 015" in log
+    assert "torchrun" in (run / "command.sh").read_text()
+    res = json.loads((run / "spbleu.json").read_text())
+    assert "L2V" in res["columns"] and "H2H" not in res["columns"]  # one H language: no H2H direction
