@@ -375,3 +375,31 @@ def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> Pru
     duration = getattr(args, "lslo_prune_duration", None)
     return PruneConfig(kind, ratio, 2 if start is None else int(start), 8 if duration is None else int(duration),
                        unit, targets, matrices)
+
+
+# -- the adapter layout: what must agree for LSLo weights to load into a model -------------------
+LAYOUT_FLAGS = {
+    "languages": "--lslo-langs (or --lang-pairs/--langs)",
+    "ranks": "--lslo-ranks/--lslo-lang-groups",
+    "modules": "--lslo-modules",
+    "encoder_index": "--lslo-encoder-index/--lslo-weight-learning",
+    "decoder_index": "--lslo-decoder-index/--lslo-weight-learning",
+}
+
+
+def layout_of(cfg: LSLoConfig) -> Dict[str, list]:
+    """The part of a config that fixes the adapters' meaning: language order (adapter rows), ranks,
+    modules and per-layer indexes (``learned`` under weight learning). Pruning is not part of it."""
+    return dict(languages=list(cfg.languages), ranks=[int(r) for r in cfg.ranks], modules=list(cfg.modules),
+                encoder_index=list(cfg.encoder_index), decoder_index=list(cfg.decoder_index))
+
+
+def layout_differences(theirs: Dict[str, list], ours: Dict[str, list], theirs_name: str,
+                       ours_name: str = "this model") -> List[str]:
+    """One line per differing field, naming the flag that sets it; empty when they agree."""
+    out = []
+    for key, flag in LAYOUT_FLAGS.items():
+        a, b = theirs.get(key), ours.get(key)
+        if a != b:
+            out.append(f"{key}: {a} in {theirs_name}, {b} in {ours_name} ({flag})")
+    return out

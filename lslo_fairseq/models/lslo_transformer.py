@@ -8,6 +8,7 @@ adapters; an LSLo checkpoint loads exactly.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
@@ -20,6 +21,7 @@ from fairseq.models.transformer import (
     TransformerModel,
     base_architecture,
 )
+import torch
 from torch import nn
 
 from ..config import (
@@ -27,6 +29,8 @@ from ..config import (
     ENCODER_MODULES,
     LSLoConfig,
     LSLoConfigError,
+    layout_differences,
+    layout_of,
     resolve_config,
 )
 from ..modules.lslo_linear import IndexWeights, LSLoLinear
@@ -46,6 +50,17 @@ MODULE_PATHS: Dict[str, Tuple[Optional[str], str]] = {
     "fc1": (None, "fc1"),
     "fc2": (None, "fc2"),
 }
+
+
+LAYOUT_KEY = "lslo_layout"  # state-dict key: the adapter layout as UTF-8 JSON in a uint8 tensor
+
+
+def encode_layout(layout: dict) -> torch.Tensor:
+    return torch.tensor(list(json.dumps(layout, sort_keys=True).encode("utf-8")), dtype=torch.uint8)
+
+
+def decode_layout(tensor: torch.Tensor) -> dict:
+    return json.loads(bytes(tensor.to(torch.uint8).tolist()).decode("utf-8"))
 
 
 def add_lslo_args(parser) -> None:
@@ -235,6 +250,8 @@ class LSLoTransformerModel(TransformerModel):
         for part in (self.encoder, self.decoder):
             object.__setattr__(part, "router", self.lslo_router)
         self.lslo_layers = inject_lslo(self, cfg, self.lslo_router)
+        # the adapter layout travels in every checkpoint, so that a mismatch is named on load
+        self.register_buffer(LAYOUT_KEY, encode_layout(layout_of(cfg)))
         if cfg.prune.kind != "none":
             make_prunable(self.lslo_layers, cfg)
         freeze_base(self)
@@ -277,8 +294,9 @@ class LSLoTransformerModel(TransformerModel):
     # -- checkpoints ---------------------------------------------------------------------------
     def upgrade_state_dict_named(self, state_dict, name):
         """Accept a plain transformer checkpoint: rename ``X.weight`` to ``X.base_layer.weight`` for
-        every wrapped projection and give it this model's fresh adapters. A checkpoint holding some
-        adapters but not all is refused (it belongs to another LSLo configuration)."""
+        every wrapped projection and give it this model's fresh adapters. An LSLo checkpoint must
+        have this model's adapter layout (``lslo_layout``: languages, ranks, modules, indexes);
+        otherwise the error names every field that differs and the flag that sets it."""
         super().upgrade_state_dict_named(state_dict, name)
         prefix = f"{name}." if name else ""
         own = self.state_dict()
@@ -290,6 +308,15 @@ class LSLoTransformerModel(TransformerModel):
                     state_dict[new] = state_dict.pop(old)
         trained = [k for k in adapter_keys if not k.endswith("_mask")]
         present = [k for k in trained if prefix + k in state_dict]
+        if prefix + LAYOUT_KEY in state_dict and LAYOUT_KEY in own:
+            diff = layout_differences(decode_layout(state_dict[prefix + LAYOUT_KEY]), layout_of(self.lslo_config),
+                                      "the checkpoint")
+            if diff:
+                raise LSLoConfigError(
+                    "the checkpoint's LSLo adapters were trained with another configuration than this "
+                    "model's: " + "; ".join(diff) + ". Use the checkpoint's options, or a plain "
+                    "transformer checkpoint (lslo-export merge/adapters can convert it)"
+                )
         if present and len(present) < len(trained):
             missing = sorted(set(trained) - set(present))
             raise LSLoConfigError(
@@ -297,10 +324,20 @@ class LSLoTransformerModel(TransformerModel):
                 f"{missing[0]}): it was trained with other --lslo-modules / index options; use the same "
                 "options, or a plain transformer checkpoint"
             )
+        for k in present:  # an LSLo checkpoint written before lslo_layout existed: shapes at least
+            theirs, ours = tuple(state_dict[prefix + k].shape), tuple(own[k].shape)
+            if theirs != ours:
+                raise LSLoConfigError(
+                    f"LSLo tensor {k} has shape {theirs} in the checkpoint and {ours} in this model: the "
+                    f"checkpoint was trained with other --lslo-ranks or languages (this model: languages "
+                    f"{self.lslo_config.languages}, ranks {self.lslo_config.ranks})"
+                )
         if not present and trained:
             logger.info("plain transformer checkpoint: LSLo adapters start fresh (B = 0)")
             for k in adapter_keys:
                 state_dict[prefix + k] = own[k].clone()
+        if LAYOUT_KEY in own and prefix + LAYOUT_KEY not in state_dict:
+            state_dict[prefix + LAYOUT_KEY] = own[LAYOUT_KEY].clone()
 
 
 def lslo_base_architecture(args):

@@ -1,0 +1,156 @@
+"""Merged inference export for one direction (src -> tgt): a plain fairseq ``transformer``.
+
+Every LSLo projection becomes a dense weight for that direction, with the pruning masks applied
+(the effective factors are ``A * mask_A`` and ``B * mask_B``, see ``LSLoLinear.effective``):
+
+    fixed index:    W' = W + B_l A_l,       l = src (source-indexed layer) or tgt (target-indexed)
+    weight learning: W' = W + w_src B_src[src] A_src[src] + w_tgt B_tgt[tgt] A_tgt[tgt]   (eq. 5)
+
+with (w_src, w_tgt) the softmax of the transformer layer's logits. The product is formed in float64
+and stored in the checkpoint's dtype; biases are unchanged (LoRA has none). The result is a stock
+fairseq checkpoint: ``arch``/``_name`` ``transformer``, task ``translation_multi_simple_epoch``,
+no ``--lslo-*`` option, no ``--user-dir``, no optimizer state, options stored as plain dicts (so
+torch's ``weights_only`` loader of a stock fairseq accepts it). It is valid for this one direction
+only; ``lslo_export`` in the checkpoint records which.
+"""
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import Any, Dict
+
+import torch
+
+from ..models.lslo_transformer import LAYOUT_KEY
+from .reading import CheckpointError, to_plain
+
+PLAIN_ARCH, PLAIN_TASK = "transformer", "translation_multi_simple_epoch"
+EXPORT_KEY = "lslo_export"
+
+
+def lang_row(cfg, lang: str, flag: str) -> int:
+    if lang not in cfg.languages:
+        raise CheckpointError(f"{flag}: '{lang}' has no adapters in this checkpoint (its LSLo languages: "
+                              f"{', '.join(cfg.languages)})")
+    return cfg.languages.index(lang)
+
+
+def adapter_delta(layer, lang: int, bank: str) -> torch.Tensor:
+    """B_l A_l of one bank, masks applied, in float64."""
+    lo, hi = layer.lang_columns(lang)
+    a = layer.effective(layer.param_name("A", bank))[lo:hi].double()
+    b = layer.effective(layer.param_name("B", bank))[:, lo:hi].double()
+    return b @ a
+
+
+@torch.no_grad()
+def merged_weights(model, src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]":
+    """Module path of every LSLo layer -> its dense weight for the direction src -> tgt (float64)."""
+    cfg = model.lslo_config
+    rows = {"src": lang_row(cfg, src, "--source-lang"), "tgt": lang_row(cfg, tgt, "--target-lang")}
+    out = OrderedDict()
+    for path, layer in model.lslo_layers.items():
+        weight = layer.base_layer.weight.double()
+        if layer.index == "learned":
+            w = layer.index_weights().double()
+            weight = weight + w[0] * adapter_delta(layer, rows["src"], "src") + w[1] * adapter_delta(layer, rows["tgt"], "tgt")
+        else:
+            weight = weight + adapter_delta(layer, rows[layer.index], layer.index)
+        out[path] = weight
+    return out
+
+
+def is_lslo_only_key(key: str) -> bool:
+    leaf = key.rsplit(".", 1)[-1]
+    return leaf.startswith("lora_") or key.endswith("lslo_index_weights.logits") or key == LAYOUT_KEY
+
+
+def plain_state_dict(model, source_state: Dict[str, torch.Tensor], src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]":
+    """The stock transformer's state dict: base weights, with the folded ones in place of every
+    ``X.base_layer.weight``; dtypes as in the source checkpoint."""
+    merged = merged_weights(model, src, tgt)
+    out = OrderedDict()
+    for key, value in source_state.items():
+        if is_lslo_only_key(key):
+            continue
+        dtype = value.dtype
+        if ".base_layer." in key:
+            path, leaf = key.split(".base_layer.")
+            if leaf == "weight":
+                value = merged[path]
+            key = f"{path}.{leaf}"
+        out[key] = value.to(dtype).clone()
+    return out
+
+
+def plain_options(options: Dict[str, Any]) -> Dict[str, Any]:
+    """Model or task options without the plugin: no ``lslo_*``, no ``user_dir``, stock names."""
+    out = {k: v for k, v in options.items() if not k.startswith("lslo_")}
+    if "arch" in out:
+        out["arch"] = PLAIN_ARCH
+    if "task" in out:
+        out["task"] = PLAIN_TASK
+    if "user_dir" in out:
+        out["user_dir"] = None
+    return out
+
+
+def plain_cfg(cfg: Dict[str, Any], src: str, tgt: str) -> Dict[str, Any]:
+    cfg = to_plain(copy.deepcopy(cfg))
+    cfg["model"] = dict(plain_options(cfg["model"]), _name=PLAIN_ARCH)
+    if isinstance(cfg.get("task"), dict):
+        cfg["task"] = dict(plain_options(cfg["task"]), _name=PLAIN_TASK, source_lang=src, target_lang=tgt)
+    if isinstance(cfg.get("common"), dict):
+        cfg["common"]["user_dir"] = None
+    return cfg
+
+
+def export_direction(model, state: Dict[str, Any], src: str, tgt: str, source_path: str) -> Dict[str, Any]:
+    """The exported checkpoint (a dict for ``torch.save``)."""
+    if src == tgt:
+        raise CheckpointError(f"--source-lang and --target-lang are both '{src}': give a direction")
+    if state.get("cfg") is None:
+        raise CheckpointError(f"{source_path}: no cfg in the checkpoint (written by a fairseq older than 0.10)")
+    history = [{k: v for k, v in h.items() if k != "optimizer"} for h in state.get("optimizer_history", [])[-1:]]
+    extra = state.get("extra_state") or {}
+    return {
+        "args": None,
+        "cfg": plain_cfg(state["cfg"], src, tgt),
+        "model": plain_state_dict(model, state["model"], src, tgt),
+        "criterion": None,
+        "optimizer_history": history,
+        "task_state": {},
+        "extra_state": {k: extra[k] for k in ("train_iterator", "val_loss", "previous_training_time") if k in extra},
+        EXPORT_KEY: {
+            "direction": f"{src}-{tgt}", "source_lang": src, "target_lang": tgt,
+            "from_checkpoint": source_path,
+            "lslo_languages": list(model.lslo_config.languages),
+            "note": f"adapters folded for {src}->{tgt} only: translating any other direction with this "
+                    "model uses the wrong adapters",
+        },
+    }
+
+
+def check_loads_as_stock_transformer(exported: Dict[str, Any]) -> None:
+    """Build fairseq's own transformer from the exported options (on the meta device: no memory)
+    and require the same keys and shapes (what ``load_state_dict(strict=True)`` needs)."""
+    import argparse
+
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+    from fairseq.models.transformer import TransformerModel
+
+    from .reading import _StandInTask
+
+    args = argparse.Namespace(**copy.deepcopy(exported["cfg"]["model"]))
+    ARCH_CONFIG_REGISTRY[PLAIN_ARCH](args)
+    vocab = exported["model"]["encoder.embed_tokens.weight"].shape[0]
+    task = _StandInTask(vocab, [], "multilingual")
+    with torch.device("meta"):
+        stock = TransformerModel.build_model(args, task)
+    want = {k: tuple(v.shape) for k, v in stock.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in exported["model"].items()}
+    if want != have:
+        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+        shapes = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+        raise CheckpointError(f"internal error: exported weights do not fit fairseq's transformer "
+                              f"(missing {missing[:3]}, unexpected {extra[:3]}, shape {shapes[:3]})")

@@ -1,0 +1,125 @@
+"""``lslo-export``: convert LSLo checkpoints.
+
+  lslo-export merge    --checkpoint CKPT --source-lang oc --target-lang ko --out oc-ko.pt
+      fold the adapters (and pruning masks) for one direction into the base weights: a plain
+      fairseq transformer that stock fairseq-generate loads without --user-dir; valid for that
+      direction only (recorded in the file as 'lslo_export').
+  lslo-export adapters --checkpoint CKPT --out adapters.pt
+      keep only the LSLo tensors, masks, options and a fingerprint of the base (MBs, not GBs).
+  lslo-export attach   --base model.pt --adapters adapters.pt --out full.pt
+      put adapters back on the base they were trained on: a normal LSLo checkpoint.
+  lslo-export info     FILE
+      what FILE is (LSLo checkpoint, merged export, adapters file, plain checkpoint).
+
+Every output is written atomically (a temporary file, then a rename) and holds no optimizer state.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from ..config import LSLoConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lslo-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("merge", help="merged plain-transformer checkpoint for one direction")
+    m.add_argument("--checkpoint", required=True, help="LSLo training checkpoint (checkpoint_last.pt ...)")
+    m.add_argument("--source-lang", "-s", required=True)
+    m.add_argument("--target-lang", "-t", required=True)
+    m.add_argument("--out", required=True, help="output .pt")
+    a = sub.add_parser("adapters", help="adapters-only file of an LSLo checkpoint")
+    a.add_argument("--checkpoint", required=True, help="LSLo training checkpoint")
+    a.add_argument("--out", required=True, help="output .pt")
+    t = sub.add_parser("attach", help="adapters file + base checkpoint -> LSLo checkpoint")
+    t.add_argument("--base", required=True, help="the base the adapters were trained on (e.g. model.pt)")
+    t.add_argument("--adapters", required=True, help="file written by lslo-export adapters")
+    t.add_argument("--out", required=True, help="output .pt")
+    i = sub.add_parser("info", help="describe a checkpoint or adapters file")
+    i.add_argument("file")
+    return p
+
+
+def _check_out(args) -> None:
+    ins = [getattr(args, k) for k in ("checkpoint", "base", "adapters") if getattr(args, k, None)]
+    if any(os.path.abspath(x) == os.path.abspath(args.out) for x in ins):
+        raise LSLoConfigError(f"--out {args.out} is also an input; write to another file")
+
+
+def _mb(path: str) -> str:
+    return f"{os.path.getsize(path) / 2**20:.2f} MB"
+
+
+def run(args) -> None:
+    from ..checkpoints import adapters, merge, reading
+    from ..files import torch_save_atomic
+
+    if args.command != "info":
+        _check_out(args)
+    start = time.perf_counter()
+    if args.command == "merge":
+        state, model = reading.load_lslo_checkpoint(args.checkpoint, "--checkpoint")
+        exported = merge.export_direction(model, state, args.source_lang, args.target_lang, args.checkpoint)
+        merge.check_loads_as_stock_transformer(exported)
+        torch_save_atomic(args.out, exported)
+        print(f"wrote {args.out} ({_mb(args.out)}): plain fairseq transformer for "
+              f"{args.source_lang}->{args.target_lang} only; decode it with stock fairseq-generate "
+              f"--task translation_multi_simple_epoch (no --user-dir) and --source-lang {args.source_lang} "
+              f"--target-lang {args.target_lang}")
+    elif args.command == "adapters":
+        data = adapters.extract(args.checkpoint)
+        torch_save_atomic(args.out, data)
+        lay = data["layout"]
+        print(f"wrote {args.out} ({_mb(args.out)}; checkpoint {_mb(args.checkpoint)}): {len(data['tensors'])} "
+              f"LSLo tensors, languages {','.join(lay['languages'])}, ranks {lay['ranks']}, base fingerprint "
+              f"of {len(data['base_fingerprint']['tensors'])} tensors")
+    elif args.command == "attach":
+        state = adapters.attach(args.base, args.adapters)
+        torch_save_atomic(args.out, state)
+        print(f"wrote {args.out} ({_mb(args.out)}): LSLo checkpoint (base {args.base}, adapters "
+              f"{args.adapters}); use it with --user-dir lslo_fairseq")
+    else:
+        print(describe(args.file))
+        return
+    print(f"({time.perf_counter() - start:.1f} s)")
+
+
+def describe(path: str) -> str:
+    from ..checkpoints import adapters, merge, reading
+
+    data = reading.read_torch_file(path, "FILE")
+    if isinstance(data, dict) and data.get("format") == adapters.FORMAT:
+        data = adapters.read_adapters(path, "FILE")
+        lay = data["layout"]
+        return (f"{path}: LSLo adapters file (version {data['version']}): languages {lay['languages']}, "
+                f"ranks {lay['ranks']}, modules {lay['modules']}, encoder index {lay['encoder_index']}, "
+                f"decoder index {lay['decoder_index']}; from {data.get('from_checkpoint')}")
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise reading.CheckpointError(f"FILE: {path} is neither a fairseq checkpoint nor an LSLo adapters file")
+    if merge.EXPORT_KEY in data:
+        e = data[merge.EXPORT_KEY]
+        return f"{path}: merged plain transformer for {e['direction']} only (from {e['from_checkpoint']})"
+    opts = reading.model_options(data)
+    kind = "LSLo checkpoint" if reading.is_lslo(data) else "plain fairseq checkpoint"
+    extra = f", LSLo languages {opts.get('lslo_langs')}, ranks {opts.get('lslo_ranks')}" if reading.is_lslo(data) else ""
+    return f"{path}: {kind} (arch {opts.get('arch')}{extra}; optimizer state: {'last_optimizer_state' in data})"
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import lslo_fairseq  # noqa: F401  (registers the model; allows argparse.Namespace in torch.load)
+
+        run(args)
+    except (LSLoConfigError, ValueError) as e:
+        print(f"lslo-export: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
