@@ -2,6 +2,8 @@
 
 - Validates every ``--lslo-*`` option against the task's languages and dictionary at set-up,
   before data or weights are loaded.
+- In training, refuses a truncated or foreign checkpoint to load (:mod:`..checkpoint_guard`) and a
+  multi-process run without ``--load-checkpoint-on-all-dp-ranks`` (see :meth:`check_data_parallel`).
 - At inference, hands the target language to the encoder (``net_input['lslo_tgt_langtok']``), so
   target-indexed encoder layers route exactly as in teacher forcing.
 """
@@ -15,6 +17,7 @@ import torch
 from fairseq.tasks import register_task
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
+from ..checkpoint_guard import check_checkpoint_to_load
 from ..config import LSLoConfigError, resolve_config
 from ..files import write_json_atomic
 from ..models.lslo_transformer import LSLoTransformerModel, lang_token_ids
@@ -45,7 +48,29 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
         task = super().setup_task(args, **kwargs)
         if is_lslo_run(args):
             task.validate_lslo_args(args)
+        cls.check_data_parallel(args)
         return task
+
+    @staticmethod
+    def check_data_parallel(args) -> None:
+        """With torch >= 2.6, rank 0 of fairseq's multi-process training loads a checkpoint and
+        broadcasts it pickled with its options as an omegaconf ``DictConfig``, which the other ranks'
+        ``torch.load(weights_only=True)`` refuses (``Unsupported global: omegaconf...DictConfig``):
+        every rank must read the file itself."""
+        import torch.distributed as dist
+
+        if (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+                and not getattr(args, "load_checkpoint_on_all_dp_ranks", False)):
+            raise LSLoConfigError(
+                "multi-process training needs --load-checkpoint-on-all-dp-ranks: without it rank 0 "
+                "broadcasts the loaded checkpoint, which torch's weights_only loading refuses on the "
+                "other ranks (--finetune-from-model and every resume would fail)"
+            )
+
+    def build_model(self, args, from_checkpoint=False):
+        if not from_checkpoint:  # fairseq-train: the checkpoint it loads next must be intact
+            check_checkpoint_to_load(args)
+        return super().build_model(args, from_checkpoint)
 
     def validate_lslo_args(self, args) -> None:
         """Fail fast, naming the flag: language maps, ranks, modules, per-layer indexes, langtoks."""

@@ -1,0 +1,107 @@
+"""Before ``fairseq-train`` loads a checkpoint: is it the complete fairseq checkpoint it should be?
+
+fairseq writes the first checkpoint of a save atomically (``X.pt.tmp``, then rename) but *copies*
+it to the others (``checkpoint_last.pt`` after ``checkpoint_E_U.pt``/``checkpoint_best.pt``) with
+``shutil.copyfile``, which is not atomic: a run killed during that copy leaves a truncated
+``checkpoint_last.pt``, and the next launch would resume from it. torch then fails without naming
+the file, and a foreign file gives ``KeyError: 101`` or ``KeyError: 'best_loss'``. These checks
+name the flag and the file instead, and point to the newest intact checkpoint.
+
+The check reads the zip directory at the end of the file (a truncated copy has none) and the
+pickled top level with ``mmap=True`` (tensor data is not read), so it is cheap for GB checkpoints.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import pickle
+import zipfile
+from typing import Optional, Tuple
+
+from .config import LSLoConfigError
+
+
+class CheckpointFileError(LSLoConfigError):
+    """A checkpoint to load that is missing, truncated or not a fairseq checkpoint."""
+
+
+def file_to_load(args) -> Optional[Tuple[str, str]]:
+    """(path, what) of the file ``fairseq-train`` will load, by fairseq's rule
+    (``checkpoint_utils.load_checkpoint``): SAVE_DIR/checkpoint_last.pt when it exists, else
+    ``--finetune-from-model``; a non-default ``--restore-file`` always. None: nothing is loaded."""
+    restore = getattr(args, "restore_file", "checkpoint_last.pt") or "checkpoint_last.pt"
+    suffix = getattr(args, "checkpoint_suffix", "") or ""
+    if restore != "checkpoint_last.pt":
+        return restore.replace(".pt", suffix + ".pt"), "--restore-file"
+    last = os.path.join(getattr(args, "save_dir", "checkpoints"), f"checkpoint_last{suffix}.pt")
+    if os.path.exists(last):
+        return last, "--save-dir (resuming from its checkpoint_last.pt)"
+    finetune = getattr(args, "finetune_from_model", None)
+    if finetune:
+        return finetune, "--finetune-from-model"
+    return None
+
+
+def problem(path: str) -> Optional[str]:
+    """Why ``path`` is not a loadable fairseq checkpoint, or None when it looks complete."""
+    if not os.path.isfile(path):
+        return "no such file"
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not zipfile.is_zipfile(path):
+        if head == b"PK\x03\x04":
+            return f"truncated: a zip (torch) file without its end directory ({size:,} bytes)"
+        if head[:2] == b"\x80\x02":
+            return None  # torch's pre-1.6 format: no cheap check, torch.load reports problems itself
+        return f"not a PyTorch checkpoint ({size:,} bytes, starting {head!r})"
+    try:
+        with zipfile.ZipFile(path) as z:
+            if not any(n.endswith("data.pkl") for n in z.namelist()):
+                return "a zip file but not a PyTorch checkpoint (no data.pkl)"
+    except (zipfile.BadZipFile, OSError) as e:
+        return f"unreadable zip: {e}"
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError:
+        return None  # a class outside the weights_only allow-list: torch.load's own message says what to do
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        return f"unreadable: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        keys = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__
+        return f"a torch file but not a fairseq checkpoint (no 'model' state dict; has {keys})"
+    return None
+
+
+def newest_intact(folder: str, exclude: str) -> Optional[str]:
+    """The most recently written loadable ``checkpoint*.pt`` in ``folder`` other than ``exclude``."""
+    candidates = [p for p in glob.glob(os.path.join(folder, "checkpoint*.pt"))
+                  if os.path.abspath(p) != os.path.abspath(exclude)]
+    for p in sorted(candidates, key=os.path.getmtime, reverse=True):
+        if problem(p) is None:
+            return p
+    return None
+
+
+def check_checkpoint_to_load(args) -> None:
+    """Raise :class:`CheckpointFileError` naming the flag and file if the checkpoint that
+    ``fairseq-train`` is about to load is missing, truncated or foreign."""
+    target = file_to_load(args)
+    if target is None:
+        return
+    path, what = target
+    why = problem(path)
+    if why is None:
+        return
+    msg = f"{what}: cannot load {path}: {why}"
+    if why != "no such file" and what.startswith("--save-dir"):
+        msg += ("; a run killed while fairseq copied checkpoint_last.pt leaves such a file (the copy is "
+                "not atomic)")
+        other = newest_intact(os.path.dirname(path), path)
+        msg += (f". Resume from the newest intact checkpoint with --restore-file {other}" if other
+                else ". No other intact checkpoint in that folder: delete it to start afresh")
+    elif why == "no such file" and what == "--restore-file":
+        msg += " (fairseq would silently start from scratch)"
+    raise CheckpointFileError(msg)
