@@ -72,7 +72,70 @@ def run_fairseq(tool: str, args: Sequence[str], log_path: Union[str, os.PathLike
     cmd = [fairseq_bin(tool), *map(str, args)]
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=fairseq_env(), timeout=timeout)
-    if proc.returncode != 0:
-        tail = Path(log_path).read_text(encoding="utf-8", errors="replace")[-4000:]
-        raise RuntimeError(f"{' '.join(cmd)}\nexited with {proc.returncode}; log tail:\n{tail}")
+    _raise_on_failure(cmd, proc.returncode, log_path)
     return cmd
+
+
+def _raise_on_failure(cmd, returncode, log_path):
+    if returncode != 0:
+        tail = Path(log_path).read_text(encoding="utf-8", errors="replace")[-4000:]
+        raise RuntimeError(f"{' '.join(cmd)}\nexited with {returncode}; log tail:\n{tail}")
+
+
+def run_fairseq_distributed(tool: str, args: Sequence[str], log_path: Union[str, os.PathLike],
+                            nproc: int = 2, timeout: float = 300):
+    """Run a fairseq CLI as ``nproc`` data-parallel CPU processes (gloo) under ``torchrun``.
+
+    Each process gets its rank from torchrun's ``$RANK``; ``{RANK}`` in an argument becomes it (e.g.
+    a per-rank ``--save-dir``). On timeout the whole process group is killed and
+    ``subprocess.TimeoutExpired`` raised, so a hung collective fails a test instead of blocking it.
+    Raises like :func:`run_fairseq` on a non-zero exit.
+    """
+    import signal
+
+    launcher = [fairseq_bin("torchrun"), "--standalone", "--nproc_per_node", str(nproc), "--no-python",
+                "bash", "-c", r'exec "$0" "${@//\{RANK\}/$RANK}" --distributed-rank "$RANK"']
+    cmd = [*launcher, fairseq_bin(tool), *map(str, args), "--distributed-world-size", str(nproc),
+           "--distributed-no-spawn", "--distributed-init-method", "env://", "--distributed-backend", "gloo"]
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=fairseq_env(),
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    _raise_on_failure(cmd, proc.returncode, log_path)
+    return cmd
+
+
+def kill_fairseq_at(tool: str, args: Sequence[str], log_path: Union[str, os.PathLike], pattern: str,
+                    timeout: float = 300) -> str:
+    """Start a fairseq CLI, poll its log (unbuffered) for the regex ``pattern``, and SIGKILL it
+    there; returns the log at the moment of the kill. Raises if it exits or times out first."""
+    import re
+    import signal
+    import time
+
+    cmd = [fairseq_bin(tool), *map(str, args)]
+    env = dict(fairseq_env(), PYTHONUNBUFFERED="1")
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                text = Path(log_path).read_text(encoding="utf-8", errors="replace")
+                if re.search(pattern, text):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return text
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{' '.join(cmd)}\nexited ({proc.returncode}) before the log "
+                                       f"showed {pattern!r}; log tail:\n{text[-4000:]}")
+                time.sleep(0.01)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    raise subprocess.TimeoutExpired(cmd, timeout)

@@ -20,9 +20,13 @@ def lslo_args(extra):
     return [*args, *GROUPS, *extra]
 
 
+def train_args(data, save_dir, extra):
+    """fairseq-train arguments of an LSLo run with H/M/V groups on ``data`` (``extra`` last)."""
+    return [*lslo_task_args(data), *lslo_args(extra), *TRAIN_ARGS, "--save-dir", str(save_dir)]
+
+
 def train(data, save_dir, extra, log):
-    run_fairseq("fairseq-train", [*lslo_task_args(data), *lslo_args(extra), *TRAIN_ARGS,
-                                  "--save-dir", str(save_dir)], log)
+    run_fairseq("fairseq-train", train_args(data, save_dir, extra), log)
     return log.read_text()
 
 
