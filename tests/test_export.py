@@ -1,0 +1,269 @@
+"""lslo-export: a merged one-direction export decodes like the LSLo model under stock fairseq
+(no plugin); adapters-only files are small, round-trip bitwise and refuse the wrong base, the wrong
+configuration and broken files; full checkpoints name a configuration mismatch on load."""
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import run_fairseq, task_args
+from lslo_fairseq.checkpoints import adapters as adapters_mod
+from lslo_fairseq.checkpoints.merge import EXPORT_KEY
+from lslo_fairseq.checkpoints.reading import (CheckpointError, build_lslo_model, load_lslo_checkpoint,
+                                              model_options, read_fairseq_checkpoint, vocab_size)
+from lslo_fairseq.cli.export import main as export_main
+from lslo_fairseq.config import LSLoConfigError
+from lslo_fairseq.files import torch_save_atomic
+from test_cli import LSLO_ARGS, TRAIN_ARGS, USER_DIR, lslo_task_args
+
+SRC, TGT = "oc", "ko"  # encoder layers src,tgt and decoder tgt,src (LSLO_ARGS): both languages used
+# lr 0.01 so that 12 updates move the adapters well away from B = 0
+SHORT = ["--max-update", "12", "--lr", "0.01"]
+PRUNE = ["--lslo-prune", "gps", "--lslo-prune-ratio", "0.5", "--lslo-prune-unit", "update",
+         "--lslo-prune-start", "2", "--lslo-prune-duration", "6", "--lslo-prune-targets", "en,fr,ko,oc"]
+
+
+def lslo_args(weight_learning: bool):
+    args = list(LSLO_ARGS)
+    if weight_learning:  # no index flags: every layer learns its own
+        for flag in ("--lslo-encoder-index", "--lslo-decoder-index"):
+            i = args.index(flag)
+            del args[i:i + 2]
+        args.append("--lslo-weight-learning")
+    return args
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data, tiny_base_checkpoint, tmp_path_factory):
+    """checkpoint_last.pt of a pruned (GPS) run and of a weight-learning run, both fine-tuned from
+    the tiny base through fairseq-train."""
+    root = tmp_path_factory.mktemp("export_runs")
+    out = {}
+    for name, wl, extra in (("pruned", False, PRUNE), ("wl", True, [])):
+        save = root / name
+        run_fairseq("fairseq-train", [*lslo_task_args(tiny_data), *lslo_args(wl), *TRAIN_ARGS, *SHORT, *extra,
+                                      "--finetune-from-model", str(tiny_base_checkpoint), "--save-dir", str(save)],
+                    root / f"{name}.log")
+        out[name] = save / "checkpoint_last.pt"
+    return out
+
+
+def export(*argv):
+    assert export_main([str(a) for a in argv]) == 0
+
+
+def export_error(capsys, *argv) -> str:
+    assert export_main([str(a) for a in argv]) == 2
+    return capsys.readouterr().err
+
+
+def generate(data, checkpoint, out_dir, plugin: bool):
+    """fairseq-generate SRC->TGT, beam 5, test set; plugin=False: stock fairseq, no --user-dir."""
+    args = lslo_task_args(data) + ["--user-dir", USER_DIR] if plugin else task_args(data)
+    log = Path(out_dir).with_suffix(".log")
+    run_fairseq("fairseq-generate", [
+        *args, "--path", checkpoint, "--source-lang", SRC, "--target-lang", TGT, "--gen-subset", "test",
+        "--beam", "5", "--required-batch-size-multiple", "1", "--max-len-b", "20", "--cpu",
+        "--results-path", out_dir], log)
+    hyps = {}
+    for line in (Path(out_dir) / "generate-test.txt").read_text(encoding="utf-8").splitlines():
+        tag, _, rest = line.partition("\t")
+        if tag.startswith("H-"):
+            score, _, tokens = rest.partition("\t")
+            hyps.setdefault(int(tag[2:]), {}).update(score=float(score), tokens=tokens)
+        elif tag.startswith("P-"):
+            hyps.setdefault(int(tag[2:]), {})["positional"] = [float(x) for x in rest.split()]
+    return hyps, log.read_text(encoding="utf-8")
+
+
+def assert_same_hypotheses(a, b, tol=1e-4):
+    assert sorted(a) == sorted(b) and len(a) > 0
+    for i in a:
+        assert a[i]["tokens"] == b[i]["tokens"], f"sentence {i}"
+        assert abs(a[i]["score"] - b[i]["score"]) < tol, f"sentence {i}"
+        assert len(a[i]["positional"]) == len(b[i]["positional"])
+        assert max(abs(x - y) for x, y in zip(a[i]["positional"], b[i]["positional"])) < tol, f"sentence {i}"
+
+
+def nontrivial(checkpoint):
+    """The run really changed the adapters (and pruned, or moved the weight-learning logits)."""
+    model = torch.load(checkpoint, map_location="cpu")["model"]
+    assert all(v.abs().max() > 1e-3 for k, v in model.items() if k.split(".")[-1].startswith("lora_B")
+               and not k.endswith("_mask"))
+    masks = [v for k, v in model.items() if k.endswith("lora_B_mask")]
+    logits = [v for k, v in model.items() if k.endswith("lslo_index_weights.logits")]
+    return masks, logits
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", ["pruned", "wl"])
+def test_merged_export_decodes_like_lslo_under_stock_fairseq(runs, run, tiny_data, tmp_path):
+    masks, logits = nontrivial(runs[run])
+    if run == "pruned":
+        assert masks and 0.3 < 1 - torch.cat([m.flatten().float() for m in masks]).mean() < 0.6
+    else:
+        assert logits and all(v.abs().max() > 1e-4 for v in logits)
+    merged = tmp_path / "merged.pt"
+    export("merge", "--checkpoint", runs[run], "--source-lang", SRC, "--target-lang", TGT, "--out", merged)
+    stock, stock_log = generate(tiny_data, merged, tmp_path / "stock", plugin=False)
+    lslo, _ = generate(tiny_data, runs[run], tmp_path / "lslo", plugin=True)
+    assert "LSLo" not in stock_log and "Translated 30 sentences" in stock_log
+    assert_same_hypotheses(stock, lslo)
+    if run == "pruned":  # the comparison can fail: another direction's fold scores differently
+        wrong = tmp_path / "wrong.pt"
+        export("merge", "--checkpoint", runs[run], "--source-lang", "fr", "--target-lang", TGT, "--out", wrong)
+        other, _ = generate(tiny_data, wrong, tmp_path / "wrong", plugin=False)
+        assert sum(abs(other[i]["score"] - lslo[i]["score"]) > 1e-3 for i in lslo) > len(lslo) // 2
+
+
+def test_merged_export_is_a_stock_checkpoint_for_one_direction(runs, tiny_base_checkpoint, tmp_path):
+    out = tmp_path / "oc-ko.pt"
+    export("merge", "--checkpoint", runs["wl"], "-s", SRC, "-t", TGT, "--out", out)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(str(out)) == []  # no Namespace: stock loads it
+    state = torch.load(out, weights_only=True)
+    model_cfg, task_cfg = state["cfg"]["model"], state["cfg"]["task"]
+    assert model_cfg["arch"] == model_cfg["_name"] == "transformer"
+    assert task_cfg["_name"] == task_cfg["task"] == model_cfg["task"] == "translation_multi_simple_epoch"
+    assert not [k for k in list(model_cfg) + list(task_cfg) if "lslo" in k]
+    assert state["cfg"]["common"]["user_dir"] is None and model_cfg["user_dir"] is None
+    assert "last_optimizer_state" not in state
+    assert state[EXPORT_KEY]["direction"] == "oc-ko" and "only" in state[EXPORT_KEY]["note"]
+    base = torch.load(tiny_base_checkpoint, map_location="cpu")
+    assert set(state["model"]) == set(base["model"])  # exactly the stock transformer's keys
+    for key in ("encoder_layers", "encoder_embed_dim", "decoder_ffn_embed_dim", "share_all_embeddings",
+                "encoder_normalize_before"):
+        assert model_cfg[key] == getattr(base["cfg"]["model"], key)
+    # every adapted projection moved, direction-specific where it is source-indexed
+    other = tmp_path / "fr-ko.pt"
+    export("merge", "--checkpoint", runs["wl"], "-s", "fr", "-t", TGT, "--out", other)
+    other = torch.load(other)["model"]
+    fc1 = "encoder.layers.0.fc1.weight"
+    assert (state["model"][fc1] - base["model"][fc1]).abs().max() > 1e-3
+    assert (state["model"][fc1] - other[fc1]).abs().max() > 1e-4
+    assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave nothing behind
+
+
+def test_merged_fold_matches_merged_weight_under_fixed_index(runs):
+    """The float64 fold equals LSLoLinear.merged_weight (W + B_l A_l with masks) to float32 precision."""
+    from lslo_fairseq.checkpoints.merge import merged_weights
+
+    _, model = load_lslo_checkpoint(str(runs["pruned"]), "--checkpoint")
+    folded = merged_weights(model, SRC, TGT)
+    langs = model.lslo_config.languages
+    for path, layer in model.lslo_layers.items():
+        lang = SRC if layer.index == "src" else TGT
+        torch.testing.assert_close(folded[path].float(), layer.merged_weight(langs.index(lang)).detach(),
+                                   rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("run", ["pruned", "wl"])
+def test_adapters_file_is_small_and_attach_restores_the_checkpoint_bitwise(runs, run, tiny_base_checkpoint, tmp_path):
+    ad, full = tmp_path / "a.pt", tmp_path / "full.pt"
+    export("adapters", "--checkpoint", runs[run], "--out", ad)
+    trained = torch.load(runs[run], map_location="cpu")["model"]
+    lslo = [v for k, v in trained.items() if "lora_" in k or "lslo_" in k]
+    lslo_bytes = sum(v.numel() * v.element_size() for v in lslo)
+    base_bytes = sum(v.numel() * v.element_size() for v in trained.values()) - lslo_bytes
+    size = ad.stat().st_size
+    # the LSLo tensors, ~0.5 kB of zip records per tensor and the options; not the base (this tiny
+    # model's adapters are 15-26% of it; M2M-124 615M's 2;2;8 adapters are 22.4M of 615M parameters)
+    assert size < lslo_bytes + 512 * len(lslo) + 64 * 1024 and size < base_bytes / 2, (size, lslo_bytes, base_bytes)
+    export("attach", "--base", tiny_base_checkpoint, "--adapters", ad, "--out", full)
+    attached = torch.load(full, map_location="cpu")
+    assert "last_optimizer_state" not in attached
+    assert set(attached["model"]) == set(trained)
+    for key, value in trained.items():
+        assert attached["model"][key].dtype == value.dtype and torch.equal(attached["model"][key], value), key
+    # the base may also be another LSLo checkpoint on the same base: its own adapters are dropped
+    other = runs["wl" if run == "pruned" else "pruned"]
+    export("attach", "--base", other, "--adapters", ad, "--out", tmp_path / "full2.pt")
+    again = torch.load(tmp_path / "full2.pt", map_location="cpu")["model"]
+    assert all(torch.equal(again[k], v) for k, v in trained.items())
+
+
+def test_attach_refuses_another_base(runs, tiny_base_checkpoint, tmp_path, capsys):
+    ad = tmp_path / "a.pt"
+    export("adapters", "--checkpoint", runs["pruned"], "--out", ad)
+    base = torch.load(tiny_base_checkpoint, map_location="cpu")
+    base["model"]["encoder.layers.1.fc1.weight"] = base["model"]["encoder.layers.1.fc1.weight"] + 0.01
+    other = tmp_path / "other_base.pt"
+    torch.save(base, other)
+    err = export_error(capsys, "attach", "--base", other, "--adapters", ad, "--out", tmp_path / "x.pt")
+    assert str(ad) in err and "another base model" in err and "encoder.layers.1.fc1.weight" in err
+    assert "1 of " in err and not (tmp_path / "x.pt").exists()
+
+
+def test_adapters_with_another_configuration_are_refused(runs, tiny_base_checkpoint, tmp_path):
+    ad = tmp_path / "a.pt"
+    export("adapters", "--checkpoint", runs["pruned"], "--out", ad)
+    state = read_fairseq_checkpoint(str(runs["pruned"]), "x")
+    for change, named in ((dict(lslo_ranks="en:2,fr:2,ko:3,oc:4"), "--lslo-ranks"),
+                          (dict(lslo_langs="en,fr,oc,ko", lslo_ranks="en:2,fr:2,ko:4,oc:2"), "languages"),
+                          (dict(lslo_encoder_index="tgt,tgt"), "encoder_index")):
+        model = build_lslo_model({**model_options(state), **change}, vocab_size(state["model"]), "test")
+        base = adapters_mod.plain_base_state(torch.load(tiny_base_checkpoint)["model"])
+        model.load_state_dict(base, strict=True)
+        with pytest.raises(LSLoConfigError, match="another LSLo configuration") as e:
+            adapters_mod.load_adapters(model, str(ad))
+        assert named in str(e.value) and str(ad) in str(e.value)
+
+
+def test_broken_or_foreign_files_are_refused(runs, tiny_base_checkpoint, tmp_path, capsys):
+    ad = tmp_path / "a.pt"
+    export("adapters", "--checkpoint", runs["pruned"], "--out", ad)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(ad.read_bytes()[: ad.stat().st_size // 2])
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    pickled = tmp_path / "object.pt"
+    torch.save({"x": argparse.ArgumentParser}, pickled)  # a class: weights_only refuses it
+    for bad, message in ((cut, "cannot be read as a torch checkpoint"), (text, "cannot be read"),
+                         (pickled, "cannot be read"), (tiny_base_checkpoint, "not an LSLo adapters file"),
+                         (tmp_path / "missing.pt", "does not exist")):
+        err = export_error(capsys, "attach", "--base", tiny_base_checkpoint, "--adapters", bad,
+                           "--out", tmp_path / "x.pt")
+        assert "--adapters" in err and str(bad) in err and message in err, err
+    err = export_error(capsys, "attach", "--base", cut, "--adapters", ad, "--out", tmp_path / "x.pt")
+    assert "--base" in err and "cannot be read" in err
+    err = export_error(capsys, "merge", "--checkpoint", tiny_base_checkpoint, "-s", SRC, "-t", TGT,
+                       "--out", tmp_path / "x.pt")
+    assert "not an LSLo checkpoint" in err
+    err = export_error(capsys, "merge", "--checkpoint", runs["pruned"], "-s", "de", "-t", TGT,
+                       "--out", tmp_path / "x.pt")
+    assert "--source-lang: 'de' has no adapters" in err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_full_checkpoint_with_another_configuration_names_the_difference(runs):
+    """Before lslo_layout, other languages or indexes with equal shapes loaded silently."""
+    state = read_fairseq_checkpoint(str(runs["pruned"]), "x")
+    for change, named in ((dict(lslo_ranks="en:2,fr:2,ko:3,oc:4"), "ranks: [2, 2, 2, 4] in the checkpoint"),
+                          (dict(lslo_langs="en,fr,oc,ko", lslo_ranks="en:2,fr:2,ko:4,oc:2"), "languages"),
+                          (dict(lslo_decoder_index="tgt,tgt"), "decoder_index"),
+                          (dict(lslo_modules="fc"), "--lslo-modules")):
+        model = build_lslo_model({**model_options(state), **change}, vocab_size(state["model"]), "test")
+        with pytest.raises(LSLoConfigError, match="another configuration") as e:
+            model.load_state_dict(dict(state["model"]), strict=True)
+        assert named in str(e.value)
+
+
+def test_torch_save_atomic_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "f.pt"
+    torch_save_atomic(str(path), {"a": torch.ones(2)})
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        torch_save_atomic(str(path), {"a": Unpicklable()})
+    assert torch.equal(torch.load(path)["a"], torch.ones(2)) and not list(tmp_path.glob(".tmp-*"))
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
