@@ -76,13 +76,23 @@ def problem(path: str) -> Optional[str]:
 
 
 def newest_intact(folder: str, exclude: str) -> Optional[str]:
-    """The most recently written loadable ``checkpoint*.pt`` in ``folder`` other than ``exclude``."""
-    candidates = [p for p in glob.glob(os.path.join(folder, "checkpoint*.pt"))
-                  if os.path.abspath(p) != os.path.abspath(exclude)]
-    for p in sorted(candidates, key=os.path.getmtime, reverse=True):
-        if problem(p) is None:
-            return p
-    return None
+    """The loadable ``checkpoint*.pt`` in ``folder`` (other than ``exclude``) with the most updates;
+    of equals, an update/epoch checkpoint before ``checkpoint_best.pt``."""
+    import torch
+
+    best = None
+    for path in glob.glob(os.path.join(folder, "checkpoint*.pt")):
+        if os.path.abspath(path) == os.path.abspath(exclude) or problem(path) is not None:
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+            updates = state["optimizer_history"][-1]["num_updates"]
+        except Exception:  # noqa: BLE001 - an unreadable candidate is simply not proposed
+            continue
+        key = (updates, "best" not in os.path.basename(path), os.path.getmtime(path))
+        if best is None or key > best[0]:
+            best = (key, path)
+    return None if best is None else best[1]
 
 
 def check_checkpoint_to_load(args) -> None:
