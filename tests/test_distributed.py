@@ -84,3 +84,30 @@ def test_multi_process_run_without_load_on_all_ranks_fails_clearly(tiny_data, ti
     log = (tmp_path / "x.log").read_text()
     assert "multi-process training needs --load-checkpoint-on-all-dp-ranks" in log, str(err.value)[-2000:]
     assert "Start iterating" not in log
+
+
+@pytest.mark.parametrize("kernel", ["gather", "dense"])
+@pytest.mark.parametrize("extra", [[], ["--lslo-weight-learning", "--lslo-encoder-index", "paper",
+                                        "--lslo-decoder-index", "paper"],
+                                   ["--lslo-prune", "gps", "--lslo-prune-targets", "en,fr,ko"]])
+def test_every_trainable_tensor_gets_a_gradient_from_a_one_sentence_batch(kernel, extra, monkeypatch):
+    """What PyTorch's c10d DDP needs without find_unused_parameters: all languages' adapters are
+    slices of one tensor per layer, so a batch without a language still reaches that tensor
+    (with zero gradient in that language's slice)."""
+    from model_utils import build_tiny_model, mixed_batch, randomize_adapters
+
+    from lslo_fairseq.modules.lslo_linear import LSLoLinear
+
+    monkeypatch.setattr(LSLoLinear, "kernel_choice", kernel)
+    model, task = build_tiny_model(extra=extra)
+    randomize_adapters(model)  # B != 0, so that A gets gradient too
+    src, lengths, prev, _ = mixed_batch(task, [("oc", "ko", [1, 2, 3], [4, 5])])
+    out, _ = model(src, lengths, prev)
+    out.sum().backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and [n for n, p in trainable if p.grad is None] == []
+    oc, en = model.lslo_config.languages.index("oc"), model.lslo_config.languages.index("en")
+    layer = model.lslo_layers["encoder.layers.0.fc1"]
+    a = layer.raw(layer.param_names()[0])
+    (lo, hi), (elo, ehi) = layer.lang_columns(oc), layer.lang_columns(en)
+    assert a.grad[lo:hi].abs().sum() > 0 and a.grad[elo:ehi].abs().sum() == 0  # en is absent
