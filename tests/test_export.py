@@ -3,12 +3,13 @@
 configuration and broken files; full checkpoints name a configuration mismatch on load."""
 import argparse
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import run_fairseq, task_args
+from helpers import fairseq_bin, fairseq_env, run_fairseq, task_args
 from lslo_fairseq.checkpoints import adapters as adapters_mod
 from lslo_fairseq.checkpoints.merge import EXPORT_KEY
 from lslo_fairseq.checkpoints.reading import (CheckpointError, build_lslo_model, load_lslo_checkpoint,
@@ -40,14 +41,24 @@ def runs(tiny_data, tiny_base_checkpoint, tmp_path_factory):
     """checkpoint_last.pt of a pruned (GPS) run and of a weight-learning run, both fine-tuned from
     the tiny base through fairseq-train."""
     root = tmp_path_factory.mktemp("export_runs")
-    out = {}
-    for name, wl, extra in (("pruned", False, PRUNE), ("wl", True, [])):
-        save = root / name
-        run_fairseq("fairseq-train", [*lslo_task_args(tiny_data), *lslo_args(wl), *TRAIN_ARGS, *SHORT, *extra,
-                                      "--finetune-from-model", str(tiny_base_checkpoint), "--save-dir", str(save)],
-                    root / f"{name}.log")
-        out[name] = save / "checkpoint_last.pt"
-    return out
+    jobs = [("fairseq-train", [*lslo_task_args(tiny_data), *lslo_args(wl), *TRAIN_ARGS, *SHORT, *extra,
+                               "--finetune-from-model", str(tiny_base_checkpoint), "--save-dir", str(root / name)],
+             root / f"{name}.log") for name, wl, extra in (("pruned", False, PRUNE), ("wl", True, []))]
+    run_parallel(jobs)
+    return {name: root / name / "checkpoint_last.pt" for name in ("pruned", "wl")}
+
+
+def run_parallel(jobs):
+    """Run (tool, args, log) fairseq jobs side by side (one thread each: the machine has 2 cores)."""
+    procs = []
+    for tool, args, log in jobs:
+        f = open(log, "w", encoding="utf-8")
+        procs.append((subprocess.Popen([fairseq_bin(tool), *map(str, args)], stdout=f, stderr=subprocess.STDOUT,
+                                       env=fairseq_env()), f, log))
+    for proc, f, log in procs:
+        rc = proc.wait(timeout=600)
+        f.close()
+        assert rc == 0, Path(log).read_text(encoding="utf-8", errors="replace")[-3000:]
 
 
 def export(*argv):
@@ -59,23 +70,32 @@ def export_error(capsys, *argv) -> str:
     return capsys.readouterr().err
 
 
-def generate(data, checkpoint, out_dir, plugin: bool):
-    """fairseq-generate SRC->TGT, beam 5, test set; plugin=False: stock fairseq, no --user-dir."""
-    args = lslo_task_args(data) + ["--user-dir", USER_DIR] if plugin else task_args(data)
-    log = Path(out_dir).with_suffix(".log")
-    run_fairseq("fairseq-generate", [
-        *args, "--path", checkpoint, "--source-lang", SRC, "--target-lang", TGT, "--gen-subset", "test",
-        "--beam", "5", "--required-batch-size-multiple", "1", "--max-len-b", "20", "--cpu",
-        "--results-path", out_dir], log)
+def generate(data, runs):
+    """fairseq-generate SRC->TGT, beam 5, test set, for every (checkpoint, out_dir, plugin) in
+    ``runs``, side by side; plugin=False: stock fairseq, no --user-dir. Returns (hyps, log) each."""
+    jobs = []
+    for checkpoint, out_dir, plugin in runs:
+        args = lslo_task_args(data) + ["--user-dir", USER_DIR] if plugin else task_args(data)
+        jobs.append(("fairseq-generate", [
+            *args, "--path", checkpoint, "--source-lang", SRC, "--target-lang", TGT, "--gen-subset", "test",
+            "--beam", "5", "--required-batch-size-multiple", "1", "--max-len-b", "20", "--cpu",
+            "--results-path", out_dir], Path(out_dir).with_suffix(".log")))
+    run_parallel(jobs)
+    return [(read_hypotheses(Path(out_dir) / "generate-test.txt"), log.read_text(encoding="utf-8"))
+            for (_, out_dir, _), (_, _, log) in zip(runs, jobs)]
+
+
+def read_hypotheses(path):
+    """{sentence id: {score, tokens, positional}} from H- and P- lines."""
     hyps = {}
-    for line in (Path(out_dir) / "generate-test.txt").read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         tag, _, rest = line.partition("\t")
         if tag.startswith("H-"):
             score, _, tokens = rest.partition("\t")
             hyps.setdefault(int(tag[2:]), {}).update(score=float(score), tokens=tokens)
         elif tag.startswith("P-"):
             hyps.setdefault(int(tag[2:]), {})["positional"] = [float(x) for x in rest.split()]
-    return hyps, log.read_text(encoding="utf-8")
+    return hyps
 
 
 def assert_same_hypotheses(a, b, tol=1e-4):
@@ -105,17 +125,15 @@ def test_merged_export_decodes_like_lslo_under_stock_fairseq(runs, run, tiny_dat
         assert masks and 0.3 < 1 - torch.cat([m.flatten().float() for m in masks]).mean() < 0.6
     else:
         assert logits and all(v.abs().max() > 1e-4 for v in logits)
-    merged = tmp_path / "merged.pt"
+    merged, wrong = tmp_path / "merged.pt", tmp_path / "wrong.pt"
     export("merge", "--checkpoint", runs[run], "--source-lang", SRC, "--target-lang", TGT, "--out", merged)
-    stock, stock_log = generate(tiny_data, merged, tmp_path / "stock", plugin=False)
-    lslo, _ = generate(tiny_data, runs[run], tmp_path / "lslo", plugin=True)
+    # the comparison can fail: the fold of another direction (fr->ko) scores oc->ko differently
+    export("merge", "--checkpoint", runs[run], "--source-lang", "fr", "--target-lang", TGT, "--out", wrong)
+    (stock, stock_log), (lslo, _), (other, _) = generate(tiny_data, [
+        (merged, tmp_path / "stock", False), (runs[run], tmp_path / "lslo", True), (wrong, tmp_path / "wrong", False)])
     assert "LSLo" not in stock_log and "Translated 30 sentences" in stock_log
     assert_same_hypotheses(stock, lslo)
-    if run == "pruned":  # the comparison can fail: another direction's fold scores differently
-        wrong = tmp_path / "wrong.pt"
-        export("merge", "--checkpoint", runs[run], "--source-lang", "fr", "--target-lang", TGT, "--out", wrong)
-        other, _ = generate(tiny_data, wrong, tmp_path / "wrong", plugin=False)
-        assert sum(abs(other[i]["score"] - lslo[i]["score"]) > 1e-3 for i in lslo) > len(lslo) // 2
+    assert sum(abs(other[i]["score"] - lslo[i]["score"]) > 1e-3 for i in lslo) > len(lslo) // 2
 
 
 def test_merged_export_is_a_stock_checkpoint_for_one_direction(runs, tiny_base_checkpoint, tmp_path):
@@ -181,6 +199,26 @@ def test_adapters_file_is_small_and_attach_restores_the_checkpoint_bitwise(runs,
     export("attach", "--base", other, "--adapters", ad, "--out", tmp_path / "full2.pt")
     again = torch.load(tmp_path / "full2.pt", map_location="cpu")["model"]
     assert all(torch.equal(again[k], v) for k, v in trained.items())
+
+
+@pytest.mark.slow
+def test_training_continues_from_attached_adapters(runs, tiny_data, tiny_base_checkpoint, tmp_path):
+    """fairseq-train --finetune-from-model on an attached checkpoint starts from the file's
+    adapters and masks (not fresh ones)."""
+    ad, full = tmp_path / "a.pt", tmp_path / "full.pt"
+    export("adapters", "--checkpoint", runs["pruned"], "--out", ad)
+    export("attach", "--base", tiny_base_checkpoint, "--adapters", ad, "--out", full)
+    run_fairseq("fairseq-train", [*lslo_task_args(tiny_data), *LSLO_ARGS, *TRAIN_ARGS, "--max-update", "2",
+                                  "--finetune-from-model", full, "--save-dir", tmp_path / "more"], tmp_path / "more.log")
+    log = (tmp_path / "more.log").read_text()
+    assert f"Loaded checkpoint {full}" in log and "adapters start fresh" not in log
+    before = torch.load(runs["pruned"], map_location="cpu")["model"]
+    after = torch.load(tmp_path / "more" / "checkpoint_last.pt", map_location="cpu")["model"]
+    masks = [k for k in before if k.endswith("_mask")]
+    assert masks and all(torch.equal(after[k], before[k]) for k in masks)
+    lora_b = [k for k in before if k.endswith("lora_B")]
+    assert all(not torch.equal(after[k], before[k]) for k in lora_b)  # trained on from them
+    assert all((after[k] - before[k]).abs().max() < before[k].abs().max() for k in lora_b)
 
 
 def test_attach_refuses_another_base(runs, tiny_base_checkpoint, tmp_path, capsys):

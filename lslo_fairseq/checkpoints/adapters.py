@@ -24,7 +24,7 @@ import torch
 
 from ..config import LSLoConfigError, layout_differences, layout_of
 from ..models.lslo_transformer import LAYOUT_KEY, decode_layout
-from .merge import EXPORT_KEY, is_lslo_only_key
+from .merge import EXPORT_KEY, FRESH_ITERATOR, is_lslo_only_key
 from .reading import (CheckpointError, build_lslo_model, load_lslo_checkpoint, read_fairseq_checkpoint,
                       read_torch_file, to_plain, vocab_size)
 
@@ -95,6 +95,7 @@ def extract(path: str) -> Dict[str, Any]:
         "cfg": to_plain(cfg),
         "namespace_sections": [k for k, v in cfg.items() if isinstance(v, argparse.Namespace)],
         "optimizer_history": history,
+        "train_iterator": (state.get("extra_state") or {}).get("train_iterator"),
         "from_checkpoint": path,
     }
 
@@ -188,5 +189,5 @@ def attach(base_path: str, adapters_path: str) -> Dict[str, Any]:
     history = [dict(dict(criterion_name="LabelSmoothedCrossEntropyCriterion", optimizer_name="none",
                          lr_scheduler_state={}, num_updates=0), **history[-1])]
     return {"args": None, "cfg": cfg, "model": out, "criterion": None, "optimizer_history": history,
-            "task_state": {}, "extra_state": {"train_iterator": None},
+            "task_state": {}, "extra_state": {"train_iterator": data.get("train_iterator") or FRESH_ITERATOR},
             "lslo_attached": dict(base=base_path, adapters=adapters_path)}

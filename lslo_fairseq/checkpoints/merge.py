@@ -26,6 +26,8 @@ from .reading import CheckpointError, to_plain
 
 PLAIN_ARCH, PLAIN_TASK = "transformer", "translation_multi_simple_epoch"
 EXPORT_KEY = "lslo_export"
+# what fairseq-train's --finetune-from-model reads from extra_state when a checkpoint has none
+FRESH_ITERATOR = {"epoch": 1, "iterations_in_epoch": 0, "version": 2}
 
 
 def lang_row(cfg, lang: str, flag: str) -> int:
@@ -120,7 +122,8 @@ def export_direction(model, state: Dict[str, Any], src: str, tgt: str, source_pa
         "criterion": None,
         "optimizer_history": history,
         "task_state": {},
-        "extra_state": {k: extra[k] for k in ("train_iterator", "val_loss", "previous_training_time") if k in extra},
+        "extra_state": dict({k: extra[k] for k in ("val_loss", "previous_training_time") if k in extra},
+                            train_iterator=extra.get("train_iterator") or FRESH_ITERATOR),
         EXPORT_KEY: {
             "direction": f"{src}-{tgt}", "source_lang": src, "target_lang": tgt,
             "from_checkpoint": source_path,
