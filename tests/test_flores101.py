@@ -85,7 +85,7 @@ def test_prepare_cli_dev_train_devtest_test(model_dir, flores_dir, tmp_path):
             for lang in pair.split("-"):
                 assert (out / f"{split}.{pair}.{lang}.bin").is_file()
     # the checkpoint's own language list (saved --langs), in its order, for --lang-dict
-    ckpt_langs = torch.load(model_dir / "model.pt", map_location="cpu")["args"].langs
+    ckpt_langs = torch.load(model_dir / "model.pt", map_location="cpu")["cfg"]["task"].langs
     assert (out / "lang_dict.txt").read_text().split() == list(ckpt_langs)
     assert info["embedding_rows"] == info["dict_size"] + len(ckpt_langs)
     # a tarball of the same dataset gives the same binaries
@@ -168,7 +168,7 @@ def _check_train_command(argv, lang_count):
 
 
 @pytest.mark.slow
-def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, tmp_path):
+def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, model_dir, tmp_path):
     from lslo_fairseq.cli.params import count
     from lslo_fairseq.cli.score import build_parser as score_parser
     from lslo_fairseq.cli.plot import build_parser as plot_parser
@@ -180,13 +180,14 @@ def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, tmp_pa
         langs = list(PRESETS[subset])
         data = _fake_data(tmp_path / f"data_{subset}", langs, tiny_data["dict"])
         runs = tmp_path / f"runs_{subset}"
-        env = env_for(tmp_path, MODEL_DIR=tmp_path / "model", DATA=data, RUNS=runs, DRY_RUN=1)
+        env = env_for(tmp_path, MODEL_DIR=model_dir, DATA=data, RUNS=runs, DRY_RUN=1)
         scripts = sorted(RECIPES.glob("table2/*.sh")) if subset == "lang30" else [
             s for s in sorted(RECIPES.glob("*/*.sh")) if s.parent.name != "table2"]
         for script in scripts:
             out = sh(script, env=env)
             assert "[dry run]" in out, script
-        for run_dir, argv in _commands(runs):
+        for run_name, argv in _commands(runs):
+            run_dir = (subset, run_name)
             tool = argv[0]
             if tool == "fairseq-train":
                 model = _check_train_command(argv, len(langs))
@@ -225,7 +226,7 @@ def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, tmp_pa
             ours, theirs = v["params"], _paper_params(table, row)
             checked_budgets.append((v["paper"], ours, theirs))
             assert abs(ours - theirs) / theirs < 0.025, (v["paper"], ours, theirs)
-    assert len(checked_budgets) == 25
+    assert len(checked_budgets) == 12 + 3 + 2 + 5 + 4  # LSLo rows of tables 1, 2, 3, 4, 8
     assert {v.get("plot") for v in seen.values()} >= {"weights", "ise", "lsp"}
     print("\n".join(f"{p}: ours {o / 1e6:.2f}M, paper {t / 1e6:.2f}M" for p, o, t in checked_budgets))
 

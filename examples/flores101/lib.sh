@@ -31,7 +31,7 @@ UPDATE_FREQ=${UPDATE_FREQ:-1}
 read -r -a TRAIN_EXTRA_ARGS <<< "${TRAIN_EXTRA:-}"
 read -r -a GEN_EXTRA_ARGS <<< "${GEN_EXTRA:-}"
 : "${MODEL_DIR:?set MODEL_DIR to the flores101_mm100_615M directory (model.pt, dict.txt, sentencepiece.bpe.model)}"
-USER_DIR=$(python3 -c 'import lslo_fairseq, os; print(os.path.dirname(lslo_fairseq.__file__))' 2>/dev/null \
+USER_DIR=$(python3 -c 'import importlib.util as u, os; print(os.path.dirname(u.find_spec("lslo_fairseq").origin))' 2>/dev/null \
   || { echo "lib.sh: the lslo_fairseq package is not importable by python3 (activate its environment)" >&2; exit 2; })
 
 if [[ ! -f "$DATA/lang_pairs.txt" && "${DRY_RUN:-0}" != 1 ]]; then
@@ -62,14 +62,13 @@ record() {
     echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(hostname)"
     echo "lslo-fairseq $(git -C "$FLORES_DIR" rev-parse HEAD 2>/dev/null || echo '(not a git checkout)')"
     python3 - <<'EOF' 2>/dev/null || true
-import importlib.metadata as m, platform, torch
-print("python", platform.python_version(), "torch", torch.__version__,
-      "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())
-for p in ("ve-fairseq", "fairseq", "fairseq-fixed", "lslo-fairseq", "sacrebleu", "sentencepiece"):
+import importlib.metadata as m, platform
+print("python", platform.python_version(), platform.platform())
+for p in ("torch", "ve-fairseq", "fairseq", "fairseq-fixed", "lslo-fairseq", "sacrebleu", "sentencepiece"):
     try: print(p, m.version(p))
     except m.PackageNotFoundError: pass
 EOF
-    command -v nvidia-smi > /dev/null && nvidia-smi -L
+    if command -v nvidia-smi > /dev/null; then nvidia-smi -L; else echo "nvidia-smi: none"; fi
     env | grep -E '^(SUBSET|DATA|RUNS|MODEL_DIR|LANG_GROUPS|NPROC|DIST_BACKEND|WL_JSON|SPM_EVAL|EPOCHS|MAX_TOKENS|WARMUP|SEED|UPDATE_FREQ|TRAIN_EXTRA|GEN_EXTRA|CUDA_VISIBLE_DEVICES|OMP_NUM_THREADS)=' | sort
   } >> "$dir/env.txt"
 }
