@@ -1,7 +1,8 @@
 """The paper's spBLEU tables (1-4 and 8), to print beside a run's own row.
 
 The numbers are transcribed in ``resources/paper/spbleu_tables.json`` (source and conventions in
-its ``source`` field). A row is addressed as ``TABLE:ROW``, e.g. ``table1:2;2;8+WL+GPS(0.9)``.
+its ``source`` field). A row is addressed as ``TABLE:ROW``, e.g. ``table1:2;2;8+WL+GPS(0.9)``; ``TABLE``
+alone matches runs to rows by name.
 """
 from __future__ import annotations
 
@@ -24,18 +25,27 @@ def tables() -> Dict[str, dict]:
         return json.load(f)["tables"]
 
 
-def paper_row(spec: str) -> Tuple[str, List[str], List[float]]:
-    """``(label, columns, values)`` of the paper's row ``TABLE:ROW``."""
+def paper_rows(spec: str, run_names: Sequence[str]) -> Dict[str, Tuple[str, List[str], List[float]]]:
+    """The paper's row to compare with each run: ``{run: (label, columns, values)}``.
+
+    ``TABLE:ROW`` compares every run with that row; ``TABLE`` alone compares each run with the row
+    of the same name (runs named otherwise get none, and at least one must match).
+    """
     table, sep, row = spec.partition(":")
-    if not sep:
-        raise PaperRowError(f"--paper: expected TABLE:ROW (e.g. 'table1:Ft-all'), got {spec!r}")
     all_tables = tables()
     if table not in all_tables:
         raise PaperRowError(f"--paper: no table {table!r}; the paper's tables here: {', '.join(all_tables)}")
     rows = all_tables[table]["rows"]
-    if row not in rows:
-        raise PaperRowError(f"--paper: {table} has no row {row!r}; its rows: {' | '.join(rows)}")
-    return f"paper {table} {row}", list(all_tables[table]["columns"]), list(rows[row]["spbleu"])
+    columns = list(all_tables[table]["columns"])
+    if sep:
+        if row not in rows:
+            raise PaperRowError(f"--paper: {table} has no row {row!r}; its rows: {' | '.join(rows)}")
+        return {run: (f"paper {table} {row}", columns, list(rows[row]["spbleu"])) for run in run_names}
+    matched = {run: (f"paper {table} {run}", columns, list(rows[run]["spbleu"])) for run in run_names if run in rows}
+    if not matched:
+        raise PaperRowError(f"--paper {table}: no run is named like one of its rows ({' | '.join(rows)}); "
+                            "name runs after them or give TABLE:ROW")
+    return matched
 
 
 def difference(

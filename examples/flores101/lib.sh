@@ -97,6 +97,7 @@ fairseq_train() {
     launcher=(torchrun --standalone --nproc_per_node "$NPROC" --no-python
               bash -c 'exec fairseq-train "$@" --distributed-rank "$RANK" --device-id "$LOCAL_RANK"' fairseq-train)
     dist=(--distributed-world-size "$NPROC" --distributed-init-method env:// --distributed-no-spawn
+          --load-checkpoint-on-all-dp-ranks
           --distributed-backend "$DIST_BACKEND")
   fi
   local epochs=(--no-epoch-checkpoints)

@@ -19,7 +19,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..config import LSLoConfigError, parse_lang_groups
-from ..paper import PaperRowError, difference, paper_row
+from ..paper import PaperRowError, difference, paper_rows
 from ..scoring import (
     DEFAULT_TASK,
     Direction,
@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--paper", metavar="TABLE:ROW",
-        help="print the paper's row beside ours, and our row minus the paper's, e.g. "
-        "'table1:2;2;8+WL+GPS(0.9)' (tables 1-4 and 8; rows as the paper names them).",
+        help="print the paper's row beside ours and our row minus the paper's: 'TABLE:ROW' for "
+        "every run (e.g. 'table1:2;2;8+WL+GPS(0.9)'), or 'TABLE' to match runs to rows by name "
+        "(tables table1-4 and table8; rows named as in the paper).",
     )
     p.add_argument(
         "--lang-groups", required=True, metavar="SPEC",
@@ -140,12 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         load_spm(args.spm)
     except ScoringError as e:
         parser.error(str(e) if str(e).startswith("--spm") else f"--spm: {e}")
-    paper = None
-    if args.paper:
-        try:
-            paper = paper_row(args.paper)
-        except PaperRowError as e:
-            parser.error(str(e))
+
     try:
         lang_groups = parse_lang_groups(args.lang_groups)
     except LSLoConfigError as e:
@@ -193,6 +189,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"--name: {gen_name!r} is also a --run name")
         gen = (gen_name, pairs, user_dir)
 
+    paper = {}
+    if args.paper:
+        try:
+            paper = paper_rows(args.paper, [name for name, _ in runs] + ([gen[0]] if gen else []))
+        except PaperRowError as e:
+            parser.error(str(e))
+
     out_prefix = args.out or (os.path.join(args.results_dir, "spbleu") if args.generate else "spbleu")
 
     # ---- read existing outputs first (cheap), so a broken file stops the run before generation --
@@ -230,15 +233,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tables = [(name, *group_table(scores, lang_groups)) for name, scores in per_direction.items()]
     columns, rows = merge_tables(tables)
     comparison: List[Tuple[str, List[Optional[float]]]] = []
-    if paper is not None:
-        label, paper_columns, paper_values = paper
-        for name, values in rows:
-            aligned, diff = difference(values, columns, paper_columns, paper_values)
-            comparison.append((f"{name} - paper", diff))
-        comparison.insert(0, (label, aligned))
+    for name, values in rows:
+        if name not in paper:
+            continue
+        label, paper_columns, paper_values = paper[name]
+        aligned, diff = difference(values, columns, paper_columns, paper_values)
+        comparison += [(label, aligned), (f"{name} - paper", diff)]
         unscored = [c for c in paper_columns if c not in columns]
         if unscored:
-            print(f"lslo-score: warning: the paper's {args.paper} has columns this run does not score "
+            print(f"lslo-score: warning: the paper's row has columns run {name} does not score "
                   f"({', '.join(unscored)}): its languages are not the paper's subset", file=sys.stderr)
     direction_sets = {name: frozenset(s) for name, s in per_direction.items()}
     if len(set(direction_sets.values())) > 1:
@@ -249,9 +252,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     meta = scoring_meta(args.spm)
     meta["lang_groups"] = {"spec": args.lang_groups, "groups": lang_groups}
     meta["gen_subset"] = args.gen_subset
-    if paper is not None:
-        meta["paper"] = {"row": args.paper, "columns": paper[1], "spbleu": paper[2],
-                         "note": "paper rows: FLORES-101 devtest with the FLORES-101 SentencePiece model"}
+    if paper:
+        meta["paper"] = {
+            "spec": args.paper,
+            "rows": {run: {"row": label, "columns": cols, "spbleu": vals} for run, (label, cols, vals) in paper.items()},
+            "note": "paper rows: FLORES-101 devtest, spBLEU with the FLORES-101 SentencePiece model, beam 5",
+        }
     meta["runs"] = {
         name: {
             "dir": os.path.abspath(dict(runs).get(name, args.results_dir or "")),
