@@ -119,6 +119,7 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
             ctrl.step(epoch)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        self._updates = update_num + 1  # the update this step belongs to (for weight_learning.json)
         ctrl = self._controller(model)
         if ctrl is not None and ctrl.schedule.unit == "update":
             ctrl.step(update_num + 1)
@@ -143,7 +144,8 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as f:
                     history = json.load(f).get("history", [])
-            history.append(dict(epoch=epoch, encoder=weights["encoder"], decoder=weights["decoder"]))
+            history.append(dict(epoch=epoch, update=getattr(self, "_updates", 0),
+                                encoder=weights["encoder"], decoder=weights["decoder"]))
             write_json_atomic(path, dict(weights, history=history))
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
