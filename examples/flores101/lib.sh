@@ -92,8 +92,9 @@ fairseq_train() {
   local launcher=(fairseq-train)
   local dist=()
   if (( NPROC > 1 )); then
-    # One process per GPU (per CPU core with DIST_BACKEND=gloo); legacy_ddp because the adapters of
-    # a language absent from one process's batch get no gradient there.
+    # One process per GPU (per CPU core with DIST_BACKEND=gloo). legacy_ddp: tested equal to one
+    # process (c10d fails on CPU in this fairseq build); every rank loads the checkpoint itself
+    # (rank 0's broadcast holds an omegaconf object that torch's weights_only loading refuses).
     launcher=(torchrun --standalone --nproc_per_node "$NPROC" --no-python
               bash -c 'exec fairseq-train "$@" --distributed-rank "$RANK" --device-id "$LOCAL_RANK"' fairseq-train)
     dist=(--distributed-world-size "$NPROC" --distributed-init-method env:// --distributed-no-spawn
