@@ -297,3 +297,42 @@ def test_recipe_lang30_row_on_two_processes(model_dir, flores_dir, tmp_path):
     assert "torchrun" in (run / "command.sh").read_text()
     res = json.loads((run / "spbleu.json").read_text())
     assert "L2V" in res["columns"] and "H2H" not in res["columns"]  # one H language: no H2H direction
+
+
+# ---- the paper's numbers and the FLORES-101 spBLEU model ---------------------------------------
+
+
+def test_paper_rows_and_differences():
+    from lslo_fairseq.paper import PaperRowError, difference, paper_rows
+
+    (label, cols, vals), = paper_rows("table1:2;2;8+WL+GPS(0.9)", ["ours"]).values()
+    assert label == "paper table1 2;2;8+WL+GPS(0.9)" and cols[-1] == "AVG" and vals[-1] == 16.73
+    assert paper_rows("table2", ["Ft-all", "mine"]).keys() == {"Ft-all"}
+    assert paper_rows("table2", ["Ft-all"])["Ft-all"][2][-1] == 11.61
+    # every transcribed row has one value per column
+    for t in tables().values():
+        assert all(len(r["spbleu"]) == len(t["columns"]) for r in t["rows"].values())
+    aligned, diff = difference([30.0, None, 15.0], ["H2H", "H2M", "AVG"], cols, vals)
+    assert aligned == [33.13, 22.33, 16.73] and diff[1] is None
+    assert diff[0] == pytest.approx(-3.13) and diff[2] == pytest.approx(-1.73)
+    with pytest.raises(PaperRowError, match="table1 has no row 'nope'; its rows: Pretrain"):
+        paper_rows("table1:nope", ["x"])
+    with pytest.raises(PaperRowError, match="no table 'table9'"):
+        paper_rows("table9", ["x"])
+    with pytest.raises(PaperRowError, match="no run is named like one of its rows"):
+        paper_rows("table3", ["x"])
+
+
+def test_spm_flores101_offline_says_what_to_do(tmp_path, monkeypatch):
+    from lslo_fairseq import scoring
+
+    monkeypatch.setenv("SACREBLEU", str(tmp_path / "sb"))
+    monkeypatch.setattr(scoring, "FLORES101_SPM_URL", "http://127.0.0.1:9/sacrebleu_tokenizer_spm.model")
+    with pytest.raises(scoring.ScoringError, match=r"--spm flores101: .* cannot be downloaded .* pass --spm PATH"):
+        scoring.resolve_spm("flores101")
+    assert not any((tmp_path / "sb" / "models").iterdir())  # no partial file left behind
+    cached = tmp_path / "sb" / "models" / "sacrebleu_tokenizer_spm.model"
+    cached.write_bytes(b"x")
+    assert scoring.resolve_spm("flores101") == str(cached)  # sacrebleu's cached copy is used
+    with pytest.raises(scoring.ScoringError, match="--spm: SentencePiece model /nonexistent does not exist"):
+        scoring.resolve_spm("/nonexistent")
