@@ -318,6 +318,13 @@ def resolve_config(args, known_langs=None) -> LSLoConfig:
     if fixed:
         required = as_list(fixed)
         flag = "--lslo-langs"
+        if known_langs is not None and any(l not in known_langs for l in required):
+            raise LSLoConfigError(
+                f"--lslo-langs (given, or recorded in the checkpoint): language(s) "
+                f"{[l for l in required if l not in known_langs]} are not languages of the task "
+                f"({list(known_langs)}, from --langs/--lang-dict/--lang-pairs), so they have no __xx__ "
+                "token; pass the language list the model was trained with"
+            )
     else:
         required = languages_of_pairs(getattr(args, "lang_pairs", None))
         for lang in as_list(getattr(args, "langs", None)):
@@ -356,7 +363,16 @@ def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> Pru
     targets = list(languages)
     spec = getattr(args, "lslo_prune_targets", None)
     if kind == "gps":
-        spec = spec or "H,M"
+        if not spec:  # the paper prunes the high and medium resource groups (table 1)
+            present = set(groups.values())
+            spec = ",".join(g for g in ("H", "M") if g in present)
+            if not spec:
+                raise LSLoConfigError(
+                    "--lslo-prune gps prunes the H and M groups unless --lslo-prune-targets is given, but "
+                    + (f"--lslo-lang-groups has neither (groups {sorted(present)})" if present
+                       else "--lslo-lang-groups is not set")
+                    + ": give --lslo-prune-targets (languages such as en,fr, or groups)"
+                )
         targets = []
         for item in _split_list(spec):
             if item in languages:

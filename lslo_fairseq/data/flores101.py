@@ -68,8 +68,10 @@ class FloresError(ValueError):
 # ---- the dataset -------------------------------------------------------------------------------
 
 
-def download_flores101(dest_dir: PathLike, url: str = FLORES101_URL, timeout: float = 30.0) -> Path:
-    """Download the FLORES-101 tarball into ``dest_dir`` (atomically); a clear error offline."""
+def download_flores101(dest_dir: PathLike, url: Optional[str] = None, timeout: float = 30.0) -> Path:
+    """Download the FLORES-101 tarball (``url``, default :data:`FLORES101_URL` as it is at call
+    time) into ``dest_dir`` (atomically); a clear error offline."""
+    url = url or FLORES101_URL
     dest = Path(dest_dir) / Path(url).name
     if dest.is_file():
         return dest

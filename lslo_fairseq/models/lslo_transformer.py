@@ -119,6 +119,24 @@ def lang_token_ids(dictionary, languages: List[str], lang_tok_style: str) -> Lis
     return ids
 
 
+def check_task(task, args) -> None:
+    """An LSLo model runs under ``translation_multi_simple_epoch_lslo`` only: another fairseq task
+    neither checks the ``--lslo-*`` options nor hands target-indexed encoder layers the target
+    language at inference (stand-in tasks of the plugin's own tools, not fairseq tasks, pass)."""
+    from fairseq.tasks import TASK_REGISTRY, FairseqTask
+
+    from ..tasks.translation_lslo import TranslationMultiSimpleEpochLSLoTask
+
+    if isinstance(task, FairseqTask) and not isinstance(task, TranslationMultiSimpleEpochLSLoTask):
+        name = next((k for k, v in TASK_REGISTRY.items() if v is type(task)), type(task).__name__)
+        raise LSLoConfigError(
+            f"--task {name} cannot run an LSLo model (--arch {getattr(args, 'arch', None)}, or a checkpoint "
+            "of one): use --task translation_multi_simple_epoch_lslo (with --user-dir lslo_fairseq); it "
+            "checks the --lslo-* options and gives target-indexed encoder layers the target language "
+            "at inference"
+        )
+
+
 def inject_lslo(model: nn.Module, cfg: LSLoConfig, router: LanguageRouter) -> "OrderedDict[str, LSLoLinear]":
     """Wrap the configured projections of every encoder/decoder layer in place; returns the LSLo
     layers by their module path. Attention whose q/k/v are wrapped has fairseq's fused fast path
@@ -231,6 +249,7 @@ class LSLoTransformerModel(TransformerModel):
 
     @classmethod
     def build_model(cls, args, task):
+        check_task(task, args)
         lslo_base_architecture(args)
         known = getattr(task, "langs", None)
         cfg = resolve_config(args, known_langs=known)

@@ -70,10 +70,14 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
     def build_model(self, args, from_checkpoint=False):
         if not from_checkpoint:  # fairseq-train: the checkpoint it loads next must be intact
             check_checkpoint_to_load(args)
-        return super().build_model(args, from_checkpoint)
+        model = super().build_model(args, from_checkpoint)
+        if isinstance(model, LSLoTransformerModel):  # fairseq-generate --path: no --lslo-* flags given
+            self.check_langtoks(self.args)
+        return model
 
-    def validate_lslo_args(self, args) -> None:
-        """Fail fast, naming the flag: language maps, ranks, modules, per-layer indexes, langtoks."""
+    @staticmethod
+    def check_langtoks(args) -> None:
+        """LSLo routes by the language tokens: both langtok flags, as M2M-100 is trained."""
         if getattr(args, "encoder_langtok", None) != "src":
             raise LSLoConfigError(
                 "--encoder-langtok src is required: LSLo reads each sentence's source language from "
@@ -84,6 +88,10 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
                 "--decoder-langtok is required: LSLo reads each sentence's target language from its "
                 "__tgt__ token (as M2M-100 is trained)"
             )
+
+    def validate_lslo_args(self, args) -> None:
+        """Fail fast, naming the flag: language maps, ranks, modules, per-layer indexes, langtoks."""
+        self.check_langtoks(args)
         cfg = resolve_config(args, known_langs=self.langs)
         lang_token_ids(self.source_dictionary, cfg.languages, args.lang_tok_style)
         if cfg.prune.kind != "none":
