@@ -158,17 +158,20 @@ class LSLoLinear(nn.Module):
     def _delta_dense(self, x, langs, lora_a, lora_b):
         """z = A_all x for all languages' ranks, zero every column not of the sentence's language,
         then B_all z: two GEMMs; other languages' rows get no output and no gradient."""
-        keep = self.col_mask[langs].to(x.dtype)  # (B, sum_r)
-        z = nn.functional.linear(x, lora_a.to(x.dtype)) * keep.unsqueeze(0)  # (T, B, sum_r)
+        z = nn.functional.linear(x, lora_a.to(x.dtype))  # (T, B, sum_r); autocast may make it bf16
+        z = z * self.col_mask[langs].to(z.dtype).unsqueeze(0)  # in z's dtype: no fp32 copy under autocast
         return nn.functional.linear(z, lora_b.to(z.dtype))  # (T, B, d)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Mixed precision: the output has the dtype ``base_layer(x)`` has (bf16 under
+        ``torch.autocast``, or with a bf16 base); the adapters keep their own dtype (fp32) and are
+        cast to the input's dtype for the matmuls, so their gradients arrive in fp32."""
         out = self.base_layer(x)
         if self.index != "learned":
             delta = self.lora_delta(x, self.router.ids(self.index, x.size(1)))
         else:
             w = self.index_weights()
-            delta = sum(w[i].to(x.dtype) * self.lora_delta(x, self.router.ids(bank, x.size(1)), bank)
+            delta = sum(w[i] * self.lora_delta(x, self.router.ids(bank, x.size(1)), bank).to(out.dtype)
                         for i, bank in enumerate(self.banks))
         return out + delta.to(out.dtype)
 

@@ -9,10 +9,14 @@ block of ``lora_B``. A *pool* is a set of members pruned together by magnitude (
   language and module (``global_unstructured``); eq. 6 then scores each matrix;
 - ``lsp`` (section 7.3): per language, all of its B matrices across layers and modules.
 
-Every step calls ``prune.global_unstructured`` with L1 importance equal to |w| inside the pool and
-+inf outside it (so one language's block of a shared tensor can be pruned alone), with an integer
-amount: the pool's pruned count rises to exactly round(ratio x size). Pruned entries stay pruned
-(masks only ever lose ones), as in Zhu & Gupta's gradual schedule.
+Every step is ``prune.global_unstructured``'s L1 rule restricted to the pool: among the pool's live
+entries (mask 1), the ``extra`` of smallest |w| (``torch.topk``, as ``prune.L1Unstructured``) get
+mask 0, so the pool's pruned count rises to exactly round(ratio x size). The masks are those
+``global_unstructured`` over the whole tensors (|w| in the pool, +inf outside) gives, except which
+of several entries with exactly equal |w| at the cut is pruned (``topk`` leaves that open). Only the pool's blocks are
+read (one language's block of a shared tensor is pruned alone); the masks are the buffers that
+``torch.nn.utils.prune`` set up (:func:`make_prunable`) and its forward hook applies. Pruned entries
+stay pruned (masks only ever lose ones), as in Zhu & Gupta's gradual schedule.
 """
 from __future__ import annotations
 
@@ -95,28 +99,107 @@ def build_pools(layers: Dict[str, LSLoLinear], cfg: LSLoConfig) -> List[Pool]:
     return list(pools.values())
 
 
-def prune_pool(pool: Pool, ratio: float) -> int:
+def _pool_entries(pool: Pool):
+    """The pool's entries per tensor, in the order ``global_unstructured`` flattens them: tensors in
+    order of first appearance, each tensor's pool entries row-major (language blocks merged)."""
+    tensors: "OrderedDict[Tuple[int, str], Tuple[LSLoLinear, str, str, List[int]]]" = OrderedDict()
+    for m in pool.members:
+        entry = tensors.setdefault((id(m.layer), m.name), (m.layer, m.name, m.matrix, []))
+        lo, hi = m.layer.lang_columns(m.lang)
+        entry[3].extend(range(lo, hi))
+    for layer, name, matrix, idx in tensors.values():
+        idx = sorted(set(idx))
+        if idx == list(range(idx[0], idx[-1] + 1)):
+            index = slice(idx[0], idx[-1] + 1)
+        else:
+            index = torch.tensor(idx, device=layer.raw(name).device)
+        yield layer, name, ((slice(None), index) if matrix == "B" else (index,))
+
+
+def prune_pool(pool: Pool, ratio: float, refresh: bool = True) -> int:
     """Raise ``pool``'s pruned count to round(ratio x size) by L1 magnitude among its live entries;
-    returns how many entries this call pruned."""
+    returns how many entries this call pruned. ``refresh=False`` leaves recomputing the pruned
+    tensors (``orig * mask``) to the caller (the forward hook does it anyway)."""
     extra = int(round(ratio * pool.size)) - pool.n_pruned()
     if extra <= 0:
         return 0
-    params: "OrderedDict[Tuple[int, str], Tuple[LSLoLinear, str]]" = OrderedDict()
-    scores: Dict[Tuple[LSLoLinear, str], torch.Tensor] = {}
-    for m in pool.members:
-        key = (m.layer, m.name)
-        if (id(m.layer), m.name) not in params:
-            params[(id(m.layer), m.name)] = key
-            scores[key] = torch.full_like(m.layer.raw(m.name), float("inf"))
-        m.block(scores[key]).copy_(m.block(m.layer.raw(m.name)).detach().abs())
-    prune.global_unstructured(list(params.values()), pruning_method=prune.L1Unstructured,
-                              importance_scores=scores, amount=extra)
+    parts, scores = [], []
+    for layer, name, index in _pool_entries(pool):
+        if not hasattr(layer, name + "_mask"):
+            prune.identity(layer, name)
+        mask = getattr(layer, name + "_mask")
+        live = (mask[index] == 1).reshape(-1).nonzero().squeeze(1)
+        scores.append(layer.raw(name).detach()[index].abs().reshape(-1)[live])
+        parts.append((layer, name, index, live))
+    chosen = torch.topk(torch.cat(scores), k=extra, largest=False).indices
+    start = 0
+    for (layer, name, index, live), s in zip(parts, scores):
+        here = chosen[(chosen >= start) & (chosen < start + s.numel())] - start
+        start += s.numel()
+        if here.numel():
+            mask = getattr(layer, name + "_mask")
+            block = mask[index].contiguous()  # a copy unless a contiguous view: written back below
+            block.view(-1)[live[here]] = 0
+            mask[index] = block
+            if refresh:
+                _refresh(layer, name)
     return extra
 
 
+def _refresh(layer: LSLoLinear, name: str) -> None:
+    """What torch's pruning hook computes before each forward: the tensor the layer uses."""
+    mask = getattr(layer, name + "_mask")
+    setattr(layer, name, layer.raw(name) * mask.to(dtype=layer.raw(name).dtype))
+
+
+def _prune_blocks(members: List[Member], ratio: float) -> int:
+    """``prune_pool`` for many one-member pools (GPS) of one tensor whose blocks have one rank r,
+    in a few batched ops: each block's pruned count rises to round(ratio x block size)."""
+    layer, name, matrix = members[0].layer, members[0].name, members[0].matrix
+    if not hasattr(layer, name + "_mask"):
+        prune.identity(layer, name)
+    mask, raw = getattr(layer, name + "_mask"), layer.raw(name).detach()
+    n, r = len(members), members[0].layer.ranks[members[0].lang]
+    index = torch.tensor([i for m in members for i in range(*layer.lang_columns(m.lang))], device=mask.device)
+    dim = 1 if matrix == "B" else 0
+
+    def blocks(t):  # (n, block size), each block row-major as Member.block(t).reshape(-1)
+        sub = t.index_select(dim, index)
+        return (sub.view(-1, n, r).transpose(0, 1) if dim == 1 else sub.view(n, r, -1)).reshape(n, -1)
+
+    masks = blocks(mask)
+    extra = int(round(ratio * masks.size(1))) - (masks == 0).sum(dim=1)
+    k = int(extra.max())
+    if k <= 0:
+        return 0
+    scores = blocks(raw).abs_().masked_fill_(masks != 1, float("inf"))  # pruned: not candidates
+    smallest = torch.topk(scores, k=k, dim=1, largest=False).indices  # ascending per row
+    take = torch.arange(k, device=mask.device).unsqueeze(0) < extra.unsqueeze(1)
+    rows = torch.arange(n, device=mask.device).unsqueeze(1).expand(-1, k)
+    masks[rows[take], smallest[take]] = 0
+    if dim == 1:
+        mask.index_copy_(1, index, masks.view(n, -1, r).transpose(0, 1).reshape(-1, n * r))
+    else:
+        mask.index_copy_(0, index, masks.view(n * r, -1))
+    return int(extra.clamp(min=0).sum())
+
+
 def apply_ratio(pools: List[Pool], ratio: float) -> int:
+    """Raise every pool to ``ratio``; one-member pools (GPS) of one tensor are pruned together."""
     with torch.no_grad():
-        return sum(prune_pool(pool, ratio) for pool in pools)
+        newly = 0
+        batched: "OrderedDict[Tuple[int, str, int], List[Member]]" = OrderedDict()
+        for pool in pools:
+            if len(pool.members) == 1:
+                m = pool.members[0]
+                batched.setdefault((id(m.layer), m.name, m.layer.ranks[m.lang]), []).append(m)
+            else:
+                newly += prune_pool(pool, ratio, refresh=False)
+        for members in batched.values():
+            newly += _prune_blocks(members, ratio)
+        for layer, name in {(m.layer, m.name) for pool in pools for m in pool.members}:
+            _refresh(layer, name)
+        return newly
 
 
 def records(pools: List[Pool], cfg: LSLoConfig, ratio: Optional[float] = None) -> List[dict]:
