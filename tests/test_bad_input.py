@@ -221,7 +221,7 @@ def run_dir(ctx):
 
 # ---- the table ---------------------------------------------------------------------------------
 
-OPT = "fairseq-train/-generate"
+OPT = "fairseq-train"
 GEN = "fairseq-generate --path LSLO.pt"
 LOAD = "fairseq-train: the checkpoint it loads"
 SPM = ["--spm", "{spm}", "--lang-groups", "en:H,fr:H,ko:M,oc:V"]
@@ -691,10 +691,12 @@ def readme_section() -> str:
     lines = [
         SECTION,
         "",
-        "Every check below stops the command before any work starts (data loading, training, writing)",
-        "and names the flag or file at fault. `...` stands for text left out here (paths, long lists).",
-        "Console scripts (`lslo-*`) exit with status 2; fairseq commands exit with the error shown.",
-        "Each row is a case of `tests/test_bad_input.py`, which runs it and checks the message.",
+        "Every check below stops the command before it trains, translates or writes anything, and names",
+        "the flag or file at fault. `...` stands for text left out here (paths, long lists). The `lslo-*`",
+        "commands print the message and exit with status 2; `fairseq-train` and `fairseq-generate` stop",
+        "with it as the last line of their output (`LSLoConfigError: ...`). Each row is a case of",
+        "`tests/test_bad_input.py`, which runs it through that command's own entry point and checks the",
+        "message (`python tests/test_bad_input.py` prints this table).",
         "",
         "| where | what you did | what you get |",
         "|---|---|---|",
