@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import fairseq_bin, fairseq_env, run_fairseq  # noqa: E402
-from test_cli import LSLO_ARGS, TRAIN_ARGS, lslo_task_args  # noqa: E402
+from test_cli import LSLO_ARGS, TRAIN_ARGS, USER_DIR, lslo_task_args  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECTION = "## Bad input: what is checked"
@@ -76,7 +76,7 @@ def generate_opts(*changes, drop=()):
     def trigger(ctx):
         from fairseq import checkpoint_utils, options, tasks
 
-        argv = _edit([*lslo_task_args(ctx.data), "--user-dir", LSLO_ARGS[1], "--path", str(ctx.lslo["ckpt"]),
+        argv = _edit([*lslo_task_args(ctx.data), "--user-dir", USER_DIR, "--path", str(ctx.lslo["ckpt"]),
                       "--source-lang", "oc", "--target-lang", "ko", "--gen-subset", "test", "--cpu"],
                      [ctx.fmt(c) for c in changes], drop)
         args = options.parse_args_and_arch(options.get_generation_parser(), argv)
@@ -668,7 +668,7 @@ def test_bad_input_gives_its_message(case, request, tmp_path, monkeypatch, capsy
 def test_generate_with_the_stock_task_fails_before_loading_data(lslo_files, tiny_data, tmp_path):
     """fairseq-generate of an LSLo checkpoint under the stock task used to fail at the first batch
     with a RoutingError traceback; now it stops at model loading, naming --task."""
-    argv = [*lslo_task_args(tiny_data), "--user-dir", LSLO_ARGS[1], "--path", str(lslo_files["ckpt"]),
+    argv = [*lslo_task_args(tiny_data), "--user-dir", USER_DIR, "--path", str(lslo_files["ckpt"]),
             "--source-lang", "oc", "--target-lang", "ko", "--gen-subset", "test", "--cpu"]
     argv[argv.index("--task") + 1] = "translation_multi_simple_epoch"
     proc = subprocess.run([fairseq_bin("fairseq-generate"), *argv], capture_output=True, text=True,
