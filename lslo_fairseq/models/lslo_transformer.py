@@ -8,6 +8,7 @@ adapters; an LSLo checkpoint loads exactly.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from collections import OrderedDict
@@ -64,8 +65,11 @@ def decode_layout(tensor: torch.Tensor) -> dict:
 
 
 def add_lslo_args(parser) -> None:
-    """The ``--lslo-*`` model options (argparse, as fairseq's legacy transformer)."""
-    group = parser.add_argument_group("Language-Specific LoRA (LSLo)")
+    """The ``--lslo-*`` model options (argparse, as fairseq's legacy transformer). fairseq hands
+    ``add_args`` a model argument group already; a new group is only made on a bare parser (nesting
+    groups is deprecated in Python 3.11)."""
+    group = (parser.add_argument_group("Language-Specific LoRA (LSLo)")
+             if isinstance(parser, argparse.ArgumentParser) else parser)
     group.add_argument("--lslo-ranks", type=str, metavar="SPEC",
                        help="LoRA rank per resource group (H:2,M:2,V:8; needs --lslo-lang-groups) "
                             "or per language (en:2,fr:2,oc:8)")
