@@ -4,7 +4,8 @@
 
 The 156 LSLo layers of ``--lslo-modules all`` on 12+12 layers (encoder q,k,v,fc1,fc2; decoder
 q,k,v,c-q,c-k,c-v,fc1,fc2; d=1024, ffn=4096) are built with their frozen base weights on the
-``meta`` device (pruning never reads them) and real adapters, B filled with random values. Pools:
+``meta`` device (pruning never reads them) and real adapters on ``--device``, B filled with random
+values. Pools:
 ``gps`` over the H and M languages (the paper's GPS), ``ise`` and ``lsp`` over all languages. Each
 timed step raises the ratio from the previous step's (a fresh copy of the masks) to the next one of
 eq. 4's schedule (P = 0.9 for gps, 0.7 for ise/lsp; E = 2, k = 8): ``step e`` times epoch e's step.
@@ -66,8 +67,6 @@ def main(argv=None) -> int:
     device = timing.setup(args)
     if args.quick:
         args.layers, args.dim, args.ffn, args.steps = 1, 32, 64, "3"
-    if device.type != "cpu":
-        print("# pruning runs on the CPU (masks of CPU tensors); --device is ignored here")
     langs, ranks, groups = resolve_languages(args.ranks, args.groups, None, [])
     kinds = _split_list(args.kinds)
     bad = [k for k in kinds if k not in PRUNE_DEFAULT_RATIO]
@@ -83,7 +82,8 @@ def main(argv=None) -> int:
         cfg = LSLoConfig(langs, ranks, ["q", "k", "v", "c-q", "c-k", "c-v", "fc1", "fc2"], [], [], groups,
                          PruneConfig(kind, PRUNE_DEFAULT_RATIO[kind], 2, 8, "epoch", targets))
         sched = GradualPruningSchedule(cfg.prune.ratio, 2, 8, 10)
-        layers = build_layers(cfg, args.layers, args.dim, args.ffn)
+        with torch.device(device):  # adapters and masks on --device (base weights stay on meta)
+            layers = build_layers(cfg, args.layers, args.dim, args.ffn)
         pools = build_pools(layers, cfg)
         info[kind] = dict(matrices=len(layers), pools=len(pools), members=sum(len(p.members) for p in pools),
                           targets=len(targets))
