@@ -24,13 +24,10 @@ from benchmarks import timing  # noqa: E402
 
 
 def main(argv=None) -> int:
+    from benchmarks import m2m
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--layers", type=int, default=2, help="encoder and decoder layers (default 2; M2M 615M: 12)")
-    p.add_argument("--vocab", type=int, default=128000, help="dictionary size (default 128,000, M2M-124)")
-    p.add_argument("--groups", default="lang12", help="language groups (default lang12)")
-    p.add_argument("--ranks", default="H:2,M:2,V:8", help="ranks (default H:2,M:2,V:8)")
-    p.add_argument("--batch", type=int, default=16, help="sentences per batch (default 16)")
-    p.add_argument("--length", type=int, default=24, help="source tokens per sentence (default 24)")
+    m2m.add_shape_args(p, "sentences per batch (default 16)", "source tokens per sentence (default 24)")
     p.add_argument("--max-len", type=int, default=24, help="target tokens generated (default 24)")
     p.add_argument("--beam", type=int, default=5, help="beam size (default 5)")
     p.add_argument("--kernels", action="store_true", help="also time LSLo with each kernel forced")
@@ -41,7 +38,6 @@ def main(argv=None) -> int:
         a.layers, a.vocab, a.batch, a.length, a.max_len = 1, 200, 4, 6, 4
     from fairseq.sequence_generator import SequenceGenerator
 
-    from benchmarks import m2m
     from lslo_fairseq.modules.lslo_linear import LSLoLinear
 
     shape = (64, 128, 4) if a.quick else None

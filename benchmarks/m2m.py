@@ -40,6 +40,16 @@ class Task:
         return self.source_dictionary.index(f"__{lang}__")
 
 
+def add_shape_args(parser: argparse.ArgumentParser, batch_help: str, length_help: str) -> None:
+    """The model and batch options the whole-model and decoding benchmarks share."""
+    parser.add_argument("--layers", type=int, default=2, help="encoder and decoder layers (default 2; M2M 615M: 12)")
+    parser.add_argument("--vocab", type=int, default=M2M_VOCAB, help="dictionary size (default 128,000, M2M-124)")
+    parser.add_argument("--groups", default="lang12", help="language groups (default lang12)")
+    parser.add_argument("--ranks", default="H:2,M:2,V:8", help="ranks (default H:2,M:2,V:8)")
+    parser.add_argument("--batch", type=int, default=16, help=batch_help)
+    parser.add_argument("--length", type=int, default=24, help=length_help)
+
+
 def model_args(groups: str, ranks: str, layers: int, modules: str = "all", shape=None) -> argparse.Namespace:
     """fairseq arguments of ``lslo_m2m100_615m`` with ``layers``+``layers`` layers; ``shape`` =
     (dim, ffn, heads) shrinks it (the scripts' ``--quick`` mode)."""

@@ -84,13 +84,10 @@ def worker(a, config: str) -> dict:
 
 
 def main(argv=None) -> int:
+    from benchmarks import m2m
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--layers", type=int, default=2, help="encoder and decoder layers (default 2; M2M 615M: 12)")
-    p.add_argument("--vocab", type=int, default=128000, help="dictionary size (default 128,000, M2M-124)")
-    p.add_argument("--groups", default="lang12", help="language groups (default lang12)")
-    p.add_argument("--ranks", default="H:2,M:2,V:8", help="ranks (default H:2,M:2,V:8)")
-    p.add_argument("--batch", type=int, default=16, help="sentences per update (default 16)")
-    p.add_argument("--length", type=int, default=24, help="tokens per sentence (default 24)")
+    m2m.add_shape_args(p, "sentences per update (default 16)", "tokens per sentence (default 24)")
     p.add_argument("--updates", type=int, default=3, help="timed updates per worker (default 3)")
     p.add_argument("--configs", default=",".join(CONFIGS), help="subset of lslo,base,full")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # configurations this process measures
