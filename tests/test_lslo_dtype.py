@@ -61,6 +61,17 @@ def adapter_grads(layer, out):
     return {n: layer.raw(n).grad.clone() for n in layer.param_names()}
 
 
+def assert_matches_fp32_reference(layer, x, out):
+    """``out`` equals the fp32 reference of eq. 3 (within TOL), and every adapter's fp32 gradient
+    is non-zero and equals the reference's within 10%."""
+    torch.testing.assert_close(out.float(), reference(layer, x), **TOL)
+    grads = adapter_grads(layer, out)
+    ref_grads = adapter_grads(layer, reference(layer, x))
+    for name, g in grads.items():
+        assert g.dtype == torch.float32 and g.abs().sum() > 0, name
+        torch.testing.assert_close(g, ref_grads[name], rtol=0.1, atol=0.1 * float(ref_grads[name].abs().max()))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("index", ["src", "learned"])
 def test_low_precision_base_and_input_with_fp32_adapters(dtype, index):
@@ -70,12 +81,7 @@ def test_low_precision_base_and_input_with_fp32_adapters(dtype, index):
     out = layer(x)
     assert out.dtype == layer.base_layer(x).dtype == dtype
     assert all(layer.raw(n).dtype == torch.float32 for n in layer.param_names())
-    torch.testing.assert_close(out.float(), reference(layer, x), **TOL)
-    grads = adapter_grads(layer, out)
-    ref_grads = adapter_grads(layer, reference(layer, x))
-    for name, g in grads.items():
-        assert g.dtype == torch.float32 and g.abs().sum() > 0, name
-        torch.testing.assert_close(g, ref_grads[name], rtol=0.1, atol=0.1 * float(ref_grads[name].abs().max()))
+    assert_matches_fp32_reference(layer, x, out)
 
 
 @pytest.mark.parametrize("index", ["src", "learned"])
@@ -87,12 +93,7 @@ def test_cpu_autocast_bf16(index, in_dtype):
         out = layer(x)
         expected_dtype = layer.base_layer(x).dtype
     assert expected_dtype == torch.bfloat16 and out.dtype == expected_dtype
-    torch.testing.assert_close(out.float(), reference(layer, x), **TOL)
-    grads = adapter_grads(layer, out)
-    ref_grads = adapter_grads(layer, reference(layer, x))
-    for name, g in grads.items():
-        assert g.dtype == torch.float32 and g.abs().sum() > 0, name
-        torch.testing.assert_close(g, ref_grads[name], rtol=0.1, atol=0.1 * float(ref_grads[name].abs().max()))
+    assert_matches_fp32_reference(layer, x, out)
     if index == "learned":
         assert layer.index_weights.logits.grad is not None and layer.index_weights.logits.grad.dtype == torch.float32
 
