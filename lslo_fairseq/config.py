@@ -204,6 +204,10 @@ class LSLoConfig:
     decoder_index: List[str]
     groups: Dict[str, str] = field(default_factory=dict)  # language -> resource group (may be empty)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    adapter_shape: str = "full"  # full: LoRA over the whole matrix; paper: the authors' d_model x d_model
+    fc_offset: int = 0  # paper shape: first column of fc1's output / fc2's input slice
+    init: str = "lora"  # A's initialisation: lora (fan-in k) or paper (fan-in r_l)
+    alpha: Optional[float] = None  # None: no scaling (the paper); else delta x alpha / r_l
 
     def rank_of(self, lang: str) -> int:
         return self.ranks[self.languages.index(lang)]
@@ -293,6 +297,47 @@ def languages_of_pairs(lang_pairs) -> List[str]:
     return out
 
 
+ADAPTER_SHAPES = ("full", "paper")
+INITS = ("lora", "paper")
+
+
+def resolve_shape(args) -> dict:
+    """``--lslo-adapter-shape``, ``--lslo-fc-offset``, ``--lslo-init``, ``--lslo-alpha``; the offset
+    must leave the d_model-wide slice inside fc1's output and fc2's input (the FFN width)."""
+    shape = getattr(args, "lslo_adapter_shape", None) or "full"
+    if shape not in ADAPTER_SHAPES:
+        raise LSLoConfigError(f"--lslo-adapter-shape: one of {', '.join(ADAPTER_SHAPES)}, got {shape!r}")
+    init = getattr(args, "lslo_init", None) or "lora"
+    if init not in INITS:
+        raise LSLoConfigError(f"--lslo-init: one of {', '.join(INITS)}, got {init!r}")
+    offset = getattr(args, "lslo_fc_offset", None)
+    offset = 0 if offset is None else int(offset)
+    if offset < 0:
+        raise LSLoConfigError(f"--lslo-fc-offset: must be >= 0, got {offset}")
+    if offset and shape != "paper":
+        raise LSLoConfigError("--lslo-fc-offset applies to --lslo-adapter-shape paper only (a full-shape "
+                              "adapter spans the whole matrix)")
+    if shape == "paper":
+        for side in ("encoder", "decoder"):
+            dim, ffn = getattr(args, f"{side}_embed_dim", None), getattr(args, f"{side}_ffn_embed_dim", None)
+            if dim is None or ffn is None or ffn == dim:
+                continue
+            if ffn < dim:
+                raise LSLoConfigError(
+                    f"--lslo-adapter-shape paper slices the FFN's {dim}-wide window out of its wider side, but "
+                    f"--{side}-ffn-embed-dim {ffn} < --{side}-embed-dim {dim}; use --lslo-adapter-shape full")
+            if offset + dim > ffn:
+                raise LSLoConfigError(
+                    f"--lslo-fc-offset: {offset} + d_model {dim} exceeds the {side} FFN width {ffn} "
+                    f"(--{side}-ffn-embed-dim); give 0 <= START <= {ffn - dim}")
+    alpha = getattr(args, "lslo_alpha", None)
+    if alpha is not None:
+        alpha = float(alpha)
+        if not (alpha > 0 and math.isfinite(alpha)):
+            raise LSLoConfigError(f"--lslo-alpha: must be a finite number > 0, got {alpha}")
+    return dict(adapter_shape=shape, fc_offset=offset, init=init, alpha=alpha)
+
+
 def resolve_config(args, known_langs=None) -> LSLoConfig:
     """Build the :class:`LSLoConfig` from a fairseq args namespace.
 
@@ -343,7 +388,7 @@ def resolve_config(args, known_langs=None) -> LSLoConfig:
             "--lslo-prune with --lslo-weight-learning: learn the indexes first, then prune with "
             "--lslo-encoder-index/--lslo-decoder-index set to the learned JSON (as the paper does)"
         )
-    return LSLoConfig(languages, ranks, modules, enc_index, dec_index, groups, prune)
+    return LSLoConfig(languages, ranks, modules, enc_index, dec_index, groups, prune, **resolve_shape(args))
 
 
 def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> PruneConfig:
@@ -400,14 +445,21 @@ LAYOUT_FLAGS = {
     "modules": "--lslo-modules",
     "encoder_index": "--lslo-encoder-index/--lslo-weight-learning",
     "decoder_index": "--lslo-decoder-index/--lslo-weight-learning",
+    "adapter_shape": "--lslo-adapter-shape",
+    "fc_offset": "--lslo-fc-offset",
+    "alpha": "--lslo-alpha",
 }
+# what a layout written before a field existed meant by its absence
+LAYOUT_DEFAULTS = {"adapter_shape": "full", "fc_offset": 0, "alpha": None}
 
 
 def layout_of(cfg: LSLoConfig) -> Dict[str, list]:
     """The part of a config that fixes the adapters' meaning: language order (adapter rows), ranks,
-    modules and per-layer indexes (``learned`` under weight learning). Pruning is not part of it."""
+    modules, per-layer indexes (``learned`` under weight learning), adapter shape and offset, and
+    the alpha scale. Pruning and the initialisation are not part of it."""
     return dict(languages=list(cfg.languages), ranks=[int(r) for r in cfg.ranks], modules=list(cfg.modules),
-                encoder_index=list(cfg.encoder_index), decoder_index=list(cfg.decoder_index))
+                encoder_index=list(cfg.encoder_index), decoder_index=list(cfg.decoder_index),
+                adapter_shape=cfg.adapter_shape, fc_offset=int(cfg.fc_offset), alpha=cfg.alpha)
 
 
 def layout_differences(theirs: Dict[str, list], ours: Dict[str, list], theirs_name: str,
@@ -415,7 +467,7 @@ def layout_differences(theirs: Dict[str, list], ours: Dict[str, list], theirs_na
     """One line per differing field, naming the flag that sets it; empty when they agree."""
     out = []
     for key, flag in LAYOUT_FLAGS.items():
-        a, b = theirs.get(key), ours.get(key)
+        a, b = theirs.get(key, LAYOUT_DEFAULTS.get(key)), ours.get(key, LAYOUT_DEFAULTS.get(key))
         if a != b:
             out.append(f"{key}: {a} in {theirs_name}, {b} in {ours_name} ({flag})")
     return out

@@ -299,6 +299,15 @@ CASES = [
          train_opts("--lslo-prune", "gps", "--lslo-prune-ratio", "1"), ValueError),
     Case("prune-ratio-negative", OPT, "negative pruning ratio", "--lslo-prune-ratio: must be in [0, 1), got -0.1",
          train_opts("--lslo-prune", "ise", "--lslo-prune-ratio", "-0.1"), ValueError),
+    Case("fc-offset-range", OPT, "a paper-shape fc slice past the FFN's width",
+         "--lslo-fc-offset: 65 + d_model 64 exceeds the encoder FFN width 128 (--encoder-ffn-embed-dim); "
+         "give 0 <= START <= 64",
+         train_opts("--lslo-adapter-shape", "paper", "--lslo-fc-offset", "65"), ValueError),
+    Case("fc-offset-full", OPT, "`--lslo-fc-offset` with the full adapter shape",
+         "--lslo-fc-offset applies to --lslo-adapter-shape paper only (a full-shape adapter spans the whole matrix)",
+         train_opts("--lslo-fc-offset", "8"), ValueError),
+    Case("alpha-zero", OPT, "`--lslo-alpha` not > 0", "--lslo-alpha: must be a finite number > 0, got 0.0",
+         train_opts("--lslo-alpha", "0"), ValueError),
     Case("prune-schedule-epochs", OPT, "E + k > T (epochs)",
          "--lslo-prune-start + --lslo-prune-duration = 10 exceeds the run's length T = 5 epochs (--max-epoch): "
          "the target ratio would never be reached",
@@ -390,6 +399,10 @@ CASES = [
          "encoder_index: ['src', 'tgt'] in the checkpoint, ['tgt', 'tgt'] in this model "
          "(--lslo-encoder-index/--lslo-weight-learning). ...",
          load_into("--lslo-encoder-index", "tgt"), ValueError),
+    Case("checkpoint-other-shape", LOAD, "an LSLo checkpoint trained in the other adapter shape",
+         "the checkpoint's LSLo adapters were trained with another configuration than this model's: "
+         "adapter_shape: full in the checkpoint, paper in this model (--lslo-adapter-shape). ...",
+         load_into("--lslo-adapter-shape", "paper"), ValueError),
     # -- lslo-export ---------------------------------------------------------------------------------
     Case("attach-other-base", "lslo-export attach", "adapters onto a different base",
          "lslo-export: error: .../adapters.pt: these adapters were trained on another base model than this one: "

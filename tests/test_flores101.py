@@ -150,8 +150,22 @@ def _commands(runs: Path):
 
 
 def _paper_params(table, row):
-    text = tables()[table]["rows"][row]["params"]
-    return float(text.rstrip("M")) * 1e6
+    """The printed #Params and half a unit of its last printed digit (its rounding), in parameters."""
+    text = tables()[table]["rows"][row]["params"].rstrip("M")
+    decimals = len(text.partition(".")[2])
+    return float(text) * 1e6, 0.5 * 10 ** -decimals * 1e6
+
+
+# Rows whose printed #Params is off its configuration's count by more than the printed rounding, and
+# why. Every count is sum over adapted matrices of r_l x 2 x 1024 (paper shape); all the others
+# agree within the printed rounding.
+PAPER_INCONSISTENT = {
+    "table1:4;4;4+WL": "15,335,424 (the 2;2;8 count, printed 15.3M there) printed 15.35M",
+    "table1:16;16;16+WL": "61,341,696 printed 61.4M = 4 x 15.35M, the mis-rounded 4;4;4 figure scaled",
+    "table1:64;64;64+WL": "245,366,784 printed 245.6M = 16 x 15.35M, likewise",
+    "table4:Only fc 2;2;16+WL+GPS(0.9)": "48 fc matrices x (8x2 + 4x16) x 2048 = 7,864,320 printed 7.7M (2.1% off)",
+    "table4:Only fc 2;2;32+WL+GPS(0.9)": "14,155,776 printed 14.1M (truncated, not rounded)",
+}
 
 
 def _check_train_command(argv, lang_count):
@@ -191,14 +205,22 @@ def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, model_
             tool = argv[0]
             if tool == "fairseq-train":
                 model = _check_train_command(argv, len(langs))
-                assert argv[argv.index("--max-epoch") + 1] == "15" and "--amp" in argv
-                assert argv[argv.index("--label-smoothing") + 1] == "0.2"
-                assert argv[argv.index("--sampling-temperature") + 1] == "5"
-                assert argv[argv.index("--max-tokens") + 1] == "4000"
-                lr = argv[argv.index("--lr") + 1]
+                value = {flag: argv[argv.index(flag) + 1] for flag in (
+                    "--max-epoch", "--label-smoothing", "--sampling-temperature", "--max-tokens", "--update-freq",
+                    "--encoder-layerdrop", "--decoder-layerdrop", "--required-batch-size-multiple", "--lr")}
+                assert "--amp" in argv and value == {
+                    "--max-epoch": "15", "--label-smoothing": "0.2", "--sampling-temperature": "5",
+                    "--max-tokens": "4000", "--update-freq": "4",  # one process: the paper's 4 GPUs' batch
+                    "--encoder-layerdrop": "0.05", "--decoder-layerdrop": "0.05",
+                    "--required-batch-size-multiple": "1", "--lr": value["--lr"]}
+                lr = value["--lr"]
                 if "lslo" in argv[argv.index("--task") + 1]:
                     assert lr == "3e-3"
-                    seen.setdefault(run_dir, {})["params"] = count(model)["paper"]
+                    cfg = model.lslo_config
+                    assert (cfg.adapter_shape, cfg.init, cfg.fc_offset, cfg.alpha) == ("paper", "paper", 0, None)
+                    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+                    assert count(model)["adapters"] == trainable  # no weight-learning logits in the rows
+                    seen.setdefault(run_dir, {})["params"] = trainable
                 else:
                     assert lr == "1e-4" and not hasattr(model, "lslo_config")
             elif tool == "lslo-score":
@@ -219,16 +241,18 @@ def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, model_
         for row in t["rows"]:
             if row not in shared.get(table, ()):
                 assert f"{table}:{row}" in evaluated, f"no recipe for {table} row {row}"
-    # each LSLo row's adapters have the paper's parameter count (#Params, paper convention)
+    # each LSLo row trains exactly the paper's #Params, within the rounding of the printed figure
     for v in seen.values():
         if "params" in v and "paper" in v:
             table, row = v["paper"].split(":", 1)
-            ours, theirs = v["params"], _paper_params(table, row)
+            (theirs, rounding), ours = _paper_params(table, row), v["params"]
             checked_budgets.append((v["paper"], ours, theirs))
-            assert abs(ours - theirs) / theirs < 0.025, (v["paper"], ours, theirs)
+            within = abs(ours - theirs) <= rounding
+            assert within != (v["paper"] in PAPER_INCONSISTENT), (v["paper"], ours, theirs, rounding)
+            assert abs(ours - theirs) / theirs < 0.022, (v["paper"], ours, theirs)
     assert len(checked_budgets) == 12 + 3 + 2 + 5 + 4  # LSLo rows of tables 1, 2, 3, 4, 8
     assert {v.get("plot") for v in seen.values()} >= {"weights", "ise", "lsp"}
-    print("\n".join(f"{p}: ours {o / 1e6:.2f}M, paper {t / 1e6:.2f}M" for p, o, t in checked_budgets))
+    print("\n".join(f"{p}: ours {o:,}, paper {t / 1e6:g}M" for p, o, t in checked_budgets))
 
 
 # ---- representative recipes for real, tiny mode -------------------------------------------------

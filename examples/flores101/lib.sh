@@ -9,7 +9,8 @@
 #   WL_JSON     weight_learning.json of weight_learning.sh to index by [unset: the paper's learned
 #               indexes, encoder layers 1-9 src and 10-12 tgt, decoder tgt]
 #   SPM_EVAL    spBLEU SentencePiece model [flores101: the FLORES-101 one, see lslo-score --spm]
-#   EPOCHS [15]  MAX_TOKENS [4000]  WARMUP [2500]  SEED [1]  UPDATE_FREQ [1]
+#   EPOCHS [15]  MAX_TOKENS [4000]  WARMUP [2500]  SEED [1]
+#   UPDATE_FREQ [4 / NPROC: the paper's 4 GPUs' batch; required when NPROC does not divide 4]
 #   KEEP_EPOCH_CHECKPOINTS=1  keep checkpointN.pt of every epoch (figure 3) [only checkpoint_last.pt]
 #   TRAIN_EXTRA / GEN_EXTRA   extra fairseq arguments, appended last (tiny mode: --cpu, model shape)
 #   DRY_RUN=1   write each command and environment, run nothing
@@ -27,7 +28,15 @@ EPOCHS=${EPOCHS:-15}
 MAX_TOKENS=${MAX_TOKENS:-4000}
 WARMUP=${WARMUP:-2500}
 SEED=${SEED:-1}
-UPDATE_FREQ=${UPDATE_FREQ:-1}
+# The paper trained on 4 GPUs (section 5) with --max-tokens per GPU: fewer processes accumulate
+# gradients to keep that effective batch of 4 x MAX_TOKENS.
+if [[ -z "${UPDATE_FREQ:-}" ]]; then
+  if (( NPROC < 1 || 4 % NPROC != 0 )); then
+    echo "lib.sh: NPROC=$NPROC does not divide the paper's 4 GPUs: set UPDATE_FREQ yourself (effective batch = NPROC x UPDATE_FREQ x MAX_TOKENS; the paper's is 4 x 4000)" >&2
+    exit 2
+  fi
+  UPDATE_FREQ=$(( 4 / NPROC ))
+fi
 read -r -a TRAIN_EXTRA_ARGS <<< "${TRAIN_EXTRA:-}"
 read -r -a GEN_EXTRA_ARGS <<< "${GEN_EXTRA:-}"
 : "${MODEL_DIR:?set MODEL_DIR to the flores101_mm100_615M directory (model.pt, dict.txt, sentencepiece.bpe.model)}"
@@ -85,8 +94,16 @@ run() {
 
 lang_pairs() { if [[ -f "$DATA/lang_pairs.txt" ]]; then cat "$DATA/lang_pairs.txt"; else echo "(from $DATA)"; fi; }
 
-# fairseq_train DIR ARGS...: fairseq-train with the paper's data, batching and optimisation settings
-# (section 5; label smoothing 0.2, temperature sampling 5, --amp), from the released checkpoint.
+# fairseq_train DIR ARGS...: fairseq-train from the released checkpoint. Sources of each setting:
+#  - paper, section 5: 15 epochs, Adam, lr (per row), FLORES-101 dev as training data, 4 GPUs
+#    (UPDATE_FREQ), mixed precision (--amp);
+#  - the authors' code (Spike0924/LSLo, models/transformer_lora.py, architecture m2m100_lora_base):
+#    encoder/decoder layerdrop 0.05, label smoothing 0.2, temperature sampling 5,
+#    --required-batch-size-multiple 1. (fairseq applies that function's label smoothing, temperature and
+#    batch multiple only when they are not already set, and their defaults always are: they reach a run
+#    only from its command line, which is not released. We pass all of them.)
+#  - ours, in neither: --max-tokens 4000, --adam-betas (0.9,0.98), inverse_sqrt with 2500 warm-up
+#    updates, --seed 1 (MAX_TOKENS, WARMUP, SEED).
 fairseq_train() {
   local dir=$1; shift
   local launcher=(fairseq-train)
@@ -107,7 +124,8 @@ fairseq_train() {
     --finetune-from-model "$MODEL_DIR/model.pt" \
     --lang-pairs "$(lang_pairs)" --lang-dict "$DATA/lang_dict.txt" --fixed-dictionary "$DATA/dict.txt" \
     --encoder-langtok src --decoder-langtok \
-    --sampling-method temperature --sampling-temperature 5 \
+    --sampling-method temperature --sampling-temperature 5 --required-batch-size-multiple 1 \
+    --encoder-layerdrop 0.05 --decoder-layerdrop 0.05 \
     --criterion label_smoothed_cross_entropy --label-smoothing 0.2 \
     --optimizer adam --adam-betas '(0.9, 0.98)' --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" \
     --max-tokens "$MAX_TOKENS" --update-freq "$UPDATE_FREQ" --max-epoch "$EPOCHS" --amp \
@@ -129,11 +147,13 @@ evaluate() {
   [[ "${DRY_RUN:-0}" == 1 ]] || cat "$dir/spbleu.txt"
 }
 
-# lslo_train DIR LSLO-FLAGS...: fine-tune LSLo from the released model (lr 3e-3, base frozen).
+# lslo_train DIR LSLO-FLAGS...: fine-tune LSLo from the released model (lr 3e-3, base frozen), with
+# the authors' adapters: every one d_model x d_model (fc1/fc2 sliced at column 0) and their A
+# initialisation, U(-1/sqrt(r), 1/sqrt(r)).
 lslo_train() {
   local dir=$1; shift
   fairseq_train "$dir" --task translation_multi_simple_epoch_lslo --arch lslo_m2m100_615m --lr 3e-3 \
-    --lslo-lang-groups "$LANG_GROUPS" "$@"
+    --lslo-adapter-shape paper --lslo-init paper --lslo-lang-groups "$LANG_GROUPS" "$@"
 }
 
 # lslo_row TABLE ROW LSLO-FLAGS...: one table row: fine-tune LSLo, then evaluate it.

@@ -6,7 +6,9 @@ Every LSLo projection becomes a dense weight for that direction, with the prunin
     fixed index:    W' = W + B_l A_l,       l = src (source-indexed layer) or tgt (target-indexed)
     weight learning: W' = W + w_src B_src[src] A_src[src] + w_tgt B_tgt[tgt] A_tgt[tgt]   (eq. 5)
 
-with (w_src, w_tgt) the softmax of the transformer layer's logits. The product is formed in float64
+with (w_src, w_tgt) the softmax of the transformer layer's logits; in the paper adapter shape each
+B_l A_l lands in its slice of W (fc1: rows [s, s+d), fc2: columns [s, s+d)), and with
+``--lslo-alpha`` it is scaled by alpha / r_l (``LSLoLinear.delta_weight``). The product is formed in float64
 and stored in the checkpoint's dtype; biases are unchanged (LoRA has none). The result is a stock
 fairseq checkpoint: ``arch``/``_name`` ``transformer``, task ``translation_multi_simple_epoch``,
 no ``--lslo-*`` option, no ``--user-dir``, no optimizer state, options stored as plain dicts (so
@@ -37,14 +39,6 @@ def lang_row(cfg, lang: str, flag: str) -> int:
     return cfg.languages.index(lang)
 
 
-def adapter_delta(layer, lang: int, bank: str) -> torch.Tensor:
-    """B_l A_l of one bank, masks applied, in float64."""
-    lo, hi = layer.lang_columns(lang)
-    a = layer.effective(layer.param_name("A", bank))[lo:hi].double()
-    b = layer.effective(layer.param_name("B", bank))[:, lo:hi].double()
-    return b @ a
-
-
 @torch.no_grad()
 def merged_weights(model, src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]":
     """Module path of every LSLo layer -> its dense weight for the direction src -> tgt (float64)."""
@@ -55,9 +49,9 @@ def merged_weights(model, src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]
         weight = layer.base_layer.weight.double()
         if layer.index == "learned":
             w = layer.index_weights().double()
-            weight = weight + w[0] * adapter_delta(layer, rows["src"], "src") + w[1] * adapter_delta(layer, rows["tgt"], "tgt")
+            weight = weight + w[0] * layer.delta_weight(rows["src"], "src") + w[1] * layer.delta_weight(rows["tgt"], "tgt")
         else:
-            weight = weight + adapter_delta(layer, rows[layer.index], layer.index)
+            weight = weight + layer.delta_weight(rows[layer.index], layer.index)
         out[path] = weight
     return out
 

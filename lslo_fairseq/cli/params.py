@@ -1,9 +1,10 @@
 """``lslo-params``: trainable-parameter counts of an LSLo configuration, without weights.
 
 The model is built on PyTorch's ``meta`` device by the same code that trains it, so the counts are
-those of the real model. Two totals are printed, each labelled: the true one (every adapted
-matrix at its own shape, d x r + r x k) and the paper's convention (every adapted matrix counted
-as d_model x d_model, which gives the paper's 15.3M for lang12 2;2;8).
+those of the real model: sum over adapted matrices of r_l (k + d), with k x d the adapter's shape.
+In ``--lslo-adapter-shape paper`` (the authors' code) every adapter is d_model x d_model, which gives
+the paper's #Params (15,335,424 for lang12 All 2;2;8); in ``full`` fc1/fc2 adapters span
+d_model x ffn, and the paper-shape count of the same configuration is printed beside it.
 """
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lslo-ranks", required=True, help="as for fairseq-train, e.g. H:2,M:2,V:8")
     p.add_argument("--lslo-lang-groups", default=None, help="preset (lang12, lang30), list or file")
     p.add_argument("--lslo-modules", default="all", help="all, fc, attn or a list of q,k,v,c-q,c-k,c-v,fc1,fc2")
+    p.add_argument("--lslo-adapter-shape", default="full", choices=["full", "paper"],
+                   help="full (LoRA over each whole matrix) or paper (the authors' d_model x d_model adapters)")
+    p.add_argument("--lslo-fc-offset", type=int, default=0, metavar="START",
+                   help="paper shape: first FFN column of the fc1/fc2 slice (no effect on the count)")
     p.add_argument("--langs", default=None,
                    help="languages with adapters (default: every language of the group or rank map)")
     p.add_argument("--dict", default=None, metavar="DICT_TXT",
@@ -35,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_meta_model(arch: str, ranks: str, groups: Optional[str], modules: str,
-                     langs: List[str], dict_path: Optional[str], model_args: List[str]):
+                     langs: List[str], dict_path: Optional[str], model_args: List[str],
+                     shape: str = "full", fc_offset: int = 0):
     from fairseq.data import Dictionary
     from fairseq.models import ARCH_MODEL_REGISTRY, ARCH_CONFIG_REGISTRY
 
@@ -43,7 +49,8 @@ def build_meta_model(arch: str, ranks: str, groups: Optional[str], modules: str,
         raise LSLoConfigError(f"--arch: {arch!r} is not an lslo_transformer architecture")
     parser = argparse.ArgumentParser(argument_default=argparse.SUPPRESS)
     ARCH_MODEL_REGISTRY[arch].add_args(parser)
-    args = parser.parse_args(["--lslo-ranks", ranks, "--lslo-modules", modules,
+    args = parser.parse_args(["--lslo-ranks", ranks, "--lslo-modules", modules, "--lslo-adapter-shape", shape,
+                              "--lslo-fc-offset", str(fc_offset),
                               *(["--lslo-lang-groups", groups] if groups else []), *model_args])
     args.arch, args.langs, args.lang_pairs, args.lang_tok_style = arch, langs, [], "multilingual"
     ARCH_CONFIG_REGISTRY[arch](args)
@@ -60,20 +67,23 @@ def build_meta_model(arch: str, ranks: str, groups: Optional[str], modules: str,
 
 
 def count(model) -> dict:
+    """``adapters``: the model's LoRA parameters, sum of r_l (k + d) per bank at each adapter's own
+    shape; ``paper_shape``: the same configuration with every adapter d_model x d_model."""
     cfg = model.lslo_config
     d_model = model.encoder.embed_tokens.embedding_dim
-    true_total = paper_total = 0
+    total = paper_shape = 0
     per_lang = {lang: 0 for lang in cfg.languages}
     for layer in model.lslo_layers.values():
         for row, lang in enumerate(cfg.languages):
-            n = cfg.ranks[row] * (layer.in_features + layer.out_features)
+            n = len(layer.banks) * cfg.ranks[row] * (layer.adapter_in + layer.adapter_out)
             per_lang[lang] += n
-            true_total += n
-            paper_total += cfg.ranks[row] * 2 * d_model
+            total += n
+            paper_shape += len(layer.banks) * cfg.ranks[row] * 2 * d_model
     embed = {id(p): p.numel() for n, p in model.named_parameters() if "embed" in n}
-    body = sum(p.numel() for p in model.parameters()) - sum(embed.values()) - true_total
-    return dict(true=true_total, paper=paper_total, per_lang=per_lang, base_body=body,
-                base_embed=sum(embed.values()), matrices=len(model.lslo_layers), d_model=d_model)
+    body = sum(p.numel() for p in model.parameters()) - sum(embed.values()) - total
+    return dict(adapters=total, paper_shape=paper_shape, per_lang=per_lang, base_body=body,
+                base_embed=sum(embed.values()), matrices=len(model.lslo_layers), d_model=d_model,
+                shape=cfg.adapter_shape)
 
 
 def main(argv=None) -> int:
@@ -88,7 +98,7 @@ def main(argv=None) -> int:
         else:
             langs = list(parse_ranks(a.lslo_ranks))
         model = build_meta_model(a.arch, a.lslo_ranks, a.lslo_lang_groups, a.lslo_modules, langs,
-                                 a.dict, a.model_arg)
+                                 a.dict, a.model_arg, a.lslo_adapter_shape, a.lslo_fc_offset)
     except (LSLoConfigError, FileNotFoundError) as e:
         print(f"lslo-params: error: {e}", file=sys.stderr)
         return 2
@@ -99,11 +109,13 @@ def main(argv=None) -> int:
     print(f"{'language':<10}{'group':<7}{'rank':>5}{'parameters':>14}")
     for lang, rank in zip(cfg.languages, cfg.ranks):
         print(f"{lang:<10}{cfg.groups.get(lang, '-'):<7}{rank:>5}{c['per_lang'][lang]:>14,}")
-    print(f"LSLo parameters, true count (each matrix at its own shape): {c['true']:,}")
-    print(f"LSLo parameters, paper convention (each matrix as {c['d_model']}x{c['d_model']}): {c['paper']:,}")
+    print(f"LSLo trainable parameters (--lslo-adapter-shape {c['shape']}): {c['adapters']:,}")
+    if c["shape"] != "paper":
+        print(f"  the same configuration in the authors' shape (--lslo-adapter-shape paper, every adapter "
+              f"{c['d_model']}x{c['d_model']}): {c['paper_shape']:,}")
     base = c["base_body"] + c["base_embed"]
     what = "base model" if a.dict else "base transformer body (embeddings excluded; give --dict to include them)"
-    print(f"{what}: {base:,}; LSLo true count = {100.0 * c['true'] / base:.2f}% of it")
+    print(f"{what}: {base:,}; LSLo = {100.0 * c['adapters'] / base:.2f}% of it")
     return 0
 
 

@@ -34,7 +34,7 @@ from ..config import (
     layout_of,
     resolve_config,
 )
-from ..modules.lslo_linear import IndexWeights, LSLoLinear
+from ..modules.lslo_linear import IndexWeights, LSLoLinear, adapter_spans
 from ..pruning.pools import make_prunable
 from ..routing import ENC_OUT_SRC, ENC_OUT_TGT, LanguageRouter, reorder
 
@@ -107,6 +107,21 @@ def add_lslo_args(parser) -> None:
     group.add_argument("--lslo-langs", type=str, default=None, metavar="LANGS",
                        help="languages that get adapters, in adapter order (default: those of "
                             "--lang-pairs and --langs; recorded in checkpoints)")
+    group.add_argument("--lslo-adapter-shape", type=str, default="full", choices=["full", "paper"],
+                       help="full (default): each adapter spans its whole matrix (LoRA, PEFT); paper: the "
+                            "authors' released code, every adapter d_model x d_model: fc1's adds to "
+                            "output columns [START, START+d_model), fc2's reads input columns "
+                            "[START, START+d_model) (START = --lslo-fc-offset)")
+    group.add_argument("--lslo-fc-offset", type=int, default=0, metavar="START",
+                       help="paper shape: first FFN column of fc1's output and fc2's input slice (default 0, "
+                            "the authors' --start-idx)")
+    group.add_argument("--lslo-init", type=str, default="lora", choices=["lora", "paper"],
+                       help="initialisation of A (B = 0 either way): lora (default) Kaiming-uniform with "
+                            "fan-in k, bound 1/sqrt(k), as PEFT; paper: the authors' bound 1/sqrt(r_l) per "
+                            "language block")
+    group.add_argument("--lslo-alpha", type=float, default=None, metavar="A",
+                       help="scale each language's delta by A / r_l (PEFT's lora_alpha); default: no "
+                            "scaling, as the paper")
 
 
 def lang_token_ids(dictionary, languages: List[str], lang_tok_style: str) -> List[int]:
@@ -141,6 +156,12 @@ def check_task(task, args) -> None:
         )
 
 
+def all_layers(layers):
+    """(index, layer) of every layer. Iterating fairseq's ``LayerDropModuleList`` itself skips
+    layers at random in training mode (``--encoder-layerdrop``/``--decoder-layerdrop``)."""
+    return [(i, layers[i]) for i in range(len(layers))]
+
+
 def inject_lslo(model: nn.Module, cfg: LSLoConfig, router: LanguageRouter) -> "OrderedDict[str, LSLoLinear]":
     """Wrap the configured projections of every encoder/decoder layer in place; returns the LSLo
     layers by their module path. Attention whose q/k/v are wrapped has fairseq's fused fast path
@@ -150,7 +171,7 @@ def inject_lslo(model: nn.Module, cfg: LSLoConfig, router: LanguageRouter) -> "O
         ("encoder", model.encoder.layers, cfg.encoder_index, ENCODER_MODULES),
         ("decoder", model.decoder.layers, cfg.decoder_index, DECODER_MODULES),
     ):
-        for i, layer in enumerate(layers):
+        for i, layer in all_layers(layers):
             for name in cfg.modules:
                 if name not in allowed:
                     continue
@@ -161,7 +182,11 @@ def inject_lslo(model: nn.Module, cfg: LSLoConfig, router: LanguageRouter) -> "O
                     if not hasattr(layer, "lslo_index_weights"):
                         layer.lslo_index_weights = IndexWeights()
                     weights = layer.lslo_index_weights
-                lslo = LSLoLinear(getattr(owner, proj), cfg.ranks, router, index[i], weights)
+                base = getattr(owner, proj)
+                in_span, out_span = adapter_spans(base.in_features, base.out_features, cfg.adapter_shape,
+                                                  cfg.fc_offset)
+                lslo = LSLoLinear(base, cfg.ranks, router, index[i], weights, in_span, out_span, cfg.init,
+                                  cfg.alpha)
                 setattr(owner, proj, lslo)
                 if owner_attr:
                     owner._set_skip_embed_dim_check()  # no fused path: it would skip the adapters
@@ -184,12 +209,13 @@ def freeze_base(model: nn.Module) -> None:
 
 
 def parameter_report(cfg: LSLoConfig, layers: Dict[str, LSLoLinear]) -> Dict[str, Dict[str, int]]:
-    """Trainable parameters per language and module name: sum over layers of r_l (k + d)."""
+    """Trainable parameters per language and module name: sum over layers and banks of r_l (k + d),
+    with k x d the adapter's own shape (``--lslo-adapter-shape``)."""
     report: Dict[str, Dict[str, int]] = {lang: {} for lang in cfg.languages}
     for lslo in layers.values():
         module = lslo.site[2]
         for row, lang in enumerate(cfg.languages):
-            n = len(lslo.banks) * cfg.ranks[row] * (lslo.in_features + lslo.out_features)
+            n = len(lslo.banks) * cfg.ranks[row] * (lslo.adapter_in + lslo.adapter_out)
             report[lang][module] = report[lang].get(module, 0) + n
     return report
 
@@ -300,7 +326,7 @@ class LSLoTransformerModel(TransformerModel):
         in the JSON layout --lslo-encoder-index/--lslo-decoder-index accept."""
         out = {}
         for side, layers in (("encoder", self.encoder.layers), ("decoder", self.decoder.layers)):
-            weights = [layer.lslo_index_weights().tolist() for layer in layers
+            weights = [layer.lslo_index_weights().tolist() for _, layer in all_layers(layers)
                        if hasattr(layer, "lslo_index_weights")]
             out[side] = weights
             out[f"{side}_index"] = ["src" if w[0] >= w[1] else "tgt" for w in weights]
@@ -325,9 +351,16 @@ class LSLoTransformerModel(TransformerModel):
         tgt_tok = self.lslo_router.target_langtoks(prev_output_tokens)
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths,
                                    return_all_hiddens=return_all_hiddens, lslo_tgt_langtok=tgt_tok)
-        return self.decoder(prev_output_tokens, encoder_out=encoder_out, features_only=features_only,
-                            alignment_layer=alignment_layer, alignment_heads=alignment_heads,
-                            src_lengths=src_lengths, return_all_hiddens=return_all_hiddens)
+        out = self.decoder(prev_output_tokens, encoder_out=encoder_out, features_only=features_only,
+                           alignment_layer=alignment_layer, alignment_heads=alignment_heads,
+                           src_lengths=src_lengths, return_all_hiddens=return_all_hiddens)
+        if self.training and torch.is_grad_enabled() and not out[0].requires_grad:
+            # layerdrop skipped every layer: with the base frozen the loss depends on no trainable
+            # tensor and fairseq's backward would fail. Its true gradient is zero; tie it to one
+            # adapter tensor with a factor of zero so that backward gives exactly that.
+            anchor = next(p for p in self.parameters() if p.requires_grad)
+            out = (out[0] + 0.0 * anchor.reshape(-1)[0].to(out[0].dtype), *out[1:])
+        return out
 
     # -- checkpoints ---------------------------------------------------------------------------
     def upgrade_state_dict_named(self, state_dict, name):
@@ -384,6 +417,11 @@ def lslo_base_architecture(args):
     args.lslo_encoder_index = getattr(args, "lslo_encoder_index", "paper")
     args.lslo_decoder_index = getattr(args, "lslo_decoder_index", "paper")
     args.lslo_langs = getattr(args, "lslo_langs", None)
+    # checkpoints written before these options existed: the full shape, LoRA init, no scaling
+    args.lslo_adapter_shape = getattr(args, "lslo_adapter_shape", "full")
+    args.lslo_fc_offset = getattr(args, "lslo_fc_offset", 0)
+    args.lslo_init = getattr(args, "lslo_init", "lora")
+    args.lslo_alpha = getattr(args, "lslo_alpha", None)
 
 
 @register_model_architecture("lslo_transformer", "lslo_transformer")

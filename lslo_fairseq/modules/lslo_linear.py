@@ -16,6 +16,18 @@ gathers its rows of A/B padded to the largest rank, two ``bmm``; padded rows are
 before use) or ``dense`` (two GEMMs over all languages' ranks, other languages' columns zeroed per
 sentence). Neither lets padding or another language reach a sentence's output or gradients.
 
+Adapter shape (``--lslo-adapter-shape``). ``full``: the adapter spans the whole matrix, A_l: r_l x k,
+B_l: d x r_l (LoRA, PEFT). ``paper``: the authors' released code, where every adapter is
+d_model x d_model: for fc1 (d_model -> ffn) A_l reads the whole input and B_l A_l x is added to
+output columns [s, s + d_model) only; for fc2 (ffn -> d_model) A_l reads input columns
+[s, s + d_model) only and adds to the whole output; square matrices are unaffected. With the
+slices written x[in] and h[out]:
+
+    h[out] = W x + B_l A_l x[in]                                                     (eq. 3, sliced)
+
+Scaling (``--lslo-alpha``): without alpha the delta is unscaled, as in the paper; with it each
+language's delta is multiplied by alpha / r_l (PEFT's LoRA scale), folded into the routing masks.
+
 Checkpoint keys are the same whether or not pruning is active: ``lora_A``, ``lora_B`` (the raw
 parameters) and ``lora_A_mask``, ``lora_B_mask`` (boolean; all true when unpruned).
 """
@@ -27,9 +39,29 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..config import ADAPTER_SHAPES, INITS
 from ..routing import LanguageRouter
 
 INDEXES = ("src", "tgt", "learned")
+Span = Tuple[int, int]
+
+
+def adapter_spans(in_features: int, out_features: int, shape: str = "full", offset: int = 0) -> Tuple[Span, Span]:
+    """The input columns the adapter reads and the output columns it writes, as half-open spans.
+
+    ``full``: everything. ``paper``: a d x d adapter with d = min(in, out) (= d_model for fc1/fc2,
+    the authors' ``--dim``); the wider side is sliced at [offset, offset + d), the other is whole."""
+    if shape not in ADAPTER_SHAPES:
+        raise ValueError(f"adapter shape must be one of {ADAPTER_SHAPES}, got {shape!r}")
+    whole_in, whole_out = (0, in_features), (0, out_features)
+    if shape == "full" or in_features == out_features:
+        return whole_in, whole_out
+    d, wide = min(in_features, out_features), max(in_features, out_features)
+    if offset < 0 or offset + d > wide:
+        raise ValueError(f"an offset of {offset} puts the {d}-wide adapter outside the matrix's {wide} columns "
+                         f"(needs 0 <= offset <= {wide - d})")
+    window = (offset, offset + d)
+    return (window, whole_out) if in_features > out_features else (whole_in, window)
 
 
 class IndexWeights(nn.Module):
@@ -46,7 +78,8 @@ class IndexWeights(nn.Module):
 
 class LSLoLinear(nn.Module):
     def __init__(self, base_layer: nn.Linear, ranks: Sequence[int], router: LanguageRouter, index: str,
-                 index_weights: Optional[IndexWeights] = None):
+                 index_weights: Optional[IndexWeights] = None, in_span: Optional[Span] = None,
+                 out_span: Optional[Span] = None, init: str = "lora", alpha: Optional[float] = None):
         super().__init__()
         if index not in INDEXES:
             raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
@@ -58,8 +91,19 @@ class LSLoLinear(nn.Module):
         object.__setattr__(self, "router", router)  # shared; registered once on the model
         object.__setattr__(self, "index_weights", index_weights)  # registered on the layer
         self.banks = ["src", "tgt"] if index == "learned" else [index]
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if alpha is not None and not alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
         self.site = None  # (side, layer, module name), set by the model that places this layer
-        in_f, out_f = base_layer.in_features, base_layer.out_features
+        self.in_span = tuple(in_span or (0, base_layer.in_features))
+        self.out_span = tuple(out_span or (0, base_layer.out_features))
+        for (lo, hi), width, what in ((self.in_span, base_layer.in_features, "in_span"),
+                                      (self.out_span, base_layer.out_features, "out_span")):
+            if not 0 <= lo < hi <= width:
+                raise ValueError(f"{what} {(lo, hi)} is not a column span of a {width}-wide side")
+        self.init, self.alpha = init, alpha
+        in_f, out_f = self.adapter_in, self.adapter_out
         total, max_rank = sum(self.ranks), max(self.ranks)
         dtype = base_layer.weight.dtype
         for bank in self.banks:
@@ -68,16 +112,16 @@ class LSLoLinear(nn.Module):
         self.offsets = [0]
         for r in self.ranks:
             self.offsets.append(self.offsets[-1] + r)
+        # routing masks, holding each language's scale (1, or alpha / r_l) in place of the ones
         rows = torch.zeros(len(self.ranks), max_rank, dtype=torch.long)
         mask = torch.zeros(len(self.ranks), max_rank)
+        cols = torch.zeros(len(self.ranks), total)
         for lang, r in enumerate(self.ranks):
             rows[lang, :r] = torch.arange(self.offsets[lang], self.offsets[lang] + r)
-            mask[lang, :r] = 1.0
+            mask[lang, :r] = self.scale(lang)
+            cols[lang, self.offsets[lang]:self.offsets[lang + 1]] = self.scale(lang)
         self.register_buffer("rank_rows", rows, persistent=False)
         self.register_buffer("rank_mask", mask, persistent=False)
-        cols = torch.zeros(len(self.ranks), total)
-        for lang in range(len(self.ranks)):
-            cols[lang, self.offsets[lang]:self.offsets[lang + 1]] = 1.0
         self.register_buffer("col_mask", cols, persistent=False)
         self.reset_lora_parameters()
 
@@ -88,10 +132,37 @@ class LSLoLinear(nn.Module):
     def param_names(self) -> List[str]:
         return [self.param_name(m, b) for b in self.banks for m in ("A", "B")]
 
+    @property
+    def adapter_in(self) -> int:
+        """k of the adapter: the width of the input columns A reads."""
+        return self.in_span[1] - self.in_span[0]
+
+    @property
+    def adapter_out(self) -> int:
+        """d of the adapter: the width of the output columns B writes."""
+        return self.out_span[1] - self.out_span[0]
+
+    def scale(self, lang: int) -> float:
+        """The factor of language row ``lang``'s delta: 1 (the paper), or alpha / r_l (PEFT)."""
+        return 1.0 if self.alpha is None else self.alpha / self.ranks[lang]
+
     def reset_lora_parameters(self) -> None:
-        """A as in LoRA/PEFT (Kaiming-uniform, fan-in k), B = 0: the model starts as the base."""
+        """B = 0, so the model starts as the base; A by ``init``:
+
+        - ``lora``: Kaiming-uniform (a = sqrt 5) over the whole A, fan-in = k: U(-1/sqrt k, 1/sqrt k), as
+          LoRA/PEFT;
+        - ``paper``: the authors' ``Lora`` (A stored k x r_l, Kaiming-uniform, so fan-in = r_l):
+          U(-1/sqrt r_l, 1/sqrt r_l) per language block (the paper's text says Gaussian; its code is
+          uniform)."""
         for bank in self.banks:
-            nn.init.kaiming_uniform_(self.raw(self.param_name("A", bank)), a=math.sqrt(5))
+            lora_a = self.raw(self.param_name("A", bank))
+            with torch.no_grad():
+                if self.init == "lora":
+                    nn.init.kaiming_uniform_(lora_a, a=math.sqrt(5))
+                else:
+                    for lang, r in enumerate(self.ranks):
+                        lo, hi = self.lang_columns(lang)
+                        lora_a[lo:hi].uniform_(-1.0 / math.sqrt(r), 1.0 / math.sqrt(r))
             nn.init.zeros_(self.raw(self.param_name("B", bank)))
 
     def raw(self, name: str) -> Tensor:
@@ -164,30 +235,42 @@ class LSLoLinear(nn.Module):
         z = z * self.col_mask[langs].to(z.dtype).unsqueeze(0)  # in z's dtype: no fp32 copy under autocast
         return nn.functional.linear(z, lora_b.to(z.dtype))  # (T, B, d)
 
+    @property
+    def full_shape(self) -> bool:
+        return self.adapter_in == self.base_layer.in_features and self.adapter_out == self.base_layer.out_features
+
     def forward(self, x: Tensor) -> Tensor:
         """Mixed precision: the output has the dtype ``base_layer(x)`` has (bf16 under
         ``torch.autocast``, or with a bf16 base); the adapters keep their own dtype (fp32) and are
         cast to the input's dtype for the matmuls, so their gradients arrive in fp32."""
         out = self.base_layer(x)
+        x_in = x if self.adapter_in == x.size(-1) else x[..., self.in_span[0]:self.in_span[1]]
         if self.index != "learned":
-            delta = self.lora_delta(x, self.router.ids(self.index, x.size(1)))
+            delta = self.lora_delta(x_in, self.router.ids(self.index, x.size(1)))
         else:
             w = self.index_weights()
-            delta = sum(w[i] * self.lora_delta(x, self.router.ids(bank, x.size(1)), bank).to(out.dtype)
+            delta = sum(w[i] * self.lora_delta(x_in, self.router.ids(bank, x.size(1)), bank).to(out.dtype)
                         for i, bank in enumerate(self.banks))
-        return out + delta.to(out.dtype)
+        if self.adapter_out == out.size(-1):
+            return out + delta.to(out.dtype)
+        out[..., self.out_span[0]:self.out_span[1]] += delta.to(out.dtype)  # base output: not needed by autograd
+        return out
 
     def extra_repr(self) -> str:
-        return f"index={self.index}, ranks={self.ranks}"
+        shape = "" if self.full_shape else f", in_span={self.in_span}, out_span={self.out_span}"
+        alpha = "" if self.alpha is None else f", alpha={self.alpha}"
+        return f"index={self.index}, ranks={self.ranks}{shape}{alpha}"
 
-    def merged_weight(self, lang: int, bank: Optional[str] = None) -> Tensor:
-        """W + B_l A_l (pruning masks applied): the dense weight this layer applies to language
-        row ``lang`` under a fixed index."""
+    def delta_weight(self, lang: int, bank: Optional[str] = None, dtype: torch.dtype = torch.float64) -> Tensor:
+        """scale_l B_l A_l (pruning masks applied) placed at the adapter's spans of a zero matrix of
+        the base weight's shape: what language row ``lang`` adds to W (in ``dtype``)."""
         bank = bank or self.banks[0]
         lo, hi = self.lang_columns(lang)
-        a = self.effective(self.param_name("A", bank))[lo:hi]
-        b = self.effective(self.param_name("B", bank))[:, lo:hi]
-        return self.base_layer.weight + b @ a
+        a = self.effective(self.param_name("A", bank))[lo:hi].to(dtype)
+        b = self.effective(self.param_name("B", bank))[:, lo:hi].to(dtype)
+        out = torch.zeros(self.base_layer.weight.shape, dtype=dtype, device=a.device)
+        out[self.out_span[0]:self.out_span[1], self.in_span[0]:self.in_span[1]] = self.scale(lang) * (b @ a)
+        return out
 
     # -- checkpoints: the same keys with and without pruning ------------------------------------
     def _save_to_state_dict(self, destination, prefix, keep_vars):
