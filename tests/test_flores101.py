@@ -255,6 +255,22 @@ def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, model_
     print("\n".join(f"{p}: ours {o:,}, paper {t / 1e6:g}M" for p, o, t in checked_budgets))
 
 
+def test_recipes_keep_the_papers_four_gpu_batch(tmp_path):
+    """UPDATE_FREQ defaults to 4 / NPROC; an NPROC that does not divide 4 needs it set."""
+    script = RECIPES / "table1" / "07_lslo_2-2-8_wl.sh"
+    base = dict(MODEL_DIR=tmp_path / "model", DATA=tmp_path / "data", DRY_RUN=1)
+    for nproc, freq in ((1, "4"), (2, "2"), (4, "1")):
+        runs = tmp_path / f"runs{nproc}"
+        sh(script, env=env_for(tmp_path, RUNS=runs, NPROC=nproc, **base))
+        (argv,) = [a for _, a in _commands(runs) if "--lslo-ranks" in a]
+        assert argv[argv.index("--update-freq") + 1] == freq, nproc
+    proc = subprocess.run(["bash", str(script)], env=env_for(tmp_path, RUNS=tmp_path / "r3", NPROC=3, **base),
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "NPROC=3 does not divide the paper's 4 GPUs: set UPDATE_FREQ" in proc.stderr
+    assert not (tmp_path / "r3").exists()  # nothing written
+    sh(script, env=env_for(tmp_path, RUNS=tmp_path / "r3", NPROC=3, UPDATE_FREQ=1, **base))
+
+
 # ---- representative recipes for real, tiny mode -------------------------------------------------
 
 

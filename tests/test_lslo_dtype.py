@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn.utils import prune
 
-from lslo_fairseq.modules.lslo_linear import IndexWeights, LSLoLinear
+from lslo_fairseq.modules.lslo_linear import IndexWeights, LSLoLinear, adapter_spans
 from lslo_fairseq.routing import LanguageRouter
 from model_utils import ROWS_FOR_TRAINING, build_tiny_model, mixed_batch, randomize_adapters
 
@@ -23,11 +23,13 @@ def kernel(request, monkeypatch):
     return request.param
 
 
-def make_layer(index="src", in_f=16, out_f=12, ranks=(2, 2, 3, 5)):
+def make_layer(index="src", in_f=16, out_f=12, ranks=(2, 2, 3, 5), shape="full"):
+    """``shape`` paper: the authors' fc2-like adapter, reading input columns [2, 14) of 16."""
     torch.manual_seed(0)
     router = LanguageRouter(["a", "b", "c", "d"], [10, 11, 12, 13], 20)
     weights = IndexWeights() if index == "learned" else None
-    layer = LSLoLinear(torch.nn.Linear(in_f, out_f), ranks, router, index, weights)
+    spans = adapter_spans(in_f, out_f, shape, 2 if shape == "paper" else 0)
+    layer = LSLoLinear(torch.nn.Linear(in_f, out_f), ranks, router, index, weights, *spans)
     with torch.no_grad():
         for name in layer.param_names():
             if "_B" in name:
@@ -40,18 +42,21 @@ def make_layer(index="src", in_f=16, out_f=12, ranks=(2, 2, 3, 5)):
 
 
 def reference(layer, x):
-    """Eq. 3 (eq. 5 when learned) in fp32, sentence by sentence, from the layer's own tensors."""
+    """Eq. 3 (eq. 5 when learned) in fp32, sentence by sentence, from the layer's own tensors, with
+    the adapter's input and output column spans."""
     x = x.float()
     w = layer.base_layer.weight.float()
     bias = layer.base_layer.bias.float()
     out = torch.nn.functional.linear(x, w, bias)
+    (i0, i1), (o0, o1) = layer.in_span, layer.out_span
     mix = layer.index_weights().detach() if layer.index == "learned" else torch.ones(1)
     for i, bank in enumerate(layer.banks):
         langs = LANGS if bank == "src" else LANGS.flip(0)
         a, b = layer.effective(layer.param_name("A", bank)), layer.effective(layer.param_name("B", bank))
         for s, lang in enumerate(langs.tolist()):
             lo, hi = layer.lang_columns(lang)
-            out[:, s] = out[:, s] + mix[i] * (x[:, s] @ a[lo:hi].float().t() @ b[:, lo:hi].float().t())
+            delta = mix[i] * (x[:, s, i0:i1] @ a[lo:hi].float().t() @ b[:, lo:hi].float().t())
+            out[:, s, o0:o1] = out[:, s, o0:o1] + delta
     return out
 
 
@@ -72,10 +77,11 @@ def assert_matches_fp32_reference(layer, x, out):
         torch.testing.assert_close(g, ref_grads[name], rtol=0.1, atol=0.1 * float(ref_grads[name].abs().max()))
 
 
+@pytest.mark.parametrize("shape", ["full", "paper"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("index", ["src", "learned"])
-def test_low_precision_base_and_input_with_fp32_adapters(dtype, index):
-    layer = make_layer(index)
+def test_low_precision_base_and_input_with_fp32_adapters(dtype, index, shape):
+    layer = make_layer(index, shape=shape)
     layer.base_layer.to(dtype)  # a half-precision model whose adapters are kept in fp32
     x = torch.randn(4, 5, 16).to(dtype)
     out = layer(x)
@@ -84,10 +90,11 @@ def test_low_precision_base_and_input_with_fp32_adapters(dtype, index):
     assert_matches_fp32_reference(layer, x, out)
 
 
+@pytest.mark.parametrize("shape", ["full", "paper"])
 @pytest.mark.parametrize("index", ["src", "learned"])
 @pytest.mark.parametrize("in_dtype", [torch.float32, torch.bfloat16])
-def test_cpu_autocast_bf16(index, in_dtype):
-    layer = make_layer(index)
+def test_cpu_autocast_bf16(index, in_dtype, shape):
+    layer = make_layer(index, shape=shape)
     x = torch.randn(4, 5, 16).to(in_dtype)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = layer(x)

@@ -37,10 +37,12 @@ def test_schedule_hand_values_and_errors():
         GradualPruningSchedule(1.0, 2, 8, 15)
 
 
+@pytest.mark.parametrize("shape", [[], ["--lslo-adapter-shape", "paper", "--lslo-fc-offset", "16"]],
+                         ids=["full", "paper"])
 @pytest.mark.parametrize("kind,extra", [("gps", ["--lslo-prune-targets", "en,ko"]), ("ise", []), ("lsp", []),
                                         ("gps", ["--lslo-prune-matrices", "A,B", "--lslo-prune-targets", "fr,oc"])])
-def test_every_pool_reaches_its_ratio_and_pruned_entries_stay_zero(kind, extra):
-    model, task = build_tiny_model(extra=["--lslo-prune", kind, *extra])
+def test_every_pool_reaches_its_ratio_and_pruned_entries_stay_zero(kind, extra, shape):
+    model, task = build_tiny_model(extra=["--lslo-prune", kind, *extra, *shape])
     randomize_adapters(model)
     pools = build_pools(model.lslo_layers, model.lslo_config)
     assert pools
