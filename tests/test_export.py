@@ -195,9 +195,14 @@ def test_merged_fold_is_what_each_layer_applies_to_the_direction(runs, run):
 
 
 @pytest.mark.parametrize("run", list(RUNS))
-def test_adapters_file_is_small_and_attach_restores_the_checkpoint_bitwise(runs, run, tiny_base_checkpoint, tmp_path):
+def test_adapters_file_is_small_and_attach_restores_the_checkpoint_bitwise(runs, run, tiny_base_checkpoint, tmp_path,
+                                                                            capsys):
     ad, full = tmp_path / "a.pt", tmp_path / "full.pt"
     export("adapters", "--checkpoint", runs[run], "--out", ad)
+    capsys.readouterr()
+    export("info", ad)
+    shape = "adapter shape paper (fc offset 32)" if "paper" in run else "adapter shape full (fc offset 0)"
+    assert f"{shape}, alpha None" in capsys.readouterr().out
     trained = torch.load(runs[run], map_location="cpu")["model"]
     lslo = [v for k, v in trained.items() if "lora_" in k or "lslo_" in k]
     lslo_bytes = sum(v.numel() * v.element_size() for v in lslo)

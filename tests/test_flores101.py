@@ -219,8 +219,9 @@ def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, model_
                     cfg = model.lslo_config
                     assert (cfg.adapter_shape, cfg.init, cfg.fc_offset, cfg.alpha) == ("paper", "paper", 0, None)
                     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-                    assert count(model)["adapters"] == trainable  # no weight-learning logits in the rows
-                    seen.setdefault(run_dir, {})["params"] = trainable
+                    logits = sum(p.numel() for n, p in model.named_parameters() if n.endswith("index_weights.logits"))
+                    assert count(model)["adapters"] == trainable - logits  # logits: figure 1's run only
+                    seen.setdefault(run_dir, {})["params"] = trainable - logits
                 else:
                     assert lr == "1e-4" and not hasattr(model, "lslo_config")
             elif tool == "lslo-score":

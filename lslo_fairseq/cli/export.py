@@ -97,7 +97,8 @@ def describe(path: str) -> str:
         lay = data["layout"]
         return (f"{path}: LSLo adapters file (version {data['version']}): languages {lay['languages']}, "
                 f"ranks {lay['ranks']}, modules {lay['modules']}, encoder index {lay['encoder_index']}, "
-                f"decoder index {lay['decoder_index']}; from {data.get('from_checkpoint')}")
+                f"decoder index {lay['decoder_index']}, adapter shape {lay.get('adapter_shape', 'full')} "
+                f"(fc offset {lay.get('fc_offset', 0)}), alpha {lay.get('alpha')}; from {data.get('from_checkpoint')}")
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise reading.CheckpointError(f"FILE: {path} is neither a fairseq checkpoint nor an LSLo adapters file")
     if merge.EXPORT_KEY in data:

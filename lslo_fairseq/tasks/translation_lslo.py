@@ -98,8 +98,10 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
             GradualPruningSchedule(cfg.prune.ratio, cfg.prune.start, cfg.prune.duration,
                                    self._schedule_length(cfg), cfg.prune.unit)
         logger.info(
-            "LSLo: %d languages %s, ranks %s, modules %s, encoder index %s, decoder index %s",
+            "LSLo: %d languages %s, ranks %s, modules %s, encoder index %s, decoder index %s, adapter shape "
+            "%s (fc offset %d), init %s, alpha %s",
             len(cfg.languages), cfg.languages, cfg.ranks, cfg.modules, cfg.encoder_index, cfg.decoder_index,
+            cfg.adapter_shape, cfg.fc_offset, cfg.init, cfg.alpha,
         )
 
     # -- training-time hooks: pruning schedule and weight learning ----------------------------
