@@ -34,7 +34,7 @@ setup(
             "lslo-demo=lslo_fairseq.cli.demo:main",
             "lslo-plot=lslo_fairseq.cli.plot:main",
             "lslo-export=lslo_fairseq.cli.export:main",
-            "lslo-prepare-flores=lslo_fairseq.data.flores101:main",
+            "lslo-prepare-flores=lslo_fairseq.cli.prepare_flores:main",
         ]
     },
 )

@@ -4,14 +4,14 @@ Importing the package registers the ``lslo_transformer`` model (architectures ``
 and ``lslo_transformer_tiny``) and the ``translation_multi_simple_epoch_lslo`` task.
 
 Checkpoint loading policy: torch >= 2.6 loads with ``weights_only=True``; fairseq checkpoints hold
-their training options as an ``argparse.Namespace``, which is the one class allowed here.
+their training options as an ``argparse.Namespace``, the one class allowed
+(:func:`~lslo_fairseq.checkpoints.reading.allow_fairseq_pickles`). fairseq's own loaders
+(``--restore-file``, ``--finetune-from-model``, ``fairseq-generate --path``) run after importing
+this package through ``--user-dir``, so the call is made here, where the plugin registers itself.
 """
-import argparse
+from .checkpoints.reading import allow_fairseq_pickles
 
-import torch
-
-if hasattr(torch.serialization, "add_safe_globals"):
-    torch.serialization.add_safe_globals([argparse.Namespace])
+allow_fairseq_pickles()
 
 try:
     import fairseq  # noqa: F401

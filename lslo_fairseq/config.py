@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+from .errors import LSLoError
+
 # Module names, as the paper writes them (section 4.1, tables 9-10).
 ENCODER_MODULES = ("q", "k", "v", "fc1", "fc2")
 DECODER_MODULES = ("q", "k", "v", "c-q", "c-k", "c-v", "fc1", "fc2")
@@ -48,7 +50,7 @@ PRESETS: Dict[str, Dict[str, str]] = {
 BITEXT_WITH_EN: Dict[str, Optional[float]] = {lang: size for lang, _, size in _LANG30_TABLE}
 
 
-class LSLoConfigError(ValueError):
+class LSLoConfigError(LSLoError):
     """A bad ``--lslo-*`` option (or a combination with the task's options)."""
 
 
@@ -72,10 +74,10 @@ def _parse_pairs(spec: str, flag: str, what: str) -> Dict[str, str]:
     return out
 
 
-def parse_lang_groups(spec: str) -> Dict[str, str]:
-    """``--lslo-lang-groups``: a preset (lang12, lang30), ``en:H,fr:H,...``, or a file of
-    ``lang group`` lines (tab, space or colon separated; ``#`` comments)."""
-    flag = "--lslo-lang-groups"
+def parse_lang_groups(spec: str, flag: str = "--lslo-lang-groups") -> Dict[str, str]:
+    """A language -> resource group map: a preset (lang12, lang30), ``en:H,fr:H,...``, or a file of
+    ``lang group`` lines (tab, space or colon separated; ``#`` comments). Errors name ``flag``
+    (``--lang-groups`` in the tools that take groups outside fairseq)."""
     spec = spec.strip()
     if spec in PRESETS:
         return dict(PRESETS[spec])
@@ -439,6 +441,7 @@ def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> Pru
 
 
 # -- the adapter layout: what must agree for LSLo weights to load into a model -------------------
+LAYOUT_KEY = "lslo_layout"  # state-dict key of every LSLo model: the layout as UTF-8 JSON in a uint8 tensor
 LAYOUT_FLAGS = {
     "languages": "--lslo-langs (or --lang-pairs/--langs)",
     "ranks": "--lslo-ranks/--lslo-lang-groups",

@@ -11,10 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .errors import LSLoError
+
 TABLES_JSON = Path(__file__).resolve().parent / "resources" / "paper" / "spbleu_tables.json"
 
 
-class PaperRowError(ValueError):
+class PaperRowError(LSLoError):
     """An unknown ``TABLE:ROW``; the message lists what exists."""
 
 

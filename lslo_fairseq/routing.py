@@ -10,12 +10,13 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
+from .errors import LSLoError
 
 ENC_OUT_SRC = "lslo_src_lang"
 ENC_OUT_TGT = "lslo_tgt_lang"
 
 
-class RoutingError(RuntimeError):
+class RoutingError(LSLoError, RuntimeError):
     pass
 
 

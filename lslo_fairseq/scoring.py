@@ -21,13 +21,14 @@ import time
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .config import GROUP_ORDER
+from .errors import LSLoError
 
 Direction = Tuple[str, str]
 
 DEFAULT_TASK = "translation_multi_simple_epoch_lslo"
 
 
-class ScoringError(ValueError):
+class ScoringError(LSLoError):
     """Bad scoring input: an unreadable generate file, missing outputs, ungrouped languages."""
 
 

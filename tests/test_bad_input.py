@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import fairseq_bin, fairseq_env, run_fairseq  # noqa: E402
+from lslo_fairseq.errors import LSLoError  # noqa: E402
 from test_cli import LSLO_ARGS, TRAIN_ARGS, USER_DIR, lslo_task_args  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -118,7 +119,7 @@ def cli(module, *argv):
     return trigger
 
 
-EXPORT, FLORES, SCORE, PLOT, PARAMS = ("lslo_fairseq.cli.export", "lslo_fairseq.data.flores101",
+EXPORT, FLORES, SCORE, PLOT, PARAMS = ("lslo_fairseq.cli.export", "lslo_fairseq.cli.prepare_flores",
                                        "lslo_fairseq.cli.score", "lslo_fairseq.cli.plot", "lslo_fairseq.cli.params")
 
 
@@ -174,10 +175,10 @@ def cut_adapters(ctx):
 def adapters_other_config(ctx):
     """Python API: load_adapters into a model built with other ranks."""
     from lslo_fairseq.checkpoints import adapters
-    from lslo_fairseq.checkpoints.reading import build_lslo_model, model_options, read_fairseq_checkpoint, vocab_size
+    from lslo_fairseq.checkpoints.reading import build_lslo_model, options, read_fairseq_checkpoint, vocab_size
 
     state = read_fairseq_checkpoint(str(ctx.lslo["ckpt"]), "x")
-    model = build_lslo_model({**model_options(state), "lslo_ranks": "en:2,fr:2,ko:3,oc:4"},
+    model = build_lslo_model({**options(state), "lslo_ranks": "en:2,fr:2,ko:3,oc:4"},
                              vocab_size(state["model"]), "test")
     adapters.load_adapters(model, str(ctx.lslo["adapters"]))
 
@@ -230,179 +231,179 @@ CASES = [
     # -- fairseq-train / fairseq-generate: --lslo-* and task options --------------------------------
     Case("ranks-unknown-language", OPT, "a rank for a language the task does not have",
          "--lslo-ranks: unknown language(s) ['xx']; the task's languages are ['en', 'fr', 'ko', 'oc']",
-         train_opts("--lslo-ranks", "en:2,fr:2,ko:2,oc:4,xx:4"), ValueError),
+         train_opts("--lslo-ranks", "en:2,fr:2,ko:2,oc:4,xx:4"), LSLoError),
     Case("ranks-missing-language", OPT, "rank map without a language of `--langs`/`--lang-pairs`",
          "language(s) ['oc'] of --lang-pairs/--langs have no LSLo rank: add them to --lslo-ranks",
-         train_opts("--lslo-ranks", "en:2,fr:2,ko:2"), ValueError),
+         train_opts("--lslo-ranks", "en:2,fr:2,ko:2"), LSLoError),
     Case("rank-below-1", OPT, "rank 0", "--lslo-ranks: rank of 'fr' must be >= 1, got 0",
-         train_opts("--lslo-ranks", "en:2,fr:0,ko:2,oc:4"), ValueError),
+         train_opts("--lslo-ranks", "en:2,fr:0,ko:2,oc:4"), LSLoError),
     Case("rank-not-integer", OPT, "a rank that is not an integer",
          "--lslo-ranks: rank of 'fr' must be an integer, got 'two'",
-         train_opts("--lslo-ranks", "en:2,fr:two,ko:2,oc:4"), ValueError),
+         train_opts("--lslo-ranks", "en:2,fr:two,ko:2,oc:4"), LSLoError),
     Case("ranks-syntax", OPT, "`--lslo-ranks en2,...`",
          "--lslo-ranks: expected name:rank entries like 'en:2', got 'en2'",
-         train_opts("--lslo-ranks", "en2,fr:2,ko:2,oc:4"), ValueError),
+         train_opts("--lslo-ranks", "en2,fr:2,ko:2,oc:4"), LSLoError),
     Case("ranks-twice", OPT, "a language twice in the rank map", "--lslo-ranks: 'en' is given twice",
-         train_opts("--lslo-ranks", "en:2,en:3,fr:2,ko:2,oc:4"), ValueError),
+         train_opts("--lslo-ranks", "en:2,en:3,fr:2,ko:2,oc:4"), LSLoError),
     Case("ranks-missing", OPT, "`--arch lslo_*` without `--lslo-ranks`",
          "--lslo-ranks is required, e.g. --lslo-ranks H:2,M:2,V:8 --lslo-lang-groups lang12",
-         train_opts(drop=["--lslo-ranks"]), ValueError),
+         train_opts(drop=["--lslo-ranks"]), LSLoError),
     Case("group-ranks-without-groups", OPT, "ranks per group without `--lslo-lang-groups`",
          "--lslo-ranks: 'H:2,V:4' looks like per-group ranks but --lslo-lang-groups is not set (use a "
          "preset: lang30, lang12, or a lang:group list)",
-         train_opts("--lslo-ranks", "H:2,V:4"), ValueError),
+         train_opts("--lslo-ranks", "H:2,V:4"), LSLoError),
     Case("groups-unknown-language", OPT, "a group for a language the task does not have",
          "--lslo-lang-groups: unknown language(s) ['xx']; the task's languages are [...]",
-         train_opts("--lslo-ranks", "H:2,V:4", "--lslo-lang-groups", "en:H,fr:H,ko:H,oc:V,xx:V"), ValueError),
+         train_opts("--lslo-ranks", "H:2,V:4", "--lslo-lang-groups", "en:H,fr:H,ko:H,oc:V,xx:V"), LSLoError),
     Case("groups-bad-spec", OPT, "`--lslo-lang-groups` that is no preset, file or list",
          "--lslo-lang-groups: 'lang13' is neither a preset (lang30, lang12), an existing file, nor a list "
          "like 'en:H,fr:H,oc:V'",
-         train_opts("--lslo-ranks", "H:2", "--lslo-lang-groups", "lang13"), ValueError),
+         train_opts("--lslo-ranks", "H:2", "--lslo-lang-groups", "lang13"), LSLoError),
     Case("groups-file-bad-line", OPT, "a groups file with a bad line",
          "--lslo-lang-groups: .../groups.txt line 2: expected 'lang group', got 'fr H M'",
          with_setup(write("groups.txt", "en H\nfr H M\n"),
-                    train_opts("--lslo-ranks", "H:2", "--lslo-lang-groups", "{tmp}/groups.txt")), ValueError),
+                    train_opts("--lslo-ranks", "H:2", "--lslo-lang-groups", "{tmp}/groups.txt")), LSLoError),
     Case("ranks-groups-and-languages", OPT, "ranks per group and per language mixed",
          "--lslo-ranks: ['oc'] are not groups of --lslo-lang-groups (['H', 'V']); give ranks per group or "
          "per language, not both",
-         train_opts("--lslo-ranks", "H:2,oc:8", "--lslo-lang-groups", "en:H,fr:H,ko:H,oc:V"), ValueError),
+         train_opts("--lslo-ranks", "H:2,oc:8", "--lslo-lang-groups", "en:H,fr:H,ko:H,oc:V"), LSLoError),
     Case("group-without-rank", OPT, "a group of a trained language has no rank",
          "--lslo-ranks: no rank for group(s) ['V'] of --lslo-lang-groups",
-         train_opts("--lslo-ranks", "H:2", "--lslo-lang-groups", "en:H,fr:H,ko:H,oc:V"), ValueError),
+         train_opts("--lslo-ranks", "H:2", "--lslo-lang-groups", "en:H,fr:H,ko:H,oc:V"), LSLoError),
     Case("language-without-group", OPT, "a trained language in no group",
          "language(s) ['oc'] of --lang-pairs/--langs have no LSLo rank: add them to --lslo-lang-groups",
-         train_opts("--lslo-ranks", "H:2", "--lslo-lang-groups", "en:H,fr:H,ko:H"), ValueError),
+         train_opts("--lslo-ranks", "H:2", "--lslo-lang-groups", "en:H,fr:H,ko:H"), LSLoError),
     Case("modules-unknown", OPT, "an unknown module",
          "--lslo-modules: unknown module(s) ['fc3']; use all, fc, attn or a list of q,k,v,c-q,c-k,c-v,fc1,fc2",
-         train_opts("--lslo-modules", "q,fc3"), ValueError),
+         train_opts("--lslo-modules", "q,fc3"), LSLoError),
     Case("index-length", OPT, "index list length differs from the layer count",
          "--lslo-encoder-index: 3 entries for 2 encoder layers (--encoder-layers); give one per layer, a "
          "single value for all, or repeats like 'src*1,tgt'",
-         train_opts("--lslo-encoder-index", "src,src,tgt"), ValueError),
+         train_opts("--lslo-encoder-index", "src,src,tgt"), LSLoError),
     Case("index-value", OPT, "an index other than src/tgt",
          "--lslo-decoder-index: entries must be 'src' or 'tgt' (optionally 'src*N'), got 'both'",
-         train_opts("--lslo-decoder-index", "tgt,both"), ValueError),
+         train_opts("--lslo-decoder-index", "tgt,both"), LSLoError),
     Case("index-repeat", OPT, "a bad repeat count", "--lslo-encoder-index: bad repeat count in 'src*x'",
-         train_opts("--lslo-encoder-index", "src*x"), ValueError),
+         train_opts("--lslo-encoder-index", "src*x"), LSLoError),
     Case("index-json", OPT, "a weight-learning JSON that cannot be read",
          "--lslo-encoder-index: cannot read 'encoder_index' from .../weight_learning.json: ...",
-         train_opts("--lslo-encoder-index", "{tmp}/weight_learning.json"), ValueError),
+         train_opts("--lslo-encoder-index", "{tmp}/weight_learning.json"), LSLoError),
     Case("weight-learning-with-index", OPT, "`--lslo-weight-learning` with fixed indexes",
          "--lslo-weight-learning learns every layer's index; drop --lslo-encoder-index src,tgt",
-         train_opts("--lslo-weight-learning", None), ValueError),
+         train_opts("--lslo-weight-learning", None), LSLoError),
     Case("prune-with-weight-learning", OPT, "pruning and weight learning in one run",
          "--lslo-prune with --lslo-weight-learning: learn the indexes first, then prune with "
          "--lslo-encoder-index/--lslo-decoder-index set to the learned JSON (as the paper does)",
          train_opts("--lslo-weight-learning", None, "--lslo-prune", "ise",
-                    drop=["--lslo-encoder-index", "--lslo-decoder-index"]), ValueError),
+                    drop=["--lslo-encoder-index", "--lslo-decoder-index"]), LSLoError),
     Case("prune-ratio-1", OPT, "pruning ratio 1 (outside [0, 1))", "--lslo-prune-ratio: must be in [0, 1), got 1.0",
-         train_opts("--lslo-prune", "gps", "--lslo-prune-ratio", "1"), ValueError),
+         train_opts("--lslo-prune", "gps", "--lslo-prune-ratio", "1"), LSLoError),
     Case("prune-ratio-negative", OPT, "negative pruning ratio", "--lslo-prune-ratio: must be in [0, 1), got -0.1",
-         train_opts("--lslo-prune", "ise", "--lslo-prune-ratio", "-0.1"), ValueError),
+         train_opts("--lslo-prune", "ise", "--lslo-prune-ratio", "-0.1"), LSLoError),
     Case("fc-offset-range", OPT, "a paper-shape fc slice past the FFN's width",
          "--lslo-fc-offset: 65 + d_model 64 exceeds the encoder FFN width 128 (--encoder-ffn-embed-dim); "
          "give 0 <= START <= 64",
-         train_opts("--lslo-adapter-shape", "paper", "--lslo-fc-offset", "65"), ValueError),
+         train_opts("--lslo-adapter-shape", "paper", "--lslo-fc-offset", "65"), LSLoError),
     Case("fc-offset-full", OPT, "`--lslo-fc-offset` with the full adapter shape",
          "--lslo-fc-offset applies to --lslo-adapter-shape paper only (a full-shape adapter spans the whole matrix)",
-         train_opts("--lslo-fc-offset", "8"), ValueError),
+         train_opts("--lslo-fc-offset", "8"), LSLoError),
     Case("alpha-zero", OPT, "`--lslo-alpha` not > 0", "--lslo-alpha: must be a finite number > 0, got 0.0",
-         train_opts("--lslo-alpha", "0"), ValueError),
+         train_opts("--lslo-alpha", "0"), LSLoError),
     Case("prune-schedule-epochs", OPT, "E + k > T (epochs)",
          "--lslo-prune-start + --lslo-prune-duration = 10 exceeds the run's length T = 5 epochs (--max-epoch): "
          "the target ratio would never be reached",
-         train_opts("--lslo-prune", "ise", "--max-epoch", "5"), ValueError),
+         train_opts("--lslo-prune", "ise", "--max-epoch", "5"), LSLoError),
     Case("prune-schedule-updates", OPT, "E + k > T (updates)",
          "--lslo-prune-start + --lslo-prune-duration = 30 exceeds the run's length T = 25 updates (--max-update): ...",
          train_opts("--lslo-prune", "lsp", "--lslo-prune-unit", "update", "--lslo-prune-start", "10",
-                    "--lslo-prune-duration", "20", "--max-update", "25"), ValueError),
+                    "--lslo-prune-duration", "20", "--max-update", "25"), LSLoError),
     Case("prune-start-negative", OPT, "E < 0", "--lslo-prune-start: must be >= 0, got -1",
-         train_opts("--lslo-prune", "ise", "--lslo-prune-start", "-1"), ValueError),
+         train_opts("--lslo-prune", "ise", "--lslo-prune-start", "-1"), LSLoError),
     Case("prune-duration-0", OPT, "k < 1", "--lslo-prune-duration: must be >= 1, got 0",
-         train_opts("--lslo-prune", "ise", "--lslo-prune-duration", "0"), ValueError),
+         train_opts("--lslo-prune", "ise", "--lslo-prune-duration", "0"), LSLoError),
     Case("prune-targets-unknown", OPT, "GPS target that is no language or group",
          "--lslo-prune-targets: 'de' is neither an LSLo language ['en', 'fr', 'ko', 'oc'] nor a group []",
-         train_opts("--lslo-prune", "gps", "--lslo-prune-targets", "de"), ValueError),
+         train_opts("--lslo-prune", "gps", "--lslo-prune-targets", "de"), LSLoError),
     Case("prune-targets-not-gps", OPT, "`--lslo-prune-targets` with ISE/LSP",
          "--lslo-prune-targets applies to --lslo-prune gps only (lsp prunes every language)",
-         train_opts("--lslo-prune", "lsp", "--lslo-prune-targets", "en"), ValueError),
+         train_opts("--lslo-prune", "lsp", "--lslo-prune-targets", "en"), LSLoError),
     Case("prune-gps-without-groups", OPT, "`--lslo-prune gps` with per-language ranks, no targets",
          "--lslo-prune gps prunes the H and M groups unless --lslo-prune-targets is given, but --lslo-lang-groups "
          "is not set: give --lslo-prune-targets (languages such as en,fr, or groups)",
-         train_opts("--lslo-prune", "gps"), ValueError),
+         train_opts("--lslo-prune", "gps"), LSLoError),
     Case("prune-matrices", OPT, "a matrix other than A/B", "--lslo-prune-matrices: A, B or A,B, got ['C']",
-         train_opts("--lslo-prune", "gps", "--lslo-prune-matrices", "C"), ValueError),
+         train_opts("--lslo-prune", "gps", "--lslo-prune-matrices", "C"), LSLoError),
     Case("prune-kind", OPT, "an unknown pruning kind",
          "argument --lslo-prune: invalid choice: 'magnitude' (choose from ...)",
          train_opts("--lslo-prune", "magnitude"), 2),
     Case("no-encoder-langtok", OPT, "no `--encoder-langtok src`",
          "--encoder-langtok src is required: LSLo reads each sentence's source language from its __src__ "
          "token (as M2M-100 is trained)",
-         train_opts(drop=["--encoder-langtok"]), ValueError),
+         train_opts(drop=["--encoder-langtok"]), LSLoError),
     Case("no-decoder-langtok", OPT, "no `--decoder-langtok`",
          "--decoder-langtok is required: LSLo reads each sentence's target language from its __tgt__ token ...",
-         train_opts(drop=["--decoder-langtok"]), ValueError),
+         train_opts(drop=["--decoder-langtok"]), LSLoError),
     Case("language-not-in-task", OPT, "an LSLo language without a language token (`--lslo-langs` beyond `--langs`)",
          "--lslo-langs (given, or recorded in the checkpoint): language(s) ['de'] are not languages of the task "
          "(['en', 'fr', 'ko', 'oc'], from --langs/--lang-dict/--lang-pairs), so they have no __xx__ token; pass "
          "the language list the model was trained with",
          train_opts("--lslo-langs", "en,fr,ko,oc,de", "--lslo-ranks", "H:2,M:2,V:4", "--lslo-lang-groups",
-                    "lang30"), ValueError),
+                    "lang30"), LSLoError),
     Case("wrong-task", OPT, "`--arch lslo_*` under `--task translation_multi_simple_epoch`",
          "--task translation_multi_simple_epoch cannot run an LSLo model (--arch lslo_transformer, or a "
          "checkpoint of one): use --task translation_multi_simple_epoch_lslo (with --user-dir lslo_fairseq); ...",
-         train_opts("--task", "translation_multi_simple_epoch"), ValueError),
+         train_opts("--task", "translation_multi_simple_epoch"), LSLoError),
     Case("multi-process-load", "fairseq-train, several processes",
          "no `--load-checkpoint-on-all-dp-ranks`",
          "multi-process training needs --load-checkpoint-on-all-dp-ranks: without it rank 0 broadcasts the "
          "loaded checkpoint, which torch's weights_only loading refuses on the other ranks ...",
-         multi_process, ValueError),
+         multi_process, LSLoError),
     # -- fairseq-generate (and lslo-score --generate) with an LSLo checkpoint --------------------------
     Case("generate-wrong-task", GEN, "stock task `translation_multi_simple_epoch`",
          "--task translation_multi_simple_epoch cannot run an LSLo model (...): use --task "
          "translation_multi_simple_epoch_lslo ...",
-         generate_opts("--task", "translation_multi_simple_epoch"), ValueError),
+         generate_opts("--task", "translation_multi_simple_epoch"), LSLoError),
     Case("generate-no-decoder-langtok", GEN, "no `--decoder-langtok`",
          "--decoder-langtok is required: LSLo reads each sentence's target language from its __tgt__ token ...",
-         generate_opts(drop=["--decoder-langtok"]), ValueError),
+         generate_opts(drop=["--decoder-langtok"]), LSLoError),
     Case("generate-no-encoder-langtok", GEN, "no `--encoder-langtok src`",
-         "--encoder-langtok src is required: ...", generate_opts(drop=["--encoder-langtok"]), ValueError),
+         "--encoder-langtok src is required: ...", generate_opts(drop=["--encoder-langtok"]), LSLoError),
     Case("generate-language-missing", GEN, "`--langs` without a language of the checkpoint",
          "--lslo-langs (given, or recorded in the checkpoint): language(s) ['oc'] are not languages of the task "
          "(['en', 'fr', 'ko'], ...; pass the language list the model was trained with",
-         generate_opts("--langs", "en,fr,ko", "--lang-pairs", "en-fr,fr-ko", "--source-lang", "en"), ValueError),
+         generate_opts("--langs", "en,fr,ko", "--lang-pairs", "en-fr,fr-ko", "--source-lang", "en"), LSLoError),
     # -- fairseq-train: the checkpoint it loads ----------------------------------------------------
     Case("restore-file-missing", LOAD, "`--restore-file` of a file that does not exist",
          "--restore-file: cannot load .../nowhere.pt: no such file (fairseq would silently start from scratch)",
-         train_opts("--restore-file", "{tmp}/nowhere.pt"), ValueError),
+         train_opts("--restore-file", "{tmp}/nowhere.pt"), LSLoError),
     Case("finetune-foreign-file", LOAD, "`--finetune-from-model` of a text file",
          "--finetune-from-model: cannot load .../dict.txt: not a PyTorch checkpoint (... bytes, starting ...)",
-         train_opts("--finetune-from-model", "{dict}"), ValueError),
+         train_opts("--finetune-from-model", "{dict}"), LSLoError),
     Case("finetune-not-fairseq", LOAD, "`--finetune-from-model` of a torch file without a model",
          "--finetune-from-model: cannot load .../weights.pt: a torch file but not a fairseq checkpoint (no "
          "'model' state dict; has ['weights'])",
          with_setup(write("weights.pt", {"weights": torch.zeros(2)}),
-                    train_opts("--finetune-from-model", "{tmp}/weights.pt")), ValueError),
+                    train_opts("--finetune-from-model", "{tmp}/weights.pt")), LSLoError),
     Case("checkpoint-last-truncated", LOAD, "rerun after a kill left a truncated `checkpoint_last.pt`",
          "--save-dir (resuming from its checkpoint_last.pt): cannot load .../checkpoint_last.pt: truncated: a "
          "zip (torch) file without its end directory (... bytes); a run killed while fairseq copied "
          "checkpoint_last.pt leaves such a file (the copy is not atomic). Resume from the newest intact "
          "checkpoint with --restore-file .../checkpoint_1_2.pt",
-         with_setup(truncated_last, train_opts()), ValueError),
+         with_setup(truncated_last, train_opts()), LSLoError),
     Case("checkpoint-other-ranks", LOAD, "an LSLo checkpoint trained with other ranks",
          "the checkpoint's LSLo adapters were trained with another configuration than this model's: ranks: "
          "[2, 2, 2, 4] in the checkpoint, [2, 2, 3, 4] in this model (--lslo-ranks/--lslo-lang-groups). Use the "
          "checkpoint's options, or a plain transformer checkpoint (lslo-export merge/adapters can convert it)",
-         load_into("--lslo-ranks", "en:2,fr:2,ko:3,oc:4"), ValueError),
+         load_into("--lslo-ranks", "en:2,fr:2,ko:3,oc:4"), LSLoError),
     Case("checkpoint-other-index", LOAD, "an LSLo checkpoint trained with other indexes",
          "the checkpoint's LSLo adapters were trained with another configuration than this model's: "
          "encoder_index: ['src', 'tgt'] in the checkpoint, ['tgt', 'tgt'] in this model "
          "(--lslo-encoder-index/--lslo-weight-learning). ...",
-         load_into("--lslo-encoder-index", "tgt"), ValueError),
+         load_into("--lslo-encoder-index", "tgt"), LSLoError),
     Case("checkpoint-other-shape", LOAD, "an LSLo checkpoint trained in the other adapter shape",
          "the checkpoint's LSLo adapters were trained with another configuration than this model's: "
          "adapter_shape: full in the checkpoint, paper in this model (--lslo-adapter-shape). ...",
-         load_into("--lslo-adapter-shape", "paper"), ValueError),
+         load_into("--lslo-adapter-shape", "paper"), LSLoError),
     # -- lslo-export ---------------------------------------------------------------------------------
     Case("attach-other-base", "lslo-export attach", "adapters onto a different base",
          "lslo-export: error: .../adapters.pt: these adapters were trained on another base model than this one: "
@@ -435,7 +436,7 @@ CASES = [
     Case("adapters-other-config", "Python `load_adapters`", "adapters into a model with other ranks",
          ".../adapters.pt: these adapters have another LSLo configuration than the model they are loaded into: "
          "ranks: [2, 2, 2, 4] in adapters file ..., [2, 2, 3, 4] in this model (--lslo-ranks/--lslo-lang-groups)",
-         adapters_other_config, ValueError),
+         adapters_other_config, LSLoError),
     Case("merge-plain-checkpoint", "lslo-export merge/adapters", "a plain transformer as `--checkpoint`",
          "lslo-export: error: --checkpoint: .../merged.pt is not an LSLo checkpoint (arch 'transformer'); give "
          "the checkpoint of an LSLo run (fairseq-train --arch lslo_*)",

@@ -13,7 +13,7 @@ from helpers import fairseq_bin, fairseq_env, run_fairseq, task_args
 from lslo_fairseq.checkpoints import adapters as adapters_mod
 from lslo_fairseq.checkpoints.merge import EXPORT_KEY
 from lslo_fairseq.checkpoints.reading import (CheckpointError, build_lslo_model, load_lslo_checkpoint,
-                                              model_options, read_fairseq_checkpoint, vocab_size)
+                                              options, read_fairseq_checkpoint, vocab_size)
 from lslo_fairseq.cli.export import main as export_main
 from lslo_fairseq.config import LSLoConfigError
 from lslo_fairseq.files import torch_save_atomic
@@ -265,7 +265,7 @@ def test_adapters_with_another_configuration_are_refused(runs, tiny_base_checkpo
                           (dict(lslo_encoder_index="tgt,tgt"), "encoder_index"),
                           (dict(lslo_adapter_shape="paper"), "adapter_shape: full in adapters file"),
                           (dict(lslo_alpha=8.0), "--lslo-alpha")):
-        model = build_lslo_model({**model_options(state), **change}, vocab_size(state["model"]), "test")
+        model = build_lslo_model({**options(state), **change}, vocab_size(state["model"]), "test")
         base = adapters_mod.plain_base_state(torch.load(tiny_base_checkpoint)["model"])
         model.load_state_dict(base, strict=True)
         with pytest.raises(LSLoConfigError, match="another LSLo configuration") as e:
@@ -307,12 +307,12 @@ def test_full_checkpoint_with_another_configuration_names_the_difference(runs):
                           (dict(lslo_decoder_index="tgt,tgt"), "decoder_index"),
                           (dict(lslo_modules="fc"), "--lslo-modules"),
                           (dict(lslo_adapter_shape="paper"), "adapter_shape: full in the checkpoint, paper in this model")):
-        model = build_lslo_model({**model_options(state), **change}, vocab_size(state["model"]), "test")
+        model = build_lslo_model({**options(state), **change}, vocab_size(state["model"]), "test")
         with pytest.raises(LSLoConfigError, match="another configuration") as e:
             model.load_state_dict(dict(state["model"]), strict=True)
         assert named in str(e.value)
     state = read_fairseq_checkpoint(str(runs["paper_pruned"]), "x")
-    model = build_lslo_model({**model_options(state), "lslo_fc_offset": 0}, vocab_size(state["model"]), "test")
+    model = build_lslo_model({**options(state), "lslo_fc_offset": 0}, vocab_size(state["model"]), "test")
     with pytest.raises(LSLoConfigError, match=r"fc_offset: 32 in the checkpoint, 0 in this model \(--lslo-fc-offset\)"):
         model.load_state_dict(dict(state["model"]), strict=True)
 

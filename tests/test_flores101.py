@@ -23,6 +23,8 @@ from flores_fixture import make_flores_dataset, make_model_dir, make_tarball
 from helpers import TINY_ARCH_ARGS
 from lslo_fairseq.config import PRESETS
 from lslo_fairseq.data import flores101
+from lslo_fairseq.cli.prepare_flores import main as prepare_flores_main
+from lslo_fairseq.checkpoints.reading import CheckpointError
 from lslo_fairseq.data.flores101 import FloresError, prepare_flores101
 from lslo_fairseq.data.multiparallel import lang_pairs
 from lslo_fairseq.paper import tables
@@ -126,9 +128,9 @@ def test_prepare_errors_name_the_problem_before_any_work(model_dir, flores_dir, 
     shutil.copytree(model_dir, trunc)
     data = (trunc / "model.pt").read_bytes()
     (trunc / "model.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(FloresError, match="cannot read .*model.pt as a fairseq checkpoint"):
+    with pytest.raises(CheckpointError, match="--model-dir: .*model.pt cannot be read as a torch checkpoint"):
         prepare_flores101(flores_dir, trunc, tmp_path / "o6", list(LANGS), groups)
-    assert flores101.main(["--model-dir", str(model_dir), "--out", str(tmp_path / "o7"), "--langs", "en,fr"]) == 2
+    assert prepare_flores_main(["--model-dir", str(model_dir), "--out", str(tmp_path / "o7"), "--langs", "en,fr"]) == 2
 
 
 # ---- every recipe, dry run: each recorded command checked as fairseq and the plugin check it -----

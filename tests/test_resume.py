@@ -15,7 +15,7 @@ from helpers import kill_fairseq_at, run_fairseq
 from test_distributed import pruning_lines
 from test_pruning_cli import GPS, losses, train, train_args
 
-from lslo_fairseq.checkpoint_guard import problem
+from lslo_fairseq.checkpoints.reading import problem
 
 UPDATES, SAVE_EVERY, KILL_AFTER = 14, 6, 8  # GPS ramps over updates 3-8; saves at 6 and 12
 

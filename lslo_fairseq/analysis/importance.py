@@ -25,6 +25,7 @@ from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from ..errors import LSLoError
 
 from ..config import BITEXT_WITH_EN, DECODER_MODULES, ENCODER_MODULES, GROUP_ORDER
 
@@ -37,7 +38,7 @@ RECORD_KEYS = ("side", "layer", "module", "language", "group", "matrix", "pool",
 SCORE_LABEL = "Score (eq. 6): pruned \u2212 P\u00b7#B"
 
 
-class AnalysisError(ValueError):
+class AnalysisError(LSLoError):
     """Bad analysis input (schema, values, too few languages); the message names the file/item."""
 
 

@@ -23,10 +23,11 @@ from typing import Any, Dict, List
 import torch
 
 from ..config import LSLoConfigError, layout_differences, layout_of
-from ..models.lslo_transformer import LAYOUT_KEY, decode_layout
-from .merge import EXPORT_KEY, FRESH_ITERATOR, is_lslo_only_key
-from .reading import (CheckpointError, build_lslo_model, load_lslo_checkpoint, read_fairseq_checkpoint,
-                      read_torch_file, to_plain, vocab_size)
+from ..config import LAYOUT_KEY
+from ..models.lslo_transformer import decode_layout
+from .merge import EXPORT_KEY, FRESH_ITERATOR
+from .reading import (CheckpointError, build_lslo_model, is_lslo_key, load, load_lslo_checkpoint,
+                      read_fairseq_checkpoint, to_plain, vocab_size)
 
 FORMAT, VERSION = "lslo-adapters", 1
 FINGERPRINT_METHOD = "sha256[:16] of float16 values, every base parameter"
@@ -45,7 +46,7 @@ def base_fingerprint(model) -> Dict[str, Any]:
     """{name: [shape, digest]} over the model's non-LSLo parameters."""
     tensors = OrderedDict()
     for name, p in model.named_parameters():
-        if is_lslo_only_key(name):
+        if is_lslo_key(name):
             continue
         tensors[canonical_name(name)] = [list(p.shape), tensor_digest(p)]
     return dict(method=FINGERPRINT_METHOD, tensors=tensors)
@@ -73,7 +74,7 @@ def lslo_tensors(model, state_model: Dict[str, torch.Tensor]) -> "OrderedDict[st
     """The model's LSLo-only state (keys as in its state dict), values as stored in the checkpoint."""
     out = OrderedDict()
     for key, value in model.state_dict().items():
-        if is_lslo_only_key(key):
+        if is_lslo_key(key):
             out[key] = state_model.get(key, value).detach().clone()
     return out
 
@@ -102,7 +103,7 @@ def extract(path: str) -> Dict[str, Any]:
 
 def read_adapters(path: str, what: str = "--adapters") -> Dict[str, Any]:
     """An adapters file, checked for completeness; anything else is a :class:`CheckpointError`."""
-    data = read_torch_file(path, what)
+    data = load(path, what)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         kind = "a fairseq checkpoint" if isinstance(data, dict) and "model" in data else type(data).__name__
         raise CheckpointError(f"{what}: {path} is not an LSLo adapters file (found {kind}); write one with "
@@ -130,7 +131,7 @@ def check_against(model, data: Dict[str, Any], path: str) -> None:
     if diff:
         raise CheckpointError(f"{path}: these adapters were trained on another base model than this one: "
                               + "; ".join(diff) + ". Attach them to the base they were trained from")
-    own = {k: tuple(v.shape) for k, v in model.state_dict().items() if is_lslo_only_key(k)}
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items() if is_lslo_key(k)}
     have = {k: tuple(v.shape) for k, v in data["tensors"].items()}
     if own != have:
         bad = sorted(set(own) ^ set(have)) or sorted(k for k in own if own[k] != have[k])
@@ -148,7 +149,7 @@ def load_adapters(model, path: str) -> None:
 
 def plain_base_state(state_model: Dict[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
     """A checkpoint's base weights under plain transformer names (its own adapters dropped)."""
-    return OrderedDict((canonical_name(k), v) for k, v in state_model.items() if not is_lslo_only_key(k))
+    return OrderedDict((canonical_name(k), v) for k, v in state_model.items() if not is_lslo_key(k))
 
 
 def attach(base_path: str, adapters_path: str) -> Dict[str, Any]:
@@ -178,7 +179,7 @@ def attach(base_path: str, adapters_path: str) -> Dict[str, Any]:
     model.load_state_dict(model_state, strict=True)  # through the layers' own loading (masks, pruning)
     out = OrderedDict()
     for key, value in model.state_dict().items():
-        if is_lslo_only_key(key):
+        if is_lslo_key(key):
             value = data["tensors"][key]
         elif canonical_name(key) in base_state:
             value = value.to(base_state[canonical_name(key)].dtype)

@@ -23,8 +23,7 @@ from typing import Any, Dict
 
 import torch
 
-from ..models.lslo_transformer import LAYOUT_KEY
-from .reading import CheckpointError, to_plain
+from .reading import CheckpointError, StandInTask, is_lslo_key, to_plain
 
 PLAIN_ARCH, PLAIN_TASK = "transformer", "translation_multi_simple_epoch"
 EXPORT_KEY = "lslo_export"
@@ -56,18 +55,13 @@ def merged_weights(model, src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]
     return out
 
 
-def is_lslo_only_key(key: str) -> bool:
-    leaf = key.rsplit(".", 1)[-1]
-    return leaf.startswith("lora_") or key.endswith("lslo_index_weights.logits") or key == LAYOUT_KEY
-
-
 def plain_state_dict(model, source_state: Dict[str, torch.Tensor], src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]":
     """The stock transformer's state dict: base weights, with the folded ones in place of every
     ``X.base_layer.weight``; dtypes as in the source checkpoint."""
     merged = merged_weights(model, src, tgt)
     out = OrderedDict()
     for key, value in source_state.items():
-        if is_lslo_only_key(key):
+        if is_lslo_key(key):
             continue
         dtype = value.dtype
         if ".base_layer." in key:
@@ -136,12 +130,10 @@ def check_loads_as_stock_transformer(exported: Dict[str, Any]) -> None:
     from fairseq.models import ARCH_CONFIG_REGISTRY
     from fairseq.models.transformer import TransformerModel
 
-    from .reading import _StandInTask
-
     args = argparse.Namespace(**copy.deepcopy(exported["cfg"]["model"]))
     ARCH_CONFIG_REGISTRY[PLAIN_ARCH](args)
     vocab = exported["model"]["encoder.embed_tokens.weight"].shape[0]
-    task = _StandInTask(vocab, [], "multilingual")
+    task = StandInTask([], vocab_size=vocab)
     with torch.device("meta"):
         stock = TransformerModel.build_model(args, task)
     want = {k: tuple(v.shape) for k, v in stock.state_dict().items()}

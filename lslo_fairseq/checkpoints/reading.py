@@ -1,10 +1,19 @@
-"""Read a fairseq checkpoint (safely, with clear errors) and rebuild its LSLo model without data.
+"""The one place that reads fairseq checkpoints: safely, cheaply where it can, with clear errors.
 
-``torch.load`` runs with ``weights_only=True`` (the plugin allows ``argparse.Namespace``), so a
-foreign pickle never executes code; a missing, truncated or foreign file raises
-:class:`CheckpointError` naming the file and what was expected. The model is rebuilt from the
-checkpoint's own options with a stand-in dictionary of the checkpoint's vocabulary size that holds
-the language tokens (folding and attaching adapters never look at other tokens).
+- :func:`allow_fairseq_pickles`: the one class fairseq checkpoints need beyond tensors
+  (``argparse.Namespace``) added to torch's ``weights_only`` allow-list; called explicitly where the
+  plugin is registered with fairseq (``lslo_fairseq/__init__.py``) and by :func:`load`.
+- :func:`load`: ``torch.load(weights_only=True)`` (a foreign pickle never runs code), with
+  ``mmap=True`` when only the top level is needed (a GB checkpoint costs no memory); errors name
+  ``what`` (the flag) and the file. :func:`problem` is the cheap check behind the training guard
+  (:mod:`.guard`): the zip directory, then the top level.
+- :func:`is_fairseq_checkpoint`, :func:`options` (the recorded training options, ``cfg`` before
+  legacy ``args``, as fairseq itself reads them), :func:`is_adapter_key`/:func:`is_lslo_key`.
+- :class:`StandInTask`: what ``build_model`` reads from a task, without data. The models of the
+  plugin's tools (export, attach, ``lslo-params``, tests, benchmarks) are built with it.
+- :func:`build_lslo_model`/:func:`load_lslo_checkpoint`: an LSLo checkpoint's model, rebuilt from its
+  own options with a stand-in dictionary of the checkpoint's vocabulary size that holds the language
+  tokens (folding and attaching adapters never look at other tokens).
 """
 from __future__ import annotations
 
@@ -13,29 +22,90 @@ import copy
 import os
 import pickle
 import zipfile
-from typing import Any, Dict
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import torch
 
-from ..config import as_list
+from ..config import LAYOUT_KEY, as_list
+from ..errors import LSLoError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LSLoError):
     """A file that is not what the command expects (missing, truncated, foreign, wrong kind)."""
 
 
-def read_torch_file(path: str, what: str) -> Any:
-    """``torch.load(weights_only=True)`` with errors that name ``what`` (e.g. ``--checkpoint``)."""
+def allow_fairseq_pickles() -> None:
+    """Let ``torch.load(weights_only=True)`` (torch >= 2.6's default) read fairseq checkpoints: they
+    hold their training options as an ``argparse.Namespace``, the one class allowed. Idempotent."""
+    if hasattr(torch.serialization, "add_safe_globals"):
+        torch.serialization.add_safe_globals([argparse.Namespace])
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def load(path: str, what: str, mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; ``mmap`` maps tensors instead of reading
+    them. A missing or unreadable file raises :class:`CheckpointError` naming ``what`` (e.g.
+    ``--checkpoint``) and ``path``."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{what}: {path} does not exist")
+    allow_fairseq_pickles()
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{what}: {path} cannot be read as a torch checkpoint (truncated, still being written, or "
-            f"not a torch file): {first}"
+            f"not a torch file): {_first_line(e)}"
         ) from None
+
+
+def is_fairseq_checkpoint(obj: Any) -> bool:
+    """A dict with a ``model`` state dict, as fairseq writes."""
+    return isinstance(obj, dict) and isinstance(obj.get("model"), dict)
+
+
+def problem(path: str) -> Optional[str]:
+    """Why ``path`` is not a loadable fairseq checkpoint, or None when it looks complete. Cheap: the
+    zip directory at the end of the file (a truncated copy has none), then the pickled top level
+    with ``mmap`` (tensor data is not read)."""
+    if not os.path.isfile(path):
+        return "no such file"
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not zipfile.is_zipfile(path):
+        if head == b"PK\x03\x04":
+            return f"truncated: a zip (torch) file without its end directory ({size:,} bytes)"
+        if head[:2] == b"\x80\x02":
+            return None  # torch's pre-1.6 format: no cheap check, torch.load reports problems itself
+        return f"not a PyTorch checkpoint ({size:,} bytes, starting {head!r})"
+    try:
+        with zipfile.ZipFile(path) as z:
+            if not any(n.endswith("data.pkl") for n in z.namelist()):
+                return "a zip file but not a PyTorch checkpoint (no data.pkl)"
+    except (zipfile.BadZipFile, OSError) as e:
+        return f"unreadable zip: {e}"
+    allow_fairseq_pickles()
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError:
+        return None  # a class outside the weights_only allow-list: torch.load's own message says what to do
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        return f"unreadable: {_first_line(e)}"
+    if not is_fairseq_checkpoint(state):
+        keys = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__
+        return f"a torch file but not a fairseq checkpoint (no 'model' state dict; has {keys})"
+    return None
+
+
+def read_fairseq_checkpoint(path: str, what: str, mmap: bool = False) -> Dict[str, Any]:
+    state = load(path, what, mmap=mmap)
+    if not is_fairseq_checkpoint(state):
+        kind = "an LSLo adapters file" if isinstance(state, dict) and state.get("format") else type(state).__name__
+        raise CheckpointError(f"{what}: {path} is not a fairseq checkpoint (no 'model' state; found {kind})")
+    return state
 
 
 def to_plain(value):
@@ -49,44 +119,67 @@ def to_plain(value):
     return value
 
 
-def read_fairseq_checkpoint(path: str, what: str) -> Dict[str, Any]:
-    state = read_torch_file(path, what)
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        kind = "an LSLo adapters file" if isinstance(state, dict) and state.get("format") else type(state).__name__
-        raise CheckpointError(f"{what}: {path} is not a fairseq checkpoint (no 'model' state; found {kind})")
-    return state
-
-
-def model_options(state: Dict[str, Any]) -> Dict[str, Any]:
-    """The model options a checkpoint was built with (``cfg.model``, or legacy ``args``)."""
+def options(state: Dict[str, Any], sections: Sequence[str] = ("model",)) -> Dict[str, Any]:
+    """The options a checkpoint was trained with, as a dict: the ``sections`` of ``cfg`` (merged in
+    that order), or the legacy ``args`` when there is no ``cfg`` (fairseq < 0.10, e.g. the released
+    M2M-100 checkpoints). The same priority as fairseq's own loader."""
     cfg = state.get("cfg")
-    if cfg is not None and cfg.get("model") is not None:
-        return to_plain(cfg["model"])
+    if cfg is not None and any(cfg.get(s) is not None for s in sections):
+        merged: Dict[str, Any] = {}
+        for section in sections:
+            if cfg.get(section) is not None:
+                merged.update(to_plain(cfg[section]))
+        return merged
     if state.get("args") is not None:
         return to_plain(state["args"])
-    raise CheckpointError("checkpoint has neither cfg.model nor args: cannot tell how its model was built")
+    raise CheckpointError("checkpoint has neither cfg nor args: cannot tell how its model was built")
+
+
+def is_adapter_key(key: str) -> bool:
+    """A trained LSLo tensor of a state dict: ``lora_A``/``lora_B`` (and ``_src``/``_tgt`` banks,
+    ``_mask`` buffers) and the weight-learning logits."""
+    return key.rsplit(".", 1)[-1].startswith("lora_") or key.endswith("lslo_index_weights.logits")
+
+
+def is_lslo_key(key: str) -> bool:
+    """Anything a plain transformer does not have: the adapter tensors and the layout buffer."""
+    return is_adapter_key(key) or key == LAYOUT_KEY
 
 
 def is_lslo(state: Dict[str, Any]) -> bool:
-    return any(k.rsplit(".", 1)[-1].startswith("lora_") for k in state["model"])
+    """A checkpoint with LSLo adapters."""
+    return any(is_adapter_key(k) for k in state["model"])
 
 
-class _StandInTask:
-    """What ``LSLoTransformerModel.build_model`` reads from a task."""
+class StandInTask:
+    """What ``build_model`` reads from a task (dictionaries, languages), without data.
 
-    def __init__(self, vocab_size: int, langs, lang_tok_style: str):
+    The dictionary is ``dictionary`` (default: fairseq's 4 specials) with one language token per
+    language appended as fairseq's multilingual task does (``get_lang_tok``), then stand-in symbols up
+    to ``vocab_size`` rows."""
+
+    def __init__(self, langs: Iterable[str], lang_tok_style: str = "multilingual", dictionary=None,
+                 vocab_size: Optional[int] = None):
         from fairseq.data import Dictionary
         from fairseq.data.multilingual.multilingual_utils import get_lang_tok
 
-        d = Dictionary()
-        for lang in langs:
-            d.add_symbol(get_lang_tok(lang, lang_tok_style))
-        if len(d) > vocab_size:
-            raise CheckpointError(f"embedding has {vocab_size} rows, fewer than the {len(langs)} language tokens")
-        for i in range(vocab_size - len(d)):
-            d.add_symbol(f"<lslo-stand-in-{i}>")
-        self.source_dictionary = self.target_dictionary = d
+        d = dictionary if dictionary is not None else Dictionary()
         self.langs = list(langs)
+        self.lang_tok_style = lang_tok_style
+        for lang in self.langs:
+            d.add_symbol(get_lang_tok(lang, lang_tok_style))
+        if vocab_size is not None:
+            if len(d) > vocab_size:
+                raise CheckpointError(f"embedding has {vocab_size} rows, fewer than the dictionary's {len(d)} "
+                                      f"entries with the {len(self.langs)} language tokens")
+            for i in range(vocab_size - len(d)):
+                d.add_symbol(f"<lslo-stand-in-{i}>")
+        self.source_dictionary = self.target_dictionary = d
+
+    def lang_token(self, lang: str) -> int:
+        from fairseq.data.multilingual.multilingual_utils import get_lang_tok
+
+        return self.source_dictionary.index(get_lang_tok(lang, self.lang_tok_style))
 
 
 def build_lslo_model(options: Dict[str, Any], vocab_size: int, where: str):
@@ -102,7 +195,8 @@ def build_lslo_model(options: Dict[str, Any], vocab_size: int, where: str):
         )
     if not getattr(args, "lslo_langs", None):
         raise CheckpointError(f"{where} does not record --lslo-langs (written by an older lslo-fairseq)")
-    task = _StandInTask(vocab_size, as_list(args.lslo_langs), getattr(args, "lang_tok_style", "multilingual"))
+    task = StandInTask(as_list(args.lslo_langs), getattr(args, "lang_tok_style", "multilingual"),
+                       vocab_size=vocab_size)
     return LSLoTransformerModel.build_model(args, task).eval()
 
 
@@ -113,6 +207,6 @@ def vocab_size(model_state: Dict[str, Any]) -> int:
 def load_lslo_checkpoint(path: str, what: str):
     """(state, model): a training checkpoint and its LSLo model with the weights loaded (strict)."""
     state = read_fairseq_checkpoint(path, what)
-    model = build_lslo_model(model_options(state), vocab_size(state["model"]), f"{what}: {path}")
+    model = build_lslo_model(options(state), vocab_size(state["model"]), f"{what}: {path}")
     model.load_state_dict(dict(state["model"]), strict=True)
     return state, model

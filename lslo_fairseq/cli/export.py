@@ -91,7 +91,7 @@ def run(args) -> None:
 def describe(path: str) -> str:
     from ..checkpoints import adapters, merge, reading
 
-    data = reading.read_torch_file(path, "FILE")
+    data = reading.load(path, "FILE")
     if isinstance(data, dict) and data.get("format") == adapters.FORMAT:
         data = adapters.read_adapters(path, "FILE")
         lay = data["layout"]
@@ -104,7 +104,7 @@ def describe(path: str) -> str:
     if merge.EXPORT_KEY in data:
         e = data[merge.EXPORT_KEY]
         return f"{path}: merged plain transformer for {e['direction']} only (from {e['from_checkpoint']})"
-    opts = reading.model_options(data)
+    opts = reading.options(data)
     kind = "LSLo checkpoint" if reading.is_lslo(data) else "plain fairseq checkpoint"
     extra = f", LSLo languages {opts.get('lslo_langs')}, ranks {opts.get('lslo_ranks')}" if reading.is_lslo(data) else ""
     return f"{path}: {kind} (arch {opts.get('arch')}{extra}; optimizer state: {'last_optimizer_state' in data})"

@@ -31,7 +31,9 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..config import PRESETS, LSLoConfigError, parse_lang_groups
+from ..checkpoints import reading
+from ..config import PRESETS, parse_lang_groups
+from ..errors import LSLoError
 from .multiparallel import PathLike, _link, _write_lines, encode_splits, lang_pairs, write_splits
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ FLORES101_CODES: Dict[str, str] = {
 MODEL_FILES = ("model.pt", "dict.txt", "sentencepiece.bpe.model")
 
 
-class FloresError(ValueError):
+class FloresError(LSLoError):
     """Bad FLORES-101 / model-directory input; the message names the file or flag."""
 
 
@@ -157,21 +159,6 @@ def read_flores(path: PathLike, langs: Sequence[str], codes: Dict[str, str]) -> 
 # ---- the model directory ---------------------------------------------------------------------
 
 
-def _checkpoint_args(ckpt: dict) -> dict:
-    """The training options saved in a fairseq checkpoint (old ``args`` Namespace or new ``cfg``)."""
-    args = ckpt.get("args")
-    if args is not None:
-        return dict(vars(args))
-    cfg = ckpt.get("cfg") or {}
-    merged: dict = {}
-    for section in ("model", "task"):
-        part = cfg.get(section)
-        if part is None:
-            continue
-        merged.update(vars(part) if hasattr(part, "__dict__") and not hasattr(part, "items") else dict(part))
-    return merged
-
-
 def model_languages(model_dir: Path, ckpt_args: dict) -> List[str]:
     """The checkpoint's language list, in token-id order: its ``--langs``/``--lang-dict`` if
     saved; else the sorted languages of ``language_pairs.txt`` (fairseq's own inference)."""
@@ -202,10 +189,7 @@ def check_model_dir(model_dir: PathLike, langs: Sequence[str], model_langs_file:
     checkpoint's ``encoder.embed_tokens.weight`` must have ``len(dict.txt)`` (with fairseq's 4
     specials) ``+ len(model languages)`` rows, because the task appends one ``__xx__`` per language.
     """
-    import torch
     from fairseq.data import Dictionary
-
-    import lslo_fairseq  # noqa: F401  (allows argparse.Namespace for weights_only loading)
 
     model_dir = Path(model_dir)
     missing = [f for f in MODEL_FILES if not (model_dir / f).is_file()]
@@ -213,12 +197,7 @@ def check_model_dir(model_dir: PathLike, langs: Sequence[str], model_langs_file:
         raise FloresError(f"--model-dir: {model_dir} lacks {', '.join(missing)} (expected the released "
                           f"flores101_mm100_615M directory: {', '.join(MODEL_FILES)})")
     ckpt_path = model_dir / "model.pt"
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which file and why
-        raise FloresError(f"--model-dir: cannot read {ckpt_path} as a fairseq checkpoint: {e}") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise FloresError(f"--model-dir: {ckpt_path} is not a fairseq checkpoint (no 'model' entry)")
+    ckpt = reading.read_fairseq_checkpoint(str(ckpt_path), "--model-dir", mmap=True)
     state = ckpt["model"]
     embed_key = next((k for k in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight") if k in state), None)
     if embed_key is None:
@@ -227,7 +206,7 @@ def check_model_dir(model_dir: PathLike, langs: Sequence[str], model_langs_file:
     if model_langs_file:
         model_langs = [x.strip() for x in open(model_langs_file, encoding="utf-8") if x.strip()]
     else:
-        model_langs = model_languages(model_dir, _checkpoint_args(ckpt))
+        model_langs = model_languages(model_dir, reading.options(ckpt, ("model", "task")))
     dict_size = len(Dictionary.load(str(model_dir / "dict.txt")))
     if rows != dict_size + len(model_langs):
         raise FloresError(
@@ -263,10 +242,7 @@ def resolve_langs(subset: Optional[str], langs: Optional[str], lang_groups: Opti
         raise FloresError(f"--langs: need two or more distinct languages, got {langs!r}")
     if not lang_groups:
         raise FloresError("--langs needs --lang-groups (e.g. 'en:H,fr:H,oc:V' or a preset) for the tables")
-    try:
-        groups = parse_lang_groups(lang_groups)
-    except LSLoConfigError as e:
-        raise FloresError(str(e).replace("--lslo-lang-groups", "--lang-groups")) from None
+    groups = parse_lang_groups(lang_groups, flag="--lang-groups")
     ungrouped = [lang for lang in chosen if lang not in groups]
     if ungrouped:
         raise FloresError(f"--lang-groups gives no group for {', '.join(ungrouped)}")
@@ -336,51 +312,3 @@ def prepare_flores101(
     with open(out / "prepared.json", "w", encoding="utf-8") as f:
         json.dump(info, f, indent=1, ensure_ascii=False)
     return info
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="lslo-prepare-flores",
-        description="Encode and binarize FLORES-101 (dev -> train, devtest -> test) for fine-tuning a "
-        "released M2M-124 checkpoint, for every direction of a language subset.",
-    )
-    p.add_argument("--flores", metavar="PATH",
-                   help="flores101_dataset directory or flores101_dataset.tar.gz (default: download "
-                   f"{FLORES101_URL} into --out)")
-    p.add_argument("--model-dir", required=True, metavar="DIR",
-                   help="the released model directory: model.pt, dict.txt, sentencepiece.bpe.model "
-                   "(and language_pairs.txt)")
-    p.add_argument("--out", required=True, metavar="DIR", help="fairseq data directory to write")
-    p.add_argument("--subset", choices=sorted(PRESETS), help="the paper's language subset (tables 5-6)")
-    p.add_argument("--langs", metavar="LIST", help="or any languages (M2M codes), comma separated")
-    p.add_argument("--lang-groups", metavar="SPEC",
-                   help="resource group of each --langs language: a preset, 'en:H,fr:H,oc:V' or a file")
-    p.add_argument("--flores-code", action="append", default=[], metavar="LANG=STEM",
-                   help="FLORES-101 file stem of a language (e.g. zh=zho_simpl); repeatable")
-    p.add_argument("--model-langs", metavar="FILE",
-                   help="the checkpoint's languages in training order, one per line (default: from "
-                   "the checkpoint's saved options, else sorted from language_pairs.txt)")
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``lslo-prepare-flores``: print the summary; errors exit with status 2 and the reason."""
-    a = build_parser().parse_args(argv)
-    try:
-        langs, groups = resolve_langs(a.subset, a.langs, a.lang_groups)
-        codes = {}
-        for item in a.flores_code:
-            lang, sep, stem = item.partition("=")
-            if not sep or not lang.strip() or not stem.strip():
-                raise FloresError(f"--flores-code: expected LANG=STEM, got {item!r}")
-            codes[lang.strip()] = stem.strip()
-        info = prepare_flores101(a.flores, a.model_dir, a.out, langs, groups, codes, a.model_langs)
-    except FloresError as e:
-        print(f"lslo-prepare-flores: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(info, indent=1, ensure_ascii=False))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,7 +29,13 @@ import sentencepiece as spm
 import torch
 from fairseq.data import Dictionary, indexed_dataset
 
+from ..errors import LSLoError
+
 logger = logging.getLogger(__name__)
+
+
+class DataError(LSLoError):
+    """A multi-parallel table or preparation setting that cannot be used; names the file or value."""
 
 PathLike = Union[str, os.PathLike]
 SPLITS = ("train", "valid", "test")
@@ -48,12 +54,12 @@ def _read_tsv(path: PathLike, langs: Sequence[str]) -> Tuple[List[str], Dict[str
     """Row ids and per-language columns of a tab-separated table (no quoting, header line)."""
     path = Path(path)
     if len(set(langs)) != len(langs) or not langs:
-        raise ValueError(f"languages must be distinct and non-empty, got {list(langs)}")
+        raise DataError(f"languages must be distinct and non-empty, got {list(langs)}")
     with open(path, encoding="utf-8", newline="") as f:
         header = f.readline().rstrip("\r\n").split("\t")
         missing = [lang for lang in langs if lang not in header]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"{path}: no column for language(s) {', '.join(missing)}; "
                 f"the header has: {', '.join(header)}"
             )
@@ -67,7 +73,7 @@ def _read_tsv(path: PathLike, langs: Sequence[str]) -> Tuple[List[str], Dict[str
                 continue
             cells = line.split("\t")
             if len(cells) != len(header):
-                raise ValueError(
+                raise DataError(
                     f"{path}:{lineno}: {len(cells)} tab-separated cells, the header has {len(header)}"
                 )
             row = [cells[c].strip() for c in cols]
@@ -89,9 +95,9 @@ def split_rows(
 ) -> Tuple[List[int], List[int], List[int]]:
     """Deterministic disjoint random split of ``range(n_rows)``; each index list is sorted."""
     if n_valid < 0 or n_test < 0:
-        raise ValueError(f"n_valid and n_test must be >= 0, got {n_valid}, {n_test}")
+        raise DataError(f"n_valid and n_test must be >= 0, got {n_valid}, {n_test}")
     if n_valid + n_test >= n_rows:
-        raise ValueError(
+        raise DataError(
             f"n_valid + n_test = {n_valid + n_test} leaves no training rows out of {n_rows}"
         )
     perm = list(range(n_rows))
@@ -121,7 +127,7 @@ def train_sentencepiece(
     """
     texts = list(texts)
     if not texts:
-        raise ValueError("no training text for SentencePiece")
+        raise DataError("no training text for SentencePiece")
     Path(model_prefix).parent.mkdir(parents=True, exist_ok=True)
     coverages = [character_coverage]
     if character_coverage > CJK_CHARACTER_COVERAGE:
@@ -177,7 +183,7 @@ def encode_splits(
                for lang, texts in by_lang.items()}
     odd = sorted({p for pieces in encoded.values() for s in pieces for p in s if p.split() != [p]})
     if odd:
-        raise ValueError(f"SentencePiece produced pieces containing whitespace: {odd[:10]}")
+        raise DataError(f"SentencePiece produced pieces containing whitespace: {odd[:10]}")
     return encoded
 
 
@@ -302,10 +308,10 @@ def prepare(
     start = time.perf_counter()
     langs = list(langs)
     if len(langs) < 2:
-        raise ValueError(f"need at least two languages, got {langs}")
+        raise DataError(f"need at least two languages, got {langs}")
     for lang in langs:
         if not lang or any(c in lang for c in "-,/ \t"):
-            raise ValueError(f"language code {lang!r} cannot be used in fairseq's --lang-pairs")
+            raise DataError(f"language code {lang!r} cannot be used in fairseq's --lang-pairs")
     tsv = Path(tsv).resolve()
     out = Path(out_dir).resolve()
     (out / MONO_DIR).mkdir(parents=True, exist_ok=True)
@@ -314,7 +320,7 @@ def prepare(
     train, valid, test = split_rows(len(ids), n_valid, n_test, seed)
     if max_train_rows is not None and max_train_rows < len(train):
         if max_train_rows < 1:
-            raise ValueError(f"max_train_rows must be >= 1, got {max_train_rows}")
+            raise DataError(f"max_train_rows must be >= 1, got {max_train_rows}")
         train = sorted(random.Random(seed).sample(train, max_train_rows))
     rows = {"train": train, "valid": valid, "test": test}
 

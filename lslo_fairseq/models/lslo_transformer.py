@@ -25,9 +25,11 @@ from fairseq.models.transformer import (
 import torch
 from torch import nn
 
+from ..checkpoints.reading import is_adapter_key
 from ..config import (
     DECODER_MODULES,
     ENCODER_MODULES,
+    LAYOUT_KEY,
     LSLoConfig,
     LSLoConfigError,
     layout_differences,
@@ -51,9 +53,6 @@ MODULE_PATHS: Dict[str, Tuple[Optional[str], str]] = {
     "fc1": (None, "fc1"),
     "fc2": (None, "fc2"),
 }
-
-
-LAYOUT_KEY = "lslo_layout"  # state-dict key: the adapter layout as UTF-8 JSON in a uint8 tensor
 
 
 def encode_layout(layout: dict) -> torch.Tensor:
@@ -371,7 +370,7 @@ class LSLoTransformerModel(TransformerModel):
         super().upgrade_state_dict_named(state_dict, name)
         prefix = f"{name}." if name else ""
         own = self.state_dict()
-        adapter_keys = [k for k in own if k.split(".")[-1].startswith("lora_") or k.endswith("lslo_index_weights.logits")]
+        adapter_keys = [k for k in own if is_adapter_key(k)]
         for path in getattr(self, "lslo_layers", {}):
             for p in ("weight", "bias"):
                 old, new = f"{prefix}{path}.{p}", f"{prefix}{path}.base_layer.{p}"

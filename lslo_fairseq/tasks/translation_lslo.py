@@ -2,7 +2,7 @@
 
 - Validates every ``--lslo-*`` option against the task's languages and dictionary at set-up,
   before data or weights are loaded.
-- In training, refuses a truncated or foreign checkpoint to load (:mod:`..checkpoint_guard`) and a
+- In training, refuses a truncated or foreign checkpoint to load (:mod:`..checkpoints.guard`) and a
   multi-process run without ``--load-checkpoint-on-all-dp-ranks`` (see :meth:`check_data_parallel`).
 - At inference, hands the target language to the encoder (``net_input['lslo_tgt_langtok']``), so
   target-indexed encoder layers route exactly as in teacher forcing.
@@ -17,7 +17,7 @@ import torch
 from fairseq.tasks import register_task
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
-from ..checkpoint_guard import check_checkpoint_to_load
+from ..checkpoints.guard import check_checkpoint_to_load
 from ..config import LSLoConfigError, resolve_config
 from ..files import write_json_atomic
 from ..models.lslo_transformer import LSLoTransformerModel, lang_token_ids

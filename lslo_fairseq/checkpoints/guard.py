@@ -7,21 +7,20 @@ it to the others (``checkpoint_last.pt`` after ``checkpoint_E_U.pt``/``checkpoin
 the file, and a foreign file gives ``KeyError: 101`` or ``KeyError: 'best_loss'``. These checks
 name the flag and the file instead, and point to the newest intact checkpoint.
 
-The check reads the zip directory at the end of the file (a truncated copy has none) and the
-pickled top level with ``mmap=True`` (tensor data is not read), so it is cheap for GB checkpoints.
+The check is :func:`.reading.problem`: the zip directory at the end of the file (a truncated copy
+has none) and the pickled top level with ``mmap=True`` (tensor data is not read), so it is cheap for
+GB checkpoints.
 """
 from __future__ import annotations
 
 import glob
 import os
-import pickle
-import zipfile
 from typing import Optional, Tuple
 
-from .config import LSLoConfigError
+from .reading import CheckpointError, load, problem
 
 
-class CheckpointFileError(LSLoConfigError):
+class CheckpointFileError(CheckpointError):
     """A checkpoint to load that is missing, truncated or not a fairseq checkpoint."""
 
 
@@ -42,51 +41,15 @@ def file_to_load(args) -> Optional[Tuple[str, str]]:
     return None
 
 
-def problem(path: str) -> Optional[str]:
-    """Why ``path`` is not a loadable fairseq checkpoint, or None when it looks complete."""
-    if not os.path.isfile(path):
-        return "no such file"
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not zipfile.is_zipfile(path):
-        if head == b"PK\x03\x04":
-            return f"truncated: a zip (torch) file without its end directory ({size:,} bytes)"
-        if head[:2] == b"\x80\x02":
-            return None  # torch's pre-1.6 format: no cheap check, torch.load reports problems itself
-        return f"not a PyTorch checkpoint ({size:,} bytes, starting {head!r})"
-    try:
-        with zipfile.ZipFile(path) as z:
-            if not any(n.endswith("data.pkl") for n in z.namelist()):
-                return "a zip file but not a PyTorch checkpoint (no data.pkl)"
-    except (zipfile.BadZipFile, OSError) as e:
-        return f"unreadable zip: {e}"
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except pickle.UnpicklingError:
-        return None  # a class outside the weights_only allow-list: torch.load's own message says what to do
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        return f"unreadable: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        keys = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__
-        return f"a torch file but not a fairseq checkpoint (no 'model' state dict; has {keys})"
-    return None
-
-
 def newest_intact(folder: str, exclude: str) -> Optional[str]:
     """The loadable ``checkpoint*.pt`` in ``folder`` (other than ``exclude``) with the most updates;
     of equals, an update/epoch checkpoint before ``checkpoint_best.pt``."""
-    import torch
-
     best = None
     for path in glob.glob(os.path.join(folder, "checkpoint*.pt")):
         if os.path.abspath(path) == os.path.abspath(exclude) or problem(path) is not None:
             continue
         try:
-            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-            updates = state["optimizer_history"][-1]["num_updates"]
+            updates = load(path, "--restore-file", mmap=True)["optimizer_history"][-1]["num_updates"]
         except Exception:  # noqa: BLE001 - an unreadable candidate is simply not proposed
             continue
         key = (updates, "best" not in os.path.basename(path), os.path.getmtime(path))
