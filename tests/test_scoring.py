@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import os
+import re
 import random
 
 import pytest
@@ -317,10 +318,11 @@ def test_cli_scores_runs(two_runs, spm_model, tmp_path, capsys):
 
 
 def _cli_error(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        score_cli.main(argv)
-    assert e.value.code == 2
-    return capsys.readouterr().err
+    """lslo-score's bad-input path: exit status 2 and one 'lslo-score: error: ...' line."""
+    assert score_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lslo-score: error: ")
+    return err
 
 
 def test_cli_errors_name_flag_or_file(two_runs, spm_model, tmp_path, capsys):
@@ -361,7 +363,7 @@ def test_cli_broken_file_stops_before_scoring(two_runs, spm_model, tmp_path, cap
     broken.mkdir()
     (broken / "en-fr.txt").write_text("S-0\tx\nT-0\ty\n", encoding="utf-8")
     assert score_cli.main(["--run", f"G={good}", "--run", f"B={broken}", "--spm", spm_model,
-                           "--lang-groups", GROUPS, "--out", str(tmp_path / "o")]) == 1
+                           "--lang-groups", GROUPS, "--out", str(tmp_path / "o")]) == 2
     captured = capsys.readouterr()
     assert "en-fr.txt" in captured.err and "no hypotheses" in captured.err
     assert captured.out == "" and not (tmp_path / "o.csv").exists()
@@ -437,6 +439,14 @@ def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkey
     with pytest.raises(ScoringError, match=r"left 1 sentence\(s\) untranslated \(ids \[1\]\)"):
         scoring.generate_all_directions(str(tmp_path / "data-bin"), "ck.pt", "en-fr", str(tmp_path / "r2"),
                                         None, task="translation_multi_simple_epoch")
+    # through lslo-score: the same error is bad input (status 2, one line), not a traceback
+    capsys.readouterr()
+    assert score_cli.main(["--generate", "--data-dir", str(tmp_path / "data-bin"), "--checkpoint",
+                           str(tmp_path / "ck.pt"), "--pairs", "en-fr", "--results-dir", str(tmp_path / "r3"),
+                           "--task", "translation_multi_simple_epoch", "--spm", spm_model,
+                           "--lang-groups", GROUPS]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"^lslo-score: error: .*left 1 sentence\(s\) untranslated", err, re.M) and "Traceback" not in err
 
 
 def test_each_direction_gets_pristine_task_options():

@@ -23,6 +23,8 @@ from typing import Dict, List
 
 from .. import scoring
 from ..config import PRESETS
+from ..errors import LSLoError
+from . import runner
 
 DEMO_LANGS = ["en", "fr", "de", "it", "nl", "zh", "ja", "ko", "oc", "or"]
 QUICK_LANGS = ["en", "fr", "ko", "oc"]
@@ -197,18 +199,20 @@ def plot_table(columns: List[str], rows, path_png: str) -> None:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
+    return runner.run("lslo-demo", lambda: demo(a))
+
+
+def demo(a) -> int:
     s = settings(a)
-    out = os.path.abspath(a.out)
-    os.makedirs(out, exist_ok=True)
     tsv = a.tsv or resource_tsv()
     if not os.path.isfile(tsv):
-        print(f"lslo-demo: error: --tsv {tsv} does not exist", file=sys.stderr)
-        return 2
+        raise LSLoError(f"--tsv {tsv} does not exist")
     groups = {l: PRESETS["lang12"][l] for l in s["langs"] if l in PRESETS["lang12"]}
     unknown = [l for l in s["langs"] if l not in groups]
     if unknown:
-        print(f"lslo-demo: error: --langs {unknown} have no resource group in lang12", file=sys.stderr)
-        return 2
+        raise LSLoError(f"--langs {unknown} have no resource group in lang12")
+    out = os.path.abspath(a.out)
+    os.makedirs(out, exist_ok=True)
     timings = {}
     t0 = time.time()
 

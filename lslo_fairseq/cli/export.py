@@ -21,6 +21,7 @@ import sys
 import time
 
 from ..config import LSLoConfigError
+from . import runner
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,14 +113,9 @@ def describe(path: str) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        import lslo_fairseq  # noqa: F401  (registers the model; allows argparse.Namespace in torch.load)
+    import lslo_fairseq  # noqa: F401  (registers the model with fairseq)
 
-        run(args)
-    except (LSLoConfigError, ValueError) as e:
-        print(f"lslo-export: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return runner.run("lslo-export", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,15 @@ d_model x ffn, and the paper-shape count of the same configuration is printed be
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
 import torch
 
-from ..config import LSLoConfigError, PRESETS, parse_lang_groups, parse_ranks
+from ..checkpoints.reading import StandInTask
+from ..config import LSLoConfigError, parse_lang_groups, parse_ranks
+from .runner import run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,16 +57,9 @@ def build_meta_model(arch: str, ranks: str, groups: Optional[str], modules: str,
                               *(["--lslo-lang-groups", groups] if groups else []), *model_args])
     args.arch, args.langs, args.lang_pairs, args.lang_tok_style = arch, langs, [], "multilingual"
     ARCH_CONFIG_REGISTRY[arch](args)
-    dictionary = Dictionary.load(dict_path) if dict_path else Dictionary()
-    for lang in langs:
-        dictionary.add_symbol(f"__{lang}__")
-
-    class _Task:  # what build_model reads from a task
-        source_dictionary = target_dictionary = dictionary
-
-    _Task.langs = langs
+    task = StandInTask(langs, dictionary=Dictionary.load(dict_path) if dict_path else None)
     with torch.device("meta"):
-        return ARCH_MODEL_REGISTRY[arch].build_model(args, _Task())
+        return ARCH_MODEL_REGISTRY[arch].build_model(args, task)
 
 
 def count(model) -> dict:
@@ -86,22 +82,19 @@ def count(model) -> dict:
                 shape=cfg.adapter_shape)
 
 
-def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
-    try:
-        import lslo_fairseq.models  # noqa: F401  (registers the architectures)
+def report(a) -> None:
+    import lslo_fairseq.models  # noqa: F401  (registers the architectures)
 
-        if a.langs:
-            langs = [x for x in a.langs.split(",") if x]
-        elif a.lslo_lang_groups:
-            langs = list(parse_lang_groups(a.lslo_lang_groups))
-        else:
-            langs = list(parse_ranks(a.lslo_ranks))
-        model = build_meta_model(a.arch, a.lslo_ranks, a.lslo_lang_groups, a.lslo_modules, langs,
-                                 a.dict, a.model_arg, a.lslo_adapter_shape, a.lslo_fc_offset)
-    except (LSLoConfigError, FileNotFoundError) as e:
-        print(f"lslo-params: error: {e}", file=sys.stderr)
-        return 2
+    if a.dict and not os.path.isfile(a.dict):
+        raise LSLoConfigError(f"--dict: {a.dict} does not exist")
+    if a.langs:
+        langs = [x for x in a.langs.split(",") if x]
+    elif a.lslo_lang_groups:
+        langs = list(parse_lang_groups(a.lslo_lang_groups))
+    else:
+        langs = list(parse_ranks(a.lslo_ranks))
+    model = build_meta_model(a.arch, a.lslo_ranks, a.lslo_lang_groups, a.lslo_modules, langs,
+                             a.dict, a.model_arg, a.lslo_adapter_shape, a.lslo_fc_offset)
     c = count(model)
     cfg = model.lslo_config
     print(f"{a.arch}: {len(cfg.languages)} languages, modules {','.join(cfg.modules)}, "
@@ -116,7 +109,11 @@ def main(argv=None) -> int:
     base = c["base_body"] + c["base_embed"]
     what = "base model" if a.dict else "base transformer body (embeddings excluded; give --dict to include them)"
     print(f"{what}: {base:,}; LSLo = {100.0 * c['adapters'] / base:.2f}% of it")
-    return 0
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    return run("lslo-params", lambda: report(a))
 
 
 if __name__ == "__main__":

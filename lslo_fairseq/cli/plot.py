@@ -22,7 +22,8 @@ from typing import List, Optional, Sequence
 
 from ..analysis import importance as imp
 from ..analysis import plots
-from ..config import PRESETS, LSLoConfigError, parse_lang_groups
+from ..config import PRESETS, parse_lang_groups
+from .runner import run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
                        "the file, also PREFIX_fig1_history (w_tgt over updates).")
     w.add_argument("weights", metavar="WL.json", help="weight_learning.json written by the training code")
     w.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig1.png/.pdf")
-    w.set_defaults(parser=w)
 
     for name, fig, what in (("ise", "figures 2 and 5, score tables and tables 9-10",
                              "intrinsic subspace estimation (layer-wise cross-language pruning)"),
@@ -62,7 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
                        "B_src/B_tgt: a bank of a weight-learning layer).")
         s.add_argument("--any-kind", action="store_true",
                        help=f"accept counts whose kind is not '{name}' (e.g. gps).")
-        s.set_defaults(parser=s)
 
     c = sub.add_parser("curves", help="figure 3: spBLEU per epoch",
                        description="Figure 3: spBLEU per epoch, one line per run, one panel per "
@@ -80,7 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "each file's meta.epoch if all have one, else 1, 2, ... in file order)")
     c.add_argument("--title", help="figure title")
     c.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig3.png/.pdf")
-    c.set_defaults(parser=c)
     return p
 
 
@@ -88,27 +86,19 @@ def _split(spec: str) -> List[str]:
     return [x.strip() for x in spec.split(",") if x.strip()]
 
 
-def _lang_groups(parser, spec: Optional[str]):
-    if not spec:
-        return None
-    try:
-        return parse_lang_groups(spec)
-    except LSLoConfigError as e:
-        parser.error(str(e).replace("--lslo-lang-groups", "--lang-groups"))
+def _lang_groups(spec: Optional[str]):
+    return parse_lang_groups(spec, flag="--lang-groups") if spec else None
 
 
-def _load_counts(parser, args, kind: str) -> dict:
-    try:
-        doc = imp.load_counts(args.counts)
-    except imp.AnalysisError as e:
-        parser.error(str(e))
+def _load_counts(args, kind: str) -> dict:
+    doc = imp.load_counts(args.counts)
     if doc["kind"] != kind and not args.any_kind:
         hint = (f"use 'lslo-plot {doc['kind']}'" if doc["kind"] in ("ise", "lsp")
                 else "pass --any-kind to plot it anyway")
-        parser.error(f"{args.counts}: kind is {doc['kind']!r}, not {kind!r}; {hint}")
+        raise imp.AnalysisError(f"{args.counts}: kind is {doc['kind']!r}, not {kind!r}; {hint}")
     matrix = None if args.matrix == "all" else args.matrix
     if matrix is not None and not any(r["matrix"] == matrix for r in doc["records"]):
-        parser.error(f"{args.counts}: no records of matrix {matrix!r} (--matrix); it has "
+        raise imp.AnalysisError(f"{args.counts}: no records of matrix {matrix!r} (--matrix); it has "
                      f"{sorted({r['matrix'] for r in doc['records']})}")
     target = doc.get("target_ratio")
     if isinstance(target, (int, float)) and abs(target - doc["ratio"]) > 1e-9:
@@ -128,11 +118,8 @@ def _report(paths: Sequence[str]) -> None:
         print(f"wrote {path}")
 
 
-def _cmd_weights(parser, args) -> int:
-    try:
-        wl = plots.load_weight_learning(args.weights)
-    except imp.AnalysisError as e:
-        parser.error(str(e))
+def _cmd_weights(args) -> int:
+    wl = plots.load_weight_learning(args.weights)
     saved = plots.plot_weight_learning(wl, args.out + "_fig1")
     _report(saved.paths)
     if wl.get("history"):
@@ -142,9 +129,9 @@ def _cmd_weights(parser, args) -> int:
     return 0
 
 
-def _cmd_pruning(parser, args, kind: str) -> int:
-    groups = _lang_groups(parser, args.lang_groups)
-    doc = _load_counts(parser, args, kind)
+def _cmd_pruning(args, kind: str) -> int:
+    groups = _lang_groups(args.lang_groups)
+    doc = _load_counts(args, kind)
     records, ratio = doc["records"], doc["ratio"]
     if groups is None and any(r["group"] is None for r in records):
         # ungrouped records (a run without --lslo-lang-groups): the paper's groups where known
@@ -154,7 +141,7 @@ def _cmd_pruning(parser, args, kind: str) -> int:
     matrix = None if args.matrix == "all" else args.matrix
     kinds = sorted({r["matrix"] for r in records})
     if matrix is None and len(kinds) > 1:
-        parser.error(f"{args.counts}: --matrix all with records of matrices {kinds} would average "
+        raise imp.AnalysisError(f"{args.counts}: --matrix all with records of matrices {kinds} would average "
                      "them together; choose one with --matrix")
     corr = None
     if kind == "ise":
@@ -180,46 +167,46 @@ def _cmd_pruning(parser, args, kind: str) -> int:
     return 0
 
 
-def _cmd_curves(parser, args) -> int:
+def _cmd_curves(args) -> int:
     columns = _split(args.columns)
     if not columns:
-        parser.error("--columns: give at least one column, e.g. H2H,V2V")
+        raise imp.AnalysisError("--columns: give at least one column, e.g. H2H,V2V")
     if not args.run and not args.csv:
-        parser.error("nothing to plot: give --run NAME=R1.json,R2.json,... and/or --csv FILE")
+        raise imp.AnalysisError("nothing to plot: give --run NAME=R1.json,R2.json,... and/or --csv FILE")
     epochs = None
     if args.epochs:
         try:
             epochs = [float(e) for e in _split(args.epochs)]
         except ValueError:
-            parser.error(f"--epochs: expected comma-separated numbers, got {args.epochs!r}")
+            raise imp.AnalysisError(f"--epochs: expected comma-separated numbers, got {args.epochs!r}")
     tables: "OrderedDict[str, list]" = OrderedDict()
     for spec in args.run:
         name, sep, files = spec.partition("=")
         name = name.strip()
         paths = _split(files)
         if not sep or not name or not paths:
-            parser.error(f"--run: expected NAME=R1.json,R2.json,..., got {spec!r}")
+            raise imp.AnalysisError(f"--run: expected NAME=R1.json,R2.json,..., got {spec!r}")
         if name in tables:
-            parser.error(f"--run: the name {name!r} is used twice")
+            raise imp.AnalysisError(f"--run: the name {name!r} is used twice")
         if epochs is not None and len(epochs) != len(paths):
-            parser.error(f"--epochs: {len(epochs)} epochs but --run {name} has {len(paths)} files")
+            raise imp.AnalysisError(f"--epochs: {len(epochs)} epochs but --run {name} has {len(paths)} files")
         try:
             tables[name] = plots.epoch_table_from_results(paths, epochs, run=name)
         except imp.AnalysisError as e:
-            parser.error(f"--run {name}: {e}")
+            raise imp.AnalysisError(f"--run {name}: {e}") from None
     for path in args.csv:
         try:
             runs = plots.load_curve_csv(path)
         except imp.AnalysisError as e:
-            parser.error(f"--csv: {e}")
+            raise imp.AnalysisError(f"--csv: {e}") from None
         for name, table in runs.items():
             if name in tables:
-                parser.error(f"--csv {path}: run {name!r} is also given elsewhere")
+                raise imp.AnalysisError(f"--csv {path}: run {name!r} is also given elsewhere")
             tables[name] = table
     try:
         plots.check_columns(tables, columns)
     except imp.AnalysisError as e:
-        parser.error(f"--columns: {e}")
+        raise imp.AnalysisError(f"--columns: {e}") from None
     _report(plots.plot_curves(tables, columns, args.out + "_fig3", title=args.title).paths)
     return 0
 
@@ -229,12 +216,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    sub = args.parser  # errors show the subcommand's usage
     if args.command == "weights":
-        return _cmd_weights(sub, args)
-    if args.command in ("ise", "lsp"):
-        return _cmd_pruning(sub, args, args.command)
-    return _cmd_curves(sub, args)
+        body = lambda: _cmd_weights(args)  # noqa: E731
+    elif args.command in ("ise", "lsp"):
+        body = lambda: _cmd_pruning(args, args.command)  # noqa: E731
+    else:
+        body = lambda: _cmd_curves(args)  # noqa: E731
+    return run(f"lslo-plot {args.command}", body)
 
 
 if __name__ == "__main__":

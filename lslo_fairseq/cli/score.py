@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..config import LSLoConfigError, parse_lang_groups
-from ..paper import PaperRowError, difference, paper_rows
+from ..config import parse_lang_groups
+from ..paper import difference, paper_rows
 from ..scoring import (
     DEFAULT_TASK,
     Direction,
@@ -39,13 +39,16 @@ from ..scoring import (
     spbleu,
     write_results,
 )
+from .runner import run
+
+PROG = "lslo-score"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lslo-score`` argument parser (extra fairseq arguments after ``--`` are split off
     before it runs)."""
     p = argparse.ArgumentParser(
-        prog="lslo-score",
+        prog=PROG,
         description="spBLEU (FLORES-101 definition, offline) of translation directions, averaged "
         "by resource group of source and target language, one table row per run.",
         epilog="Arguments after a lone '--' are passed to fairseq's generation (--generate only), "
@@ -111,13 +114,13 @@ def _split_extra(argv: List[str]) -> Tuple[List[str], List[str]]:
     return argv, []
 
 
-def _parse_run(spec: str, parser: argparse.ArgumentParser) -> Tuple[str, str]:
+def _parse_run(spec: str) -> Tuple[str, str]:
     name, sep, folder = spec.partition("=")
     if not sep or not name.strip() or not folder.strip():
-        parser.error(f"--run: expected NAME=DIR, got {spec!r}")
+        raise ScoringError(f"--run: expected NAME=DIR, got {spec!r}")
     name, folder = name.strip(), folder.strip()
     if not os.path.isdir(folder):
-        parser.error(f"--run {spec}: directory {folder} does not exist")
+        raise ScoringError(f"--run {spec}: directory {folder} does not exist")
     return name, folder
 
 
@@ -129,94 +132,85 @@ def _default_user_dir(task: str) -> Optional[str]:
     return os.path.dirname(os.path.abspath(lslo_fairseq.__file__))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run ``lslo-score``; return the exit status (argument errors exit with status 2)."""
-    argv, extra = _split_extra(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
-    args = parser.parse_args(argv)
+class Generation(NamedTuple):
+    """What --generate translates: the run's row name, its directions and fairseq's --user-dir."""
 
-    # ---- validation: everything that can be checked is checked before any work -----------------
+    name: str
+    pairs: List[Direction]
+    user_dir: Optional[str]
+
+
+# ---- the steps of lslo-score, in order; each raises an LSLoError naming the flag at fault --------
+
+
+def check_spm(spec: str) -> str:
+    """The SentencePiece model's path (``flores101`` resolved), loaded once to prove it works."""
     try:
-        args.spm = resolve_spm(args.spm)
-        load_spm(args.spm)
+        path = resolve_spm(spec)
+        load_spm(path)
     except ScoringError as e:
-        parser.error(str(e) if str(e).startswith("--spm") else f"--spm: {e}")
+        raise ScoringError(str(e) if str(e).startswith("--spm") else f"--spm: {e}") from None
+    return path
 
-    try:
-        lang_groups = parse_lang_groups(args.lang_groups)
-    except LSLoConfigError as e:
-        parser.error(str(e).replace("--lslo-lang-groups", "--lang-groups"))
+
+def check_request(args, extra: List[str]) -> None:
     if extra and not args.generate:
-        parser.error(f"extra fairseq arguments after '--' ({' '.join(extra)}) need --generate")
+        raise ScoringError(f"extra fairseq arguments after '--' ({' '.join(extra)}) need --generate")
     if not args.run and not args.generate:
-        parser.error("nothing to score: give --run NAME=DIR (repeatable) or --generate")
+        raise ScoringError("nothing to score: give --run NAME=DIR (repeatable) or --generate")
 
-    runs: List[Tuple[str, str]] = [_parse_run(spec, parser) for spec in args.run]
+
+def existing_runs(args, lang_groups) -> Tuple[List[Tuple[str, str]], Dict[str, Dict[Direction, str]]]:
+    """The --run NAME=DIR pairs and each one's output file per direction (every language grouped)."""
+    runs = [_parse_run(spec) for spec in args.run]
     files: Dict[str, Dict[Direction, str]] = {}
     for name, folder in runs:
         if name in files:
-            parser.error(f"--run: the name {name!r} is used twice")
+            raise ScoringError(f"--run: the name {name!r} is used twice")
         try:
             files[name] = find_direction_outputs(folder, args.gen_subset)
             check_grouped(files[name], lang_groups)
         except ScoringError as e:
-            parser.error(f"--run {name}={folder}: {e}")
+            raise ScoringError(f"--run {name}={folder}: {e}") from None
+    return runs, files
 
-    gen = None
-    if args.generate:
-        for flag in ("data_dir", "checkpoint", "pairs", "results_dir"):
-            if not getattr(args, flag):
-                parser.error(f"--generate needs --{flag.replace('_', '-')}")
-        if not os.path.isdir(args.data_dir):
-            parser.error(f"--data-dir: {args.data_dir} does not exist")
-        if not os.path.isfile(args.checkpoint):
-            parser.error(f"--checkpoint: {args.checkpoint} does not exist")
-        if args.beam < 1:
-            parser.error(f"--beam must be >= 1, got {args.beam}")
-        try:
-            pairs = parse_pairs(args.pairs)
-        except ScoringError as e:
-            parser.error(f"--pairs: {e}")
-        try:
-            check_grouped(pairs, lang_groups)
-        except ScoringError as e:
-            parser.error(f"--pairs/--lang-groups: {e}")
-        user_dir = args.user_dir if args.user_dir else _default_user_dir(args.task)
-        if user_dir and not os.path.isdir(user_dir):
-            parser.error(f"--user-dir: {user_dir} does not exist")
-        gen_name = args.name or os.path.splitext(os.path.basename(args.checkpoint))[0]
-        if gen_name in files:
-            parser.error(f"--name: {gen_name!r} is also a --run name")
-        gen = (gen_name, pairs, user_dir)
 
-    paper = {}
-    if args.paper:
-        try:
-            paper = paper_rows(args.paper, [name for name, _ in runs] + ([gen[0]] if gen else []))
-        except PaperRowError as e:
-            parser.error(str(e))
-
-    out_prefix = args.out or (os.path.join(args.results_dir, "spbleu") if args.generate else "spbleu")
-
-    # ---- read existing outputs first (cheap), so a broken file stops the run before generation --
+def generation_plan(args, taken_names, lang_groups) -> Optional[Generation]:
+    """--generate's inputs, all checked before anything is translated (None without --generate)."""
+    if not args.generate:
+        return None
+    for flag in ("data_dir", "checkpoint", "pairs", "results_dir"):
+        if not getattr(args, flag):
+            raise ScoringError(f"--generate needs --{flag.replace('_', '-')}")
+    if not os.path.isdir(args.data_dir):
+        raise ScoringError(f"--data-dir: {args.data_dir} does not exist")
+    if not os.path.isfile(args.checkpoint):
+        raise ScoringError(f"--checkpoint: {args.checkpoint} does not exist")
+    if args.beam < 1:
+        raise ScoringError(f"--beam must be >= 1, got {args.beam}")
     try:
-        texts = {name: {d: read_generate_output(p) for d, p in f.items()} for name, f in files.items()}
+        pairs = parse_pairs(args.pairs)
     except ScoringError as e:
-        print(f"lslo-score: error: {e}", file=sys.stderr)
-        return 1
+        raise ScoringError(f"--pairs: {e}") from None
+    try:
+        check_grouped(pairs, lang_groups)
+    except ScoringError as e:
+        raise ScoringError(f"--pairs/--lang-groups: {e}") from None
+    user_dir = args.user_dir if args.user_dir else _default_user_dir(args.task)
+    if user_dir and not os.path.isdir(user_dir):
+        raise ScoringError(f"--user-dir: {user_dir} does not exist")
+    name = args.name or os.path.splitext(os.path.basename(args.checkpoint))[0]
+    if name in taken_names:
+        raise ScoringError(f"--name: {name!r} is also a --run name")
+    return Generation(name, pairs, user_dir)
 
-    if gen is not None:
-        gen_name, pairs, user_dir = gen
-        files[gen_name] = generate_all_directions(
-            args.data_dir, args.checkpoint, pairs, args.results_dir, user_dir, extra,
-            beam=args.beam, gen_subset=args.gen_subset, task=args.task,
-        )
-        try:
-            texts[gen_name] = {d: read_generate_output(p) for d, p in files[gen_name].items()}
-        except ScoringError as e:
-            print(f"lslo-score: error: {e}", file=sys.stderr)
-            return 1
 
+def read_outputs(files: Dict[str, Dict[Direction, str]]) -> Dict[str, Dict[Direction, tuple]]:
+    """(hypotheses, references) of every run and direction."""
+    return {name: {d: read_generate_output(p) for d, p in f.items()} for name, f in files.items()}
+
+
+def warn_missing_ids(files: Dict[str, Dict[Direction, str]]) -> None:
     for name, by_dir in files.items():
         for (s, t), path in by_dir.items():
             gaps = missing_ids(path)
@@ -225,9 +219,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       f"from {path} (ids {gaps[:10]}): fairseq skipped them; the score covers the "
                       "rest only", file=sys.stderr)
 
-    # ---- score ----------------------------------------------------------------------------------
+
+def score_tables(texts, spm: str, lang_groups, paper):
+    """spBLEU per run and direction, the grouped table (columns, rows) and the paper comparison."""
     per_direction = {
-        name: {d: spbleu(hyps, refs, args.spm) for d, (hyps, refs) in by_dir.items()}
+        name: {d: spbleu(hyps, refs, spm) for d, (hyps, refs) in by_dir.items()}
         for name, by_dir in texts.items()
     }
     tables = [(name, *group_table(scores, lang_groups)) for name, scores in per_direction.items()]
@@ -248,7 +244,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sizes = ", ".join(f"{n}: {len(s)}" for n, s in direction_sets.items())
         print(f"lslo-score: warning: runs score different directions ({sizes}); rows are not "
               "directly comparable", file=sys.stderr)
+    return per_direction, columns, rows, comparison
 
+
+def results_meta(args, extra, lang_groups, paper, runs, gen, files, texts, per_direction) -> dict:
+    """What the JSON records beside the scores: tokenizer, groups, paper rows, inputs per run."""
     meta = scoring_meta(args.spm)
     meta["lang_groups"] = {"spec": args.lang_groups, "groups": lang_groups}
     meta["gen_subset"] = args.gen_subset
@@ -267,17 +267,46 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name in per_direction
     }
     if gen is not None:
-        meta["runs"][gen[0]]["generation"] = {
+        meta["runs"][gen.name]["generation"] = {
             "checkpoint": os.path.abspath(args.checkpoint), "data_dir": os.path.abspath(args.data_dir),
-            "task": args.task, "beam": args.beam, "user_dir": gen[2], "extra_args": extra,
+            "task": args.task, "beam": args.beam, "user_dir": gen.user_dir, "extra_args": extra,
         }
+    return meta
 
+
+def score(args, extra: List[str]) -> None:
+    """lslo-score: every input is checked before any work; existing outputs are read before
+    generation (a broken file stops the run first); then generate, score, print and write."""
+    args.spm = check_spm(args.spm)
+    lang_groups = parse_lang_groups(args.lang_groups, flag="--lang-groups")
+    check_request(args, extra)
+    runs, files = existing_runs(args, lang_groups)
+    gen = generation_plan(args, files, lang_groups)
+    paper = (paper_rows(args.paper, [name for name, _ in runs] + ([gen.name] if gen else []))
+             if args.paper else {})
+    out_prefix = args.out or (os.path.join(args.results_dir, "spbleu") if args.generate else "spbleu")
+    texts = read_outputs(files)
+    if gen is not None:
+        files[gen.name] = generate_all_directions(
+            args.data_dir, args.checkpoint, gen.pairs, args.results_dir, gen.user_dir, extra,
+            beam=args.beam, gen_subset=args.gen_subset, task=args.task,
+        )
+        texts.update(read_outputs({gen.name: files[gen.name]}))
+    warn_missing_ids(files)
+    per_direction, columns, rows, comparison = score_tables(texts, args.spm, lang_groups, paper)
+    meta = results_meta(args, extra, lang_groups, paper, runs, gen, files, texts, per_direction)
     print(format_table([*rows, *comparison], columns))
     csv_path, json_path = write_results(out_prefix, rows, columns, per_direction, meta, comparison)
     print(f"spm: {meta['spm_model']['path']} (md5 {meta['spm_model']['md5']}); "
           f"{meta['sacrebleu']['spbleu_signature']}", file=sys.stderr)
     print(f"wrote {csv_path} and {json_path}", file=sys.stderr)
-    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``lslo-score``; return the exit status (bad input: 2, with the message)."""
+    argv, extra = _split_extra(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(argv)
+    return run(PROG, lambda: score(args, extra))
 
 
 if __name__ == "__main__":
