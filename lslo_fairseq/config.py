@@ -5,7 +5,6 @@ run before any data or weights are touched. Every error names the flag it is abo
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -150,10 +149,11 @@ def parse_index(spec: Optional[str], num_layers: int, side: str) -> List[str]:
         return default_index(side, num_layers)
     spec = spec.strip()
     if spec.endswith(".json") or os.path.isfile(spec):
+        from .runfiles import RunFileError, weight_learning
+
         try:
-            with open(spec, encoding="utf-8") as f:
-                chosen = json.load(f)[f"{side}_index"]
-        except (OSError, ValueError, KeyError) as e:
+            chosen = weight_learning.indexes(spec, side)
+        except RunFileError as e:
             raise LSLoConfigError(f"{flag}: cannot read '{side}_index' from {spec}: {e}") from None
         spec = ",".join(chosen)
     out: List[str] = []

@@ -1,19 +1,25 @@
-"""Atomic file writes: a reader (or a crash) never sees half a file."""
+"""Writing files so that a reader (or a crash) never sees half of one, and the one downloader.
+
+Every file the plugin writes (run files, score tables, checkpoints, prepared-data summaries) goes
+through :func:`_write_atomic`: a temporary file in the target's folder, synced, then
+``os.replace``-d onto the target, which is then either the old file or the complete new one.
+"""
+import csv
+import io
 import json
 import os
 import tempfile
-from typing import Callable, IO
+from typing import IO, Callable, Iterable, Sequence
 
 
 def _write_atomic(path: str, suffix: str, mode: str, write: Callable[[IO], None]) -> None:
     """``write(f)`` into a temporary file in ``path``'s folder, synced, given the permissions a plain
-    ``open()`` would (``mkstemp`` makes 0600), then ``os.replace``-d onto ``path``: the target is
-    either the old file or the complete new one."""
+    ``open()`` would (``mkstemp`` makes 0600), then ``os.replace``-d onto ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -27,9 +33,23 @@ def _write_atomic(path: str, suffix: str, mode: str, write: Callable[[IO], None]
         raise
 
 
-def write_json_atomic(path: str, obj) -> None:
-    """``obj`` as indented JSON at ``path``, atomically."""
-    _write_atomic(path, ".json", "w", lambda f: json.dump(obj, f, indent=1))
+def write_text_atomic(path: str, text: str) -> None:
+    """``text`` (UTF-8, newlines as given) at ``path``, atomically."""
+    _write_atomic(path, ".txt", "w", lambda f: f.write(text))
+
+
+def write_json_atomic(path: str, obj, indent: int = 1) -> None:
+    """``obj`` as indented JSON (non-ASCII kept, final newline) at ``path``, atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def write_csv_atomic(path: str, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """A CSV table (``csv`` module defaults) at ``path``, atomically."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(list(header))
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
 
 
 def torch_save_atomic(path: str, obj) -> None:
@@ -37,3 +57,14 @@ def torch_save_atomic(path: str, obj) -> None:
     import torch
 
     _write_atomic(path, ".pt", "wb", lambda f: torch.save(obj, f))
+
+
+def download_atomic(url: str, path: str, timeout: float = 30.0) -> None:
+    """Fetch ``url`` into ``path`` atomically (nothing is left behind on failure). Raises what
+    ``urllib`` raises (``URLError``, ``OSError``): callers turn it into a message that says what to
+    do offline."""
+    import shutil
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        _write_atomic(path, ".part", "wb", lambda f: shutil.copyfileobj(r, f))

@@ -10,9 +10,7 @@ fairseq is imported only by the generation helpers (:func:`generation_args` pars
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
-import json
 import logging
 import os
 import re
@@ -22,6 +20,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from .config import GROUP_ORDER
 from .errors import LSLoError
+from .files import download_atomic, write_csv_atomic, write_json_atomic
 
 Direction = Tuple[str, str]
 
@@ -156,22 +155,15 @@ def resolve_spm(spec: str, timeout: float = 30.0) -> str:
     if os.path.isfile(path):
         return path
     import urllib.error
-    import urllib.request
 
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    part = f"{path}.part{os.getpid()}"
     try:
-        with urllib.request.urlopen(FLORES101_SPM_URL, timeout=timeout) as r, open(part, "wb") as f:
-            f.write(r.read())
+        download_atomic(FLORES101_SPM_URL, path, timeout)
     except (urllib.error.URLError, OSError) as e:
-        if os.path.exists(part):
-            os.remove(part)
         raise ScoringError(
             f"--spm flores101: the FLORES-101 SentencePiece model is not at {path} and cannot be "
             f"downloaded from {FLORES101_SPM_URL} ({getattr(e, 'reason', e)}); fetch it elsewhere and "
             "pass --spm PATH (or put it at that path)"
         ) from None
-    os.replace(part, path)
     return path
 
 
@@ -401,14 +393,10 @@ def write_results(
     """Write ``<prefix>.csv`` (the table, one row per run, then ``comparison_rows`` such as the
     paper's row and the differences) and ``<prefix>.json`` (the table, the comparison rows apart,
     every run's per-direction scores keyed ``src-tgt``, and ``meta``); return both paths."""
-    folder = os.path.dirname(os.path.abspath(path_prefix))
-    os.makedirs(folder, exist_ok=True)
     csv_path, json_path = path_prefix + ".csv", path_prefix + ".json"
-    with open(csv_path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["run"] + list(columns))
-        for name, values in [*rows, *comparison_rows]:
-            writer.writerow([name] + ["" if v is None else f"{v:.4f}" for v in values])
+    write_csv_atomic(csv_path, ["run"] + list(columns),
+                     ([name] + ["" if v is None else f"{v:.4f}" for v in values]
+                      for name, values in [*rows, *comparison_rows]))
     doc = {
         "columns": list(columns),
         "table": [{"run": name, **{c: v for c, v in zip(columns, values)}} for name, values in rows],
@@ -420,9 +408,7 @@ def write_results(
         },
         "meta": dict(meta),
     }
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    write_json_atomic(json_path, doc, indent=2)
     return csv_path, json_path
 
 

@@ -11,6 +11,7 @@ from lslo_fairseq.analysis import importance as imp
 from lslo_fairseq.analysis import plots
 from lslo_fairseq.cli.plot import main
 from lslo_fairseq.config import BITEXT_WITH_EN, DECODER_MODULES, ENCODER_MODULES, PRESETS
+from lslo_fairseq.runfiles import RunFileError, pruning_counts
 from lslo_fairseq.scoring import write_results
 
 P = 0.7
@@ -91,7 +92,7 @@ def test_eq6_scores():
 
 
 def test_every_pool_sums_to_excess_and_hits_ratio(ise):
-    records = imp.validate_records(ise["records"])
+    records = pruning_counts.validate_records(ise["records"])
     assert len(records) == 12 * 12 * (len(ENCODER_MODULES) + len(DECODER_MODULES))
     sums = imp.check_pool_sparsity(records, P)
     assert sorted(sums) == sorted(f"{s}.{l}" for s in ("encoder", "decoder") for l in range(12))
@@ -232,23 +233,23 @@ def test_correlations_need_three_sized_languages():
 def test_record_validation(change, message):
     recs = [_rec("fr"), _rec("de")]
     change(recs[1])
-    with pytest.raises(imp.AnalysisError, match=message):
-        imp.validate_records(recs)
+    with pytest.raises(RunFileError, match=message):
+        pruning_counts.validate_records(recs)
 
 
 def test_load_counts_errors(tmp_path):
-    with pytest.raises(imp.AnalysisError, match="nope.json: no such file"):
-        imp.load_counts(str(tmp_path / "nope.json"))
+    with pytest.raises(RunFileError, match="nope.json: no such file"):
+        pruning_counts.load(str(tmp_path / "nope.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(imp.AnalysisError, match="bad.json: not a readable JSON"):
-        imp.load_counts(str(bad))
+    with pytest.raises(RunFileError, match="bad.json: not a readable JSON"):
+        pruning_counts.load(str(bad))
     bad.write_text(json.dumps({"kind": "ise", "records": [_rec()]}))
-    with pytest.raises(imp.AnalysisError, match="bad.json: missing key 'ratio'"):
-        imp.load_counts(str(bad))
+    with pytest.raises(RunFileError, match="bad.json: missing key 'ratio'"):
+        pruning_counts.load(str(bad))
     bad.write_text(json.dumps({"kind": "prune", "ratio": 0.7, "records": [_rec()]}))
-    with pytest.raises(imp.AnalysisError, match="kind 'prune'"):
-        imp.load_counts(str(bad))
+    with pytest.raises(RunFileError, match="kind 'prune'"):
+        pruning_counts.load(str(bad))
 
 
 def test_writers(tmp_path, ise):
@@ -530,7 +531,7 @@ def test_records_of_the_pruning_code(tmp_path, captured, capsys):
     randomize_adapters(model)
     pools = build_pools(model.lslo_layers, model.lslo_config)
     apply_ratio(pools, P)
-    recs = imp.validate_records(records(pools, model.lslo_config))
+    recs = pruning_counts.validate_records(records(pools, model.lslo_config))
     sums = imp.check_pool_sparsity(recs, P)
     assert len(sums) == 4 and all(abs(p["score_sum"]) <= 0.5 for p in sums.values())
     counts = tmp_path / "pruning_counts.json"

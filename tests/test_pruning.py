@@ -64,7 +64,7 @@ def test_every_pool_reaches_its_ratio_and_pruned_entries_stay_zero(kind, extra, 
                 mask = m.block(getattr(m.layer, m.name + "_mask"))
                 used = m.block(getattr(m.layer, m.name))  # what the last forward used
                 assert torch.count_nonzero(used[mask == 0]) == 0
-                key = (pool.name, m.path, m.name, m.lang)
+                key = (pool.name, m.layer.site, m.name, m.lang)
                 if key in previous:  # pruned once, pruned forever
                     assert bool((mask[previous[key] == 0] == 0).all())
                 previous[key] = mask.clone()

@@ -16,8 +16,6 @@ Layers are 0-based here and in the files; the figures show them 1-based.
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import warnings
@@ -26,117 +24,22 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ..errors import LSLoError
+from ..files import write_csv_atomic, write_json_atomic
+from ..runfiles.pruning_counts import RECORD_KEYS, SIDE_MODULES, SIDES, _is_number
 
-from ..config import BITEXT_WITH_EN, DECODER_MODULES, ENCODER_MODULES, GROUP_ORDER
+from ..config import BITEXT_WITH_EN, DECODER_MODULES, GROUP_ORDER
 
-KINDS = ("ise", "lsp", "gps")
-SIDES = ("encoder", "decoder")
-# "B_src"/"B_tgt" (and A): the two banks of a weight-learning layer (lslo_fairseq.pruning.pools)
-MATRICES = ("B", "A", "B_src", "B_tgt", "A_src", "A_tgt")
-SIDE_MODULES = {"encoder": ENCODER_MODULES, "decoder": DECODER_MODULES}
-RECORD_KEYS = ("side", "layer", "module", "language", "group", "matrix", "pool", "n_params", "n_pruned")
 SCORE_LABEL = "Score (eq. 6): pruned \u2212 P\u00b7#B"
 
 
 class AnalysisError(LSLoError):
-    """Bad analysis input (schema, values, too few languages); the message names the file/item."""
+    """Analysis that cannot be done on valid input (too few languages, pools off their target);
+    the message names the file or item. A file that breaks its format is a ``RunFileError``."""
 
 
 # --------------------------------------------------------------------------------------------------
 # Loading and validation
 # --------------------------------------------------------------------------------------------------
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
-
-
-def validate_records(records, where: str = "records") -> List[dict]:
-    """Check every record against the ``pruning_counts.json`` schema; return them as a list.
-
-    Raises :class:`AnalysisError` naming ``where`` and the record's index on the first problem
-    (missing key, unknown side/module/matrix, negative or too large counts, a matrix given twice).
-    """
-    if not isinstance(records, (list, tuple)):
-        raise AnalysisError(f"{where}: expected a list of records, got {type(records).__name__}")
-    if not records:
-        raise AnalysisError(f"{where}: no records")
-    seen = {}
-    out = []
-    for i, rec in enumerate(records):
-        at = f"{where}[{i}]"
-        if not isinstance(rec, Mapping):
-            raise AnalysisError(f"{at}: expected an object, got {type(rec).__name__}")
-        missing = [k for k in RECORD_KEYS if k not in rec]
-        if missing:
-            raise AnalysisError(f"{at}: missing key(s) {missing}; a record has {list(RECORD_KEYS)}")
-        side, module = rec["side"], rec["module"]
-        if side not in SIDES:
-            raise AnalysisError(f"{at}: side {side!r} is not one of {list(SIDES)}")
-        if module not in SIDE_MODULES[side]:
-            raise AnalysisError(
-                f"{at}: module {module!r} is not a {side} module ({', '.join(SIDE_MODULES[side])})"
-            )
-        if not _is_int(rec["layer"]) or rec["layer"] < 0:
-            raise AnalysisError(f"{at}: layer must be an integer >= 0 (0-based), got {rec['layer']!r}")
-        if not isinstance(rec["language"], str) or not rec["language"]:
-            raise AnalysisError(f"{at}: language must be a non-empty string, got {rec['language']!r}")
-        if rec["group"] is not None and not isinstance(rec["group"], str):
-            raise AnalysisError(f"{at}: group must be a string or null, got {rec['group']!r}")
-        if rec["matrix"] not in MATRICES:
-            raise AnalysisError(f"{at}: matrix {rec['matrix']!r} is not one of {list(MATRICES)}")
-        if not isinstance(rec["pool"], str) or not rec["pool"]:
-            raise AnalysisError(f"{at}: pool must be a non-empty string, got {rec['pool']!r}")
-        n, k = rec["n_params"], rec["n_pruned"]
-        if not _is_int(n) or n <= 0:
-            raise AnalysisError(f"{at}: n_params must be an integer > 0, got {n!r}")
-        if not _is_int(k) or not 0 <= k <= n:
-            raise AnalysisError(f"{at}: n_pruned must be an integer in [0, n_params={n}], got {k!r}")
-        key = (side, rec["layer"], module, rec["language"], rec["matrix"])
-        if key in seen:
-            raise AnalysisError(
-                f"{at}: {side} layer {rec['layer']} {module} {rec['language']} {rec['matrix']} is "
-                f"also {where}[{seen[key]}]; one record per matrix"
-            )
-        seen[key] = i
-        out.append(dict(rec))
-    return out
-
-
-def validate_counts(doc, where: str = "pruning counts") -> dict:
-    """Check a whole ``pruning_counts.json`` document (kind, ratio, records); return it."""
-    if not isinstance(doc, Mapping):
-        raise AnalysisError(f"{where}: expected a JSON object with kind, ratio and records")
-    for key in ("kind", "ratio", "records"):
-        if key not in doc:
-            raise AnalysisError(f"{where}: missing key {key!r} (expected kind, ratio, records)")
-    if doc["kind"] not in KINDS:
-        raise AnalysisError(f"{where}: kind {doc['kind']!r} is not one of {list(KINDS)}")
-    ratio = doc["ratio"]
-    if not _is_number(ratio) or not 0.0 <= float(ratio) <= 1.0:
-        raise AnalysisError(f"{where}: ratio must be a number in [0, 1], got {ratio!r}")
-    records = validate_records(doc["records"], f"{where}: records")
-    return {**doc, "ratio": float(ratio), "records": records}
-
-
-def read_json(path: str):
-    """A JSON file's content; a missing or unreadable file is an :class:`AnalysisError` naming it."""
-    if not os.path.isfile(path):
-        raise AnalysisError(f"{path}: no such file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise AnalysisError(f"{path}: not a readable JSON file: {e}") from None
-
-
-def load_counts(path: str) -> dict:
-    """Read and validate a ``pruning_counts.json``; errors name the file."""
-    return validate_counts(read_json(path), path)
-
-
 def _records_of(records) -> List[dict]:
     """Accept a list of records or a whole counts document."""
     if isinstance(records, Mapping) and "records" in records:
@@ -484,26 +387,16 @@ def _json_safe(obj):
 
 
 def _write_json(path: str, doc) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(_json_safe(doc), f, indent=1, ensure_ascii=False)
-        f.write("\n")
+    write_json_atomic(path, _json_safe(doc))
 
 
 def _write_csv(path: str, rows: Sequence[Mapping], columns: Sequence[str]) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        for r in rows:
-            cells = []
-            for c in columns:
-                v = r.get(c)
-                if v is None or (isinstance(v, float) and not math.isfinite(v)):
-                    cells.append("")
-                elif isinstance(v, float):
-                    cells.append(f"{v:.6g}")
-                else:
-                    cells.append(v)
-            w.writerow(cells)
+    def cell(v):
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return ""
+        return f"{v:.6g}" if isinstance(v, float) else v
+
+    write_csv_atomic(path, columns, ([cell(r.get(c)) for c in columns] for r in rows))
 
 
 def _prepare(path_prefix: str) -> None:

@@ -16,7 +16,6 @@ there (the paper's "high demand"), blue = pruned beyond the target rate.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections import OrderedDict
@@ -26,9 +25,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..config import GROUP_NAMES, INDEX_CHOICES
+from ..runfiles import read_json, weight_learning
 from ..scoring import order_groups
 from .importance import (
-    read_json,
     SCORE_LABEL,
     SIDE_MODULES,
     SIDES,
@@ -365,81 +364,10 @@ def plot_lsp_per_language(records, ratio: float, out_prefix: str,
 # --------------------------------------------------------------------------------------------------
 # Figure 1: weight learning (section 4.1, eq. 5; section 6.1)
 # --------------------------------------------------------------------------------------------------
-def _check_pairs(value, where: str) -> List[Tuple[float, float]]:
-    if not isinstance(value, list):
-        raise AnalysisError(f"{where}: expected a list of [w_src, w_tgt] pairs, one per layer")
-    out = []
-    for i, pair in enumerate(value):
-        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in pair)):
-            raise AnalysisError(f"{where}[{i}]: expected [w_src, w_tgt], got {pair!r}")
-        a, b = float(pair[0]), float(pair[1])
-        if not (0.0 <= a <= 1.0 and 0.0 <= b <= 1.0) or abs(a + b - 1.0) > 1e-3:
-            raise AnalysisError(f"{where}[{i}]: weights must be in [0, 1] and sum to 1 (softmax), got {pair!r}")
-        out.append((a, b))
-    return out
-
-
-def load_weight_learning(source: Union[str, Mapping]) -> dict:
-    """Read and validate a ``weight_learning.json`` (or its dict): ``encoder``/``decoder`` lists of
-    ``[w_src, w_tgt]`` per layer (one side may be empty: no weight learning there),
-    ``encoder_index``/``decoder_index`` (derived from the larger weight when absent; must agree
-    with it when given), optional ``history`` of snapshots with ``update`` and/or ``epoch``."""
-    where = source if isinstance(source, str) else "weight learning"
-    doc = read_json(source) if isinstance(source, str) else source
-    if not isinstance(doc, Mapping):
-        raise AnalysisError(f"{where}: expected a JSON object with 'encoder' and 'decoder'")
-    out = {}
-    for side in SIDES:
-        if side not in doc:
-            raise AnalysisError(f"{where}: missing key {side!r} (a list of [w_src, w_tgt] per layer)")
-        pairs = _check_pairs(doc[side], f"{where}: {side}")
-        derived = ["src" if a >= b else "tgt" for a, b in pairs]
-        index = doc.get(f"{side}_index")
-        if index is None:
-            index = derived
-        else:
-            if not isinstance(index, list) or len(index) != len(pairs):
-                raise AnalysisError(f"{where}: {side}_index must list one of {list(INDEX_CHOICES)} per "
-                                    f"layer ({len(pairs)} layers)")
-            for i, (choice, (a, b)) in enumerate(zip(index, pairs)):
-                if choice not in INDEX_CHOICES:
-                    raise AnalysisError(f"{where}: {side}_index[{i}] is {choice!r}, not 'src' or 'tgt'")
-                if abs(a - b) > 1e-6 and choice != ("src" if a > b else "tgt"):
-                    raise AnalysisError(f"{where}: {side}_index[{i}] = {choice!r} but layer {i + 1} has "
-                                        f"w_src={a:g}, w_tgt={b:g} (the index is the larger weight's side)")
-        out[side] = pairs
-        out[f"{side}_index"] = list(index)
-    if not out["encoder"] and not out["decoder"]:
-        raise AnalysisError(f"{where}: no layer has weights (both 'encoder' and 'decoder' are empty)")
-    history = doc.get("history")
-    if history is not None:
-        if not isinstance(history, list):
-            raise AnalysisError(f"{where}: history must be a list of snapshots")
-        checked = []
-        for i, snap in enumerate(history):
-            if not isinstance(snap, Mapping) or ("update" not in snap and "epoch" not in snap):
-                raise AnalysisError(f"{where}: history[{i}] needs 'update' or 'epoch', 'encoder' and 'decoder'")
-            for key in ("update", "epoch"):
-                v = snap.get(key)
-                if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool)):
-                    raise AnalysisError(f"{where}: history[{i}].{key} must be a number, got {v!r}")
-            entry = {"update": snap.get("update"), "epoch": snap.get("epoch")}
-            for side in SIDES:
-                pairs = _check_pairs(snap.get(side), f"{where}: history[{i}].{side}")
-                if len(pairs) != len(out[side]):
-                    raise AnalysisError(f"{where}: history[{i}].{side} has {len(pairs)} layers, "
-                                        f"the final weights {len(out[side])}")
-                entry[side] = pairs
-            checked.append(entry)
-        out["history"] = checked
-    return out
-
-
 def plot_weight_learning(wl_json: Union[str, Mapping], out_prefix: str) -> Saved:
     """Figure 1: learned source/target weights (eq. 5) of every encoder and decoder layer
     (1-based), four lines, with a star on the chosen (larger) weight of each layer."""
-    wl = load_weight_learning(wl_json)
+    wl = weight_learning.load(wl_json)
     fig = _figure((7.5, 4.6))
     ax = fig.add_subplot()
     styles = {
@@ -480,7 +408,7 @@ def plot_weight_learning(wl_json: Union[str, Mapping], out_prefix: str) -> Saved
 def plot_weight_history(wl_json: Union[str, Mapping], out_prefix: str) -> Saved:
     """The target weight ``w_tgt`` of every layer over training (the file's ``history``), encoder
     and decoder panels; the final choice is the side of 0.5 each line ends on."""
-    wl = load_weight_learning(wl_json)
+    wl = weight_learning.load(wl_json)
     history = wl.get("history")
     if not history:
         raise AnalysisError("weight learning: no 'history' to plot")

@@ -23,6 +23,8 @@ from typing import List, Optional, Sequence
 from ..analysis import importance as imp
 from ..analysis import plots
 from ..config import PRESETS, parse_lang_groups
+from ..errors import LSLoError
+from ..runfiles import pruning_counts, weight_learning
 from .runner import run
 
 
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="language -> resource group for row order and labels: a preset (lang12, "
                        "lang30), 'en:H,fr:H,...' or a file (default: the records' own 'group'; "
                        "the lang30 preset for records without one).")
-        s.add_argument("--matrix", choices=imp.MATRICES + ("all",), default="B",
+        s.add_argument("--matrix", choices=pruning_counts.MATRICES + ("all",), default="B",
                        help="which LoRA matrices to score (default B, as the paper: B starts at zero; "
                        "B_src/B_tgt: a bank of a weight-learning layer).")
         s.add_argument("--any-kind", action="store_true",
@@ -91,7 +93,7 @@ def _lang_groups(spec: Optional[str]):
 
 
 def _load_counts(args, kind: str) -> dict:
-    doc = imp.load_counts(args.counts)
+    doc = pruning_counts.load(args.counts)
     if doc["kind"] != kind and not args.any_kind:
         hint = (f"use 'lslo-plot {doc['kind']}'" if doc["kind"] in ("ise", "lsp")
                 else "pass --any-kind to plot it anyway")
@@ -119,7 +121,7 @@ def _report(paths: Sequence[str]) -> None:
 
 
 def _cmd_weights(args) -> int:
-    wl = plots.load_weight_learning(args.weights)
+    wl = weight_learning.load(args.weights)
     saved = plots.plot_weight_learning(wl, args.out + "_fig1")
     _report(saved.paths)
     if wl.get("history"):
@@ -192,12 +194,12 @@ def _cmd_curves(args) -> int:
             raise imp.AnalysisError(f"--epochs: {len(epochs)} epochs but --run {name} has {len(paths)} files")
         try:
             tables[name] = plots.epoch_table_from_results(paths, epochs, run=name)
-        except imp.AnalysisError as e:
+        except LSLoError as e:  # the files' own errors, with the run they belong to
             raise imp.AnalysisError(f"--run {name}: {e}") from None
     for path in args.csv:
         try:
             runs = plots.load_curve_csv(path)
-        except imp.AnalysisError as e:
+        except LSLoError as e:
             raise imp.AnalysisError(f"--csv: {e}") from None
         for name, table in runs.items():
             if name in tables:

@@ -17,13 +17,10 @@ which fixes the language-token ids) is written to ``<out>/lang_dict.txt``, for `
 """
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import logging
 import os
 import shutil
-import sys
 import tarfile
 import time
 import urllib.error
@@ -34,6 +31,7 @@ from typing import Dict, List, Optional, Sequence
 from ..checkpoints import reading
 from ..config import PRESETS, parse_lang_groups
 from ..errors import LSLoError
+from ..files import download_atomic, write_json_atomic
 from .multiparallel import PathLike, _link, _write_lines, encode_splits, lang_pairs, write_splits
 
 logger = logging.getLogger(__name__)
@@ -77,19 +75,14 @@ def download_flores101(dest_dir: PathLike, url: Optional[str] = None, timeout: f
     dest = Path(dest_dir) / Path(url).name
     if dest.is_file():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
-            shutil.copyfileobj(r, f)
+        download_atomic(url, str(dest), timeout)
     except (urllib.error.URLError, OSError) as e:
-        part.unlink(missing_ok=True)
         raise FloresError(
             f"could not download FLORES-101 from {url} ({getattr(e, 'reason', e)}). Without a "
             "network, fetch flores101_dataset.tar.gz on another machine and pass it (or the "
             "unpacked flores101_dataset directory) with --flores PATH"
         ) from None
-    os.replace(part, dest)
     return dest
 
 
@@ -309,6 +302,5 @@ def prepare_flores101(
     }
     del info["model_langs"]
     info["n_model_langs"] = len(model["model_langs"])
-    with open(out / "prepared.json", "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=1, ensure_ascii=False)
+    write_json_atomic(str(out / "prepared.json"), info)
     return info

@@ -30,6 +30,7 @@ import torch
 from fairseq.data import Dictionary, indexed_dataset
 
 from ..errors import LSLoError
+from ..files import write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -244,9 +245,7 @@ def _link(src: PathLike, dst: PathLike) -> None:
 
 
 def _write_lines(path: Path, lines: Iterable[str]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for line in lines:
-            f.write(line + "\n")
+    write_text_atomic(str(path), "".join(line + "\n" for line in lines))
 
 
 def lang_pairs(langs: Sequence[str]) -> List[str]:
@@ -364,8 +363,7 @@ def prepare(
         "test_spm": {lang: str(out / f"test.spm.{lang}") for lang in langs},
         "elapsed_s": round(time.perf_counter() - start, 3),
     }
-    with open(out / "prepared.json", "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=1, ensure_ascii=False)
+    write_json_atomic(str(out / "prepared.json"), info)
     return info
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..checkpoints.reading import is_adapter_key
+from ..runfiles import weight_learning
 from ..config import (
     DECODER_MODULES,
     ENCODER_MODULES,
@@ -328,7 +329,7 @@ class LSLoTransformerModel(TransformerModel):
             weights = [layer.lslo_index_weights().tolist() for _, layer in all_layers(layers)
                        if hasattr(layer, "lslo_index_weights")]
             out[side] = weights
-            out[f"{side}_index"] = ["src" if w[0] >= w[1] else "tgt" for w in weights]
+            out[f"{side}_index"] = [weight_learning.chosen_index(*w) for w in weights]
         return out
 
     def log_parameters(self) -> None:

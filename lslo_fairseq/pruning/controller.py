@@ -7,10 +7,9 @@ position is the epoch/update counter fairseq restores, so a resumed run continue
 from __future__ import annotations
 
 import logging
-import os
 from typing import Optional
 
-from ..files import write_json_atomic
+from ..runfiles import pruning_counts
 from .pools import apply_ratio, build_pools, records, sparsity_by_group
 from .schedule import GradualPruningSchedule
 
@@ -48,8 +47,6 @@ class PruningController:
             ", ".join(f"{g}={s:.4f}" for g, s in measured.items()),
         )
         if self.out_dir and is_master():
-            write_json_atomic(os.path.join(self.out_dir, "pruning_counts.json"), dict(
-                kind=self.cfg.prune.kind, ratio=ratio, target_ratio=self.cfg.prune.ratio,
-                unit=self.schedule.unit, position=position, sparsity=measured,
-                records=records(self.pools, self.cfg)))
+            pruning_counts.write(self.out_dir, self.cfg.prune.kind, ratio, self.cfg.prune.ratio,
+                                 self.schedule.unit, position, measured, records(self.pools, self.cfg))
         return ratio

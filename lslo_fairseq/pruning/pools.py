@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from torch.nn.utils import prune
@@ -40,7 +40,6 @@ class Member:
     name: str  # parameter name, e.g. lora_B
     matrix: str  # "A" or "B"
     lang: int  # adapter row
-    path: str  # module path, e.g. decoder.layers.3.encoder_attn.k_proj
 
     def block(self, t: torch.Tensor) -> torch.Tensor:
         lo, hi = self.layer.lang_columns(self.lang)
@@ -92,7 +91,7 @@ def build_pools(layers: Dict[str, LSLoLinear], cfg: LSLoConfig) -> List[Pool]:
                 continue
             for bank in lslo.banks:
                 for matrix in cfg.prune.matrices:
-                    m = Member(lslo, lslo.param_name(matrix, bank), matrix, lang_row, path)
+                    m = Member(lslo, lslo.param_name(matrix, bank), matrix, lang_row)
                     key = {"gps": f"{path}.{m.name}:{lang}", "ise": f"{side}.layers.{layer_idx}",
                            "lsp": lang}[kind]
                     pools.setdefault(key, Pool(key, [])).members.append(m)
@@ -202,8 +201,9 @@ def apply_ratio(pools: List[Pool], ratio: float) -> int:
         return newly
 
 
-def records(pools: List[Pool], cfg: LSLoConfig, ratio: Optional[float] = None) -> List[dict]:
-    """One record per pruned matrix, in the schema of ``pruning_counts.json`` (analysis/)."""
+def records(pools: List[Pool], cfg: LSLoConfig) -> List[dict]:
+    """One record per pruned matrix, in the format of ``pruning_counts.json``
+    (:mod:`lslo_fairseq.runfiles.pruning_counts`)."""
     out = []
     for pool in pools:
         for m in pool.members:
@@ -224,7 +224,7 @@ def sparsity_by_group(layers: Dict[str, LSLoLinear], cfg: LSLoConfig) -> Dict[st
         for bank in lslo.banks:
             for matrix in cfg.prune.matrices:
                 for row, lang in enumerate(cfg.languages):
-                    m = Member(lslo, lslo.param_name(matrix, bank), matrix, row, path)
+                    m = Member(lslo, lslo.param_name(matrix, bank), matrix, row)
                     key = cfg.groups.get(lang, lang)
                     size[key] += m.numel
                     pruned[key] += m.n_pruned()

@@ -9,9 +9,7 @@
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 
 import torch
 from fairseq.tasks import register_task
@@ -19,7 +17,7 @@ from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleE
 
 from ..checkpoints.guard import check_checkpoint_to_load
 from ..config import LSLoConfigError, resolve_config
-from ..files import write_json_atomic
+from ..runfiles import weight_learning
 from ..models.lslo_transformer import LSLoTransformerModel, lang_token_ids
 from ..pruning.controller import PruningController, is_master
 from ..pruning.schedule import GradualPruningSchedule
@@ -149,14 +147,7 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
             logger.info("LSLo weight learning, %s (w_src, w_tgt) per layer: %s", side,
                         " ".join(f"({a:.3f},{b:.3f})" for a, b in weights[side]))
         if is_master():
-            path = os.path.join(self._out_dir(), "weight_learning.json")
-            history = []
-            if os.path.exists(path):
-                with open(path, encoding="utf-8") as f:
-                    history = json.load(f).get("history", [])
-            history.append(dict(epoch=epoch, update=getattr(self, "_updates", 0),
-                                encoder=weights["encoder"], decoder=weights["decoder"]))
-            write_json_atomic(path, dict(weights, history=history))
+            weight_learning.write(self._out_dir(), weights, epoch, getattr(self, "_updates", 0))
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         if any(isinstance(m, LSLoTransformerModel) for m in models):

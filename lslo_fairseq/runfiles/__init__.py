@@ -1,0 +1,32 @@
+"""The files a training run writes for analysis, one module per format, each with its writer, its
+reader and its validator:
+
+- :mod:`.pruning_counts`: ``SAVE_DIR/pruning_counts.json``, the pruned count of every adapter
+  matrix (written by the pruning controller; read by eq. 6 and the figures);
+- :mod:`.weight_learning`: ``SAVE_DIR/weight_learning.json``, the learned (w_src, w_tgt) of every
+  layer and the index each one chooses (written by the task; read by ``--lslo-encoder-index`` and
+  ``lslo-plot weights``).
+
+Plain Python (no torch, no fairseq): the CLIs and option checks read them cheaply. Writes are
+atomic (:mod:`lslo_fairseq.files`).
+"""
+import json
+import os
+
+from ..errors import LSLoError
+
+
+class RunFileError(LSLoError):
+    """A run file that is missing, unreadable or breaks its format; the message names the file and
+    the item."""
+
+
+def read_json(path: str):
+    """A JSON file's content; a missing or unreadable file is a :class:`RunFileError` naming it."""
+    if not os.path.isfile(path):
+        raise RunFileError(f"{path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise RunFileError(f"{path}: not a readable JSON file: {e}") from None
