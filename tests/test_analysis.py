@@ -12,7 +12,7 @@ from lslo_fairseq.analysis import plots
 from lslo_fairseq.cli.plot import main
 from lslo_fairseq.config import BITEXT_WITH_EN, DECODER_MODULES, ENCODER_MODULES, PRESETS
 from lslo_fairseq.runfiles import RunFileError, pruning_counts
-from lslo_fairseq.scoring import write_results
+from lslo_fairseq.evaluation.tables import write_results
 
 P = 0.7
 LANG12 = PRESETS["lang12"]

@@ -202,10 +202,10 @@ def offline_flores(ctx):
 
 
 def offline_spm(ctx):
-    from lslo_fairseq import scoring
+    from lslo_fairseq.evaluation import spbleu
 
     ctx.monkeypatch.setenv("SACREBLEU", str(ctx.tmp / "sacrebleu"))
-    ctx.monkeypatch.setattr(scoring, "FLORES101_SPM_URL", "http://127.0.0.1:9/flores101_sacrebleu_spm.model")
+    ctx.monkeypatch.setattr(spbleu, "FLORES101_SPM_URL", "http://127.0.0.1:9/flores101_sacrebleu_spm.model")
 
 
 def counts(kind):

@@ -27,7 +27,7 @@ from lslo_fairseq.cli.prepare_flores import main as prepare_flores_main
 from lslo_fairseq.checkpoints.reading import CheckpointError
 from lslo_fairseq.data.flores101 import FloresError, prepare_flores101
 from lslo_fairseq.data.multiparallel import lang_pairs
-from lslo_fairseq.paper import tables
+from lslo_fairseq.evaluation.paper import tables
 
 RECIPES = Path(__file__).resolve().parents[1] / "examples" / "flores101"
 LANGS = ("en", "fr", "ko", "oc")
@@ -188,7 +188,7 @@ def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, model_
     from lslo_fairseq.cli.params import count
     from lslo_fairseq.cli.score import build_parser as score_parser
     from lslo_fairseq.cli.plot import build_parser as plot_parser
-    from lslo_fairseq.paper import paper_rows
+    from lslo_fairseq.evaluation.paper import paper_rows
 
     seen = {}
     checked_budgets = []
@@ -346,7 +346,7 @@ def test_recipe_lang30_row_on_two_processes(model_dir, flores_dir, tmp_path):
 
 
 def test_paper_rows_and_differences():
-    from lslo_fairseq.paper import PaperRowError, difference, paper_rows
+    from lslo_fairseq.evaluation.paper import PaperRowError, difference, paper_rows
 
     (label, cols, vals), = paper_rows("table1:2;2;8+WL+GPS(0.9)", ["ours"]).values()
     assert label == "paper table1 2;2;8+WL+GPS(0.9)" and cols[-1] == "AVG" and vals[-1] == 16.73
@@ -367,15 +367,18 @@ def test_paper_rows_and_differences():
 
 
 def test_spm_flores101_offline_says_what_to_do(tmp_path, monkeypatch):
-    from lslo_fairseq import scoring
+    from lslo_fairseq import evaluation
+    from lslo_fairseq.evaluation import spbleu
 
     monkeypatch.setenv("SACREBLEU", str(tmp_path / "sb"))
-    monkeypatch.setattr(scoring, "FLORES101_SPM_URL", "http://127.0.0.1:9/sacrebleu_tokenizer_spm.model")
-    with pytest.raises(scoring.ScoringError, match=r"--spm flores101: .* cannot be downloaded .* pass --spm PATH"):
-        scoring.resolve_spm("flores101")
-    assert not any((tmp_path / "sb" / "models").iterdir())  # no partial file left behind
-    cached = tmp_path / "sb" / "models" / "sacrebleu_tokenizer_spm.model"
+    monkeypatch.setattr(spbleu, "FLORES101_SPM_URL",  "http://127.0.0.1:9/sacrebleu_tokenizer_spm.model")
+    with pytest.raises(evaluation.ScoringError, match=r"--spm flores101: .* cannot be downloaded .* pass --spm PATH"):
+        spbleu.resolve_spm("flores101")
+    models = tmp_path / "sb" / "models"
+    assert not models.exists() or not any(models.iterdir())  # no partial file left behind
+    models.mkdir(parents=True, exist_ok=True)
+    cached = models / "sacrebleu_tokenizer_spm.model"
     cached.write_bytes(b"x")
-    assert scoring.resolve_spm("flores101") == str(cached)  # sacrebleu's cached copy is used
-    with pytest.raises(scoring.ScoringError, match="--spm: SentencePiece model /nonexistent does not exist"):
-        scoring.resolve_spm("/nonexistent")
+    assert spbleu.resolve_spm("flores101") == str(cached)  # sacrebleu's cached copy is used
+    with pytest.raises(evaluation.ScoringError, match="--spm: SentencePiece model /nonexistent does not exist"):
+        spbleu.resolve_spm("/nonexistent")

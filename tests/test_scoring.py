@@ -1,4 +1,4 @@
-"""Tests of lslo_fairseq.scoring and the lslo-score CLI (no model needed)."""
+"""Tests of lslo_fairseq.evaluation and the lslo-score CLI (no model needed)."""
 import csv
 import hashlib
 import io
@@ -11,19 +11,14 @@ import random
 import pytest
 import sacrebleu
 
-from lslo_fairseq import scoring
 from lslo_fairseq.cli import score as score_cli
 from lslo_fairseq.config import PRESETS
-from lslo_fairseq.scoring import (
-    ScoringError,
-    find_direction_outputs,
-    format_table,
-    generation_args,
-    group_table,
-    read_generate_output,
-    spbleu,
-    write_results,
-)
+from lslo_fairseq.evaluation import ScoringError, generation, outputs, tables
+from lslo_fairseq.evaluation import spbleu as spbleu_mod
+from lslo_fairseq.evaluation.generation import generation_args
+from lslo_fairseq.evaluation.outputs import find_direction_outputs, read_generate_output
+from lslo_fairseq.evaluation.spbleu import spbleu
+from lslo_fairseq.evaluation.tables import format_table, group_table, write_results
 
 from lslo_fairseq.data.multiparallel import LIBREOFFICE_TSV as DATA  # the copy the package ships
 
@@ -123,9 +118,9 @@ def test_read_generate_output_errors_name_the_file(tmp_path):
 def test_missing_ids(tmp_path):
     path = str(tmp_path / "gen.txt")
     _write_generate(path, ["a"] * 6, ["a"] * 6, order=[5, 0, 1, 3])
-    assert scoring.missing_ids(path) == [2, 4]
+    assert outputs.missing_ids(path) == [2, 4]
     _write_generate(path, ["a"] * 3, ["a"] * 3, order=[2, 1, 0])
-    assert scoring.missing_ids(path) == []
+    assert outputs.missing_ids(path) == []
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,7 +158,7 @@ def test_spbleu_equals_sacrebleus_flores101_tokenizer(spm_model, corpus, tmp_pat
 def test_spbleu_perfect_is_100_and_model_loaded_once(spm_model, corpus):
     refs = [r["en"] for r in corpus[:50]]
     assert spbleu(refs, refs, spm_model) == pytest.approx(100.0)
-    assert scoring.load_spm(spm_model) is scoring.load_spm(spm_model)
+    assert spbleu_mod.load_spm(spm_model) is spbleu_mod.load_spm(spm_model)
     with pytest.raises(ScoringError, match="2 hypotheses but 1"):
         spbleu(["a", "b"], ["a"], spm_model)
 
@@ -242,7 +237,7 @@ def test_group_table_order_means_and_errors():
 
 
 def test_merge_tables_union_of_columns():
-    columns, rows = scoring.merge_tables([("a", ["H2H", "AVG"], [1.0, 1.0]),
+    columns, rows = tables.merge_tables([("a", ["H2H", "AVG"], [1.0, 1.0]),
                                           ("b", ["V2H", "H2V", "AVG"], [2.0, 3.0, 2.5])])
     assert columns == ["H2H", "H2V", "V2H", "AVG"]
     assert rows == [("a", [1.0, None, None, 1.0]), ("b", [None, 3.0, 2.0, 2.5])]
@@ -393,7 +388,7 @@ def test_generation_args_parse_with_fairseq(tmp_path):
     argv = generation_args("data-bin", "ck.pt", "en", "oc", pairs, "r", beam=5, extra_args=["--beam", "2"],
                            gen_subset="valid", task="translation_multi_simple_epoch")
     assert "--user-dir" in generation_args("d", "c", "en", "fr", pairs, "r", user_dir="/u")
-    cfg = scoring.parse_generation_args(argv)
+    cfg = generation.parse_generation_args(argv)
     assert (cfg.generation.beam, cfg.dataset.gen_subset, cfg.common_eval.results_path) == (2, "valid", "r")
     assert cfg.task._name == "translation_multi_simple_epoch"
 
@@ -437,7 +432,7 @@ def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkey
 
     monkeypatch.setattr(generate, "main", skipping_main)
     with pytest.raises(ScoringError, match=r"left 1 sentence\(s\) untranslated \(ids \[1\]\)"):
-        scoring.generate_all_directions(str(tmp_path / "data-bin"), "ck.pt", "en-fr", str(tmp_path / "r2"),
+        generation.generate_all_directions(str(tmp_path / "data-bin"), "ck.pt", "en-fr", str(tmp_path / "r2"),
                                         None, task="translation_multi_simple_epoch")
     # through lslo-score: the same error is bad input (status 2, one line), not a traceback
     capsys.readouterr()
@@ -454,13 +449,13 @@ def test_each_direction_gets_pristine_task_options():
     eval_bool(True) -> False on a second pass): directions parsed once must not share them."""
     import copy
 
-    cfg = scoring.parse_generation_args(scoring.generation_args(
+    cfg = generation.parse_generation_args(generation.generation_args(
         "data-bin", "ckpt.pt", "en", "fr", [("en", "fr"), ("fr", "en")], "out/en-fr",
         extra_args=["--encoder-langtok", "src", "--decoder-langtok"], task="translation_multi_simple_epoch"))
     pristine = copy.deepcopy(cfg.task)
-    first = scoring.for_direction(cfg, pristine, "en", "fr", "out/en-fr")
+    first = generation.for_direction(cfg, pristine, "en", "fr", "out/en-fr")
     first.task.left_pad_source = True  # what MultilingualDatasetManager.prepare does
-    second = scoring.for_direction(cfg, pristine, "fr", "en", "out/fr-en")
+    second = generation.for_direction(cfg, pristine, "fr", "en", "out/fr-en")
     assert second.task.left_pad_source == "True"
     assert (second.task.source_lang, second.task.target_lang) == ("fr", "en")
     assert second.common_eval.results_path == "out/fr-en" and first.common_eval.results_path == "out/en-fr"

@@ -11,6 +11,6 @@ while IFS= read -r row; do  # the paper's rows of this table, in its order, that
   dir="$RUNS/$(slug "$row")"
   [[ "$table" == table8 && "$row" == "E=2,k=8" ]] && dir="$RUNS/$(slug "2;2;8+WL+GPS(0.9)")"  # table 1's row
   [[ -d "$dir/generate" ]] && runs+=(--run "$row=$dir/generate")
-done < <(python3 -c 'import sys; from lslo_fairseq.paper import tables; print("\n".join(tables()[sys.argv[1]]["rows"]))' "$table")
+done < <(python3 -c 'import sys; from lslo_fairseq.evaluation.paper import tables; print("\n".join(tables()[sys.argv[1]]["rows"]))' "$table")
 (( ${#runs[@]} )) || { echo "summarize.sh: no evaluated row of $table under $RUNS" >&2; exit 1; }
 lslo-score "${runs[@]}" --spm "$SPM_EVAL" --lang-groups "$LANG_GROUPS" --paper "$table" --out "$RUNS/$table"

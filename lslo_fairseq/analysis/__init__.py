@@ -7,6 +7,6 @@
   and 5), spBLEU per epoch (figure 3) and language-specific pruning (figures 4 and 6).
 
 Both read the JSON files written by the training code (``pruning_counts.json``,
-``weight_learning.json``) and by :func:`lslo_fairseq.scoring.write_results`; the ``lslo-plot``
+``weight_learning.json``) and by :func:`lslo_fairseq.evaluation.tables.write_results`; the ``lslo-plot``
 console script (:mod:`lslo_fairseq.cli.plot`) drives them.
 """

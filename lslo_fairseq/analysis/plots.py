@@ -15,18 +15,17 @@ there (the paper's "high demand"), blue = pruned beyond the target rate.
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..config import GROUP_NAMES, INDEX_CHOICES
-from ..runfiles import read_json, weight_learning
-from ..scoring import order_groups
+from ..runfiles import weight_learning
+from ..evaluation.tables import order_groups
 from .importance import (
     SCORE_LABEL,
     SIDE_MODULES,
@@ -455,70 +454,6 @@ def _side_panels(agg, rows, row_key: str, row_order):
                               where={"side": side})
         panels.append((side, cols, data))
     return panels, _norm(np.concatenate([p[2].ravel() for p in panels]))
-
-
-def load_result_row(path: str, run: Optional[str] = None) -> Tuple[Dict[str, Optional[float]], dict]:
-    """The group-table row (``{column: spBLEU}``) of one ``lslo_fairseq.scoring.write_results``
-    JSON, and its ``meta``. A file with several rows needs ``run`` to be one of their names."""
-    doc = read_json(path)
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("table"), list) or not isinstance(doc.get("columns"), list):
-        raise AnalysisError(f"{path}: not a results file of lslo-score (needs 'columns' and 'table')")
-    table = doc["table"]
-    if not table:
-        raise AnalysisError(f"{path}: the table has no rows")
-    if len(table) == 1:
-        row = table[0]
-    else:
-        named = [r for r in table if r.get("run") == run]
-        if len(named) != 1:
-            raise AnalysisError(f"{path}: {len(table)} rows ({', '.join(str(r.get('run')) for r in table)}); "
-                                f"name the run like one of them (got {run!r}) or give a one-row file")
-        row = named[0]
-    values = {}
-    for c in doc["columns"]:
-        v = row.get(c)
-        if v is not None and not isinstance(v, (int, float)):
-            raise AnalysisError(f"{path}: column {c} holds {v!r}, not a number")
-        values[c] = None if v is None else float(v)
-    return values, dict(doc.get("meta") or {})
-
-
-def epoch_table_from_results(paths: Sequence[str], epochs: Optional[Sequence[float]] = None,
-                             run: Optional[str] = None) -> List[Tuple[float, Dict[str, Optional[float]]]]:
-    """``[(epoch, row)]`` from one results JSON per epoch. Epochs: ``epochs`` if given; else each
-    file's ``meta["epoch"]`` when every file has one; else the file order (1, 2, ...)."""
-    if epochs is not None and len(epochs) != len(paths):
-        raise AnalysisError(f"{len(epochs)} epochs for {len(paths)} result files")
-    loaded = [load_result_row(p, run) for p in paths]
-    if epochs is None:
-        metas = [m.get("epoch") for _, m in loaded]
-        if all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in metas):
-            epochs = metas
-        else:
-            epochs = list(range(1, len(paths) + 1))
-    return [(float(e), row) for e, (row, _) in zip(epochs, loaded)]
-
-
-def load_curve_csv(path: str) -> "OrderedDict[str, List[Tuple[float, Dict[str, Optional[float]]]]]":
-    """Runs of a CSV ``run,epoch,H2H,H2M,...,AVG`` as ``{run: [(epoch, row)]}`` (empty cell: None)."""
-    if not os.path.isfile(path):
-        raise AnalysisError(f"{path}: no such file")
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "run" not in reader.fieldnames or "epoch" not in reader.fieldnames:
-            raise AnalysisError(f"{path}: expected a header 'run,epoch,<columns>...', got {reader.fieldnames}")
-        columns = [c for c in reader.fieldnames if c not in ("run", "epoch")]
-        out: "OrderedDict[str, list]" = OrderedDict()
-        for n, rec in enumerate(reader, 2):
-            try:
-                epoch = float(rec["epoch"])
-                row = {c: (float(rec[c]) if rec[c] not in (None, "") else None) for c in columns}
-            except ValueError as e:
-                raise AnalysisError(f"{path} line {n}: {e}") from None
-            out.setdefault(rec["run"], []).append((epoch, row))
-    if not out:
-        raise AnalysisError(f"{path}: no rows")
-    return out
 
 
 def check_columns(epoch_tables: Mapping[str, EpochTable], columns: Sequence[str]) -> None:

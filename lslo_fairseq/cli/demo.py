@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Dict, List
 
-from .. import scoring
+from ..evaluation import generation, spbleu, tables
 from ..config import PRESETS
 from ..errors import LSLoError
 from . import runner
@@ -258,21 +258,21 @@ def demo(a) -> int:
         key = os.path.basename(os.path.dirname(ckpt))
         results = os.path.join(out, "generate", key)
         t = time.time()
-        scoring.generate_all_directions(data_dir, ckpt, data["pairs"], results, user_dir(),
+        generation.generate_all_directions(data_dir, ckpt, data["pairs"], results, user_dir(),
                                         extra_args=task_args(data) + GENERATION_LIMITS, beam=5, task=task)
         timings[f"generate_{key}"] = time.time() - t
-        scores[name] = scoring.score_run(results, spm_model)
+        scores[name] = spbleu.score_run(results, spm_model)
     print("[4/5] generated and scored every direction", flush=True)
 
     # 5. table, files, plot
-    tables = [(name, *scoring.group_table(sc, groups)) for name, sc in scores.items()]
-    columns, rows = scoring.merge_tables(tables)
-    print(scoring.format_table(rows, columns))
+    grouped = [(name, *tables.group_table(sc, groups)) for name, sc in scores.items()]
+    columns, rows = tables.merge_tables(grouped)
+    print(tables.format_table(rows, columns))
     timings["total"] = time.time() - t0
-    meta = dict(scoring.scoring_meta(spm_model), timings_s=timings, settings={k: v for k, v in s.items()},
+    meta = dict(spbleu.scoring_meta(spm_model), timings_s=timings, settings={k: v for k, v in s.items()},
                 note="LibreOffice UI text demo; not a reproduction of the paper's FLORES-101 numbers")
     prefix = os.path.join(out, "results")
-    scoring.write_results(prefix, rows, columns, scores, meta)
+    tables.write_results(prefix, rows, columns, scores, meta)
     plot_table(columns, rows, prefix + ".png")
     print(f"[5/5] {prefix}.csv {prefix}.json {prefix}.png  (total {timings['total']:.0f} s)", flush=True)
     return 0

@@ -24,6 +24,7 @@ from ..analysis import importance as imp
 from ..analysis import plots
 from ..config import PRESETS, parse_lang_groups
 from ..errors import LSLoError
+from ..evaluation import tables as tables_mod
 from ..runfiles import pruning_counts, weight_learning
 from .runner import run
 
@@ -193,12 +194,12 @@ def _cmd_curves(args) -> int:
         if epochs is not None and len(epochs) != len(paths):
             raise imp.AnalysisError(f"--epochs: {len(epochs)} epochs but --run {name} has {len(paths)} files")
         try:
-            tables[name] = plots.epoch_table_from_results(paths, epochs, run=name)
+            tables[name] = tables_mod.epoch_table_from_results(paths, epochs, run=name)
         except LSLoError as e:  # the files' own errors, with the run they belong to
             raise imp.AnalysisError(f"--run {name}: {e}") from None
     for path in args.csv:
         try:
-            runs = plots.load_curve_csv(path)
+            runs = tables_mod.load_curve_csv(path)
         except LSLoError as e:
             raise imp.AnalysisError(f"--csv: {e}") from None
         for name, table in runs.items():

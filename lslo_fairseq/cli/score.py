@@ -19,26 +19,12 @@ import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..config import parse_lang_groups
-from ..paper import difference, paper_rows
-from ..scoring import (
-    DEFAULT_TASK,
-    Direction,
-    ScoringError,
-    check_grouped,
-    find_direction_outputs,
-    format_table,
-    generate_all_directions,
-    group_table,
-    load_spm,
-    merge_tables,
-    missing_ids,
-    parse_pairs,
-    read_generate_output,
-    resolve_spm,
-    scoring_meta,
-    spbleu,
-    write_results,
-)
+from ..evaluation import DEFAULT_TASK, Direction, ScoringError
+from ..evaluation.generation import generate_all_directions, parse_pairs
+from ..evaluation.outputs import find_direction_outputs, missing_ids, read_generate_output
+from ..evaluation.paper import difference, paper_rows
+from ..evaluation.spbleu import load_spm, resolve_spm, scoring_meta, spbleu
+from ..evaluation.tables import check_grouped, format_table, group_table, merge_tables, write_results
 from .runner import run
 
 PROG = "lslo-score"

@@ -11,9 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import LSLoError
+from ..errors import LSLoError
 
-TABLES_JSON = Path(__file__).resolve().parent / "resources" / "paper" / "spbleu_tables.json"
+TABLES_JSON = Path(__file__).resolve().parents[1] / "resources" / "paper" / "spbleu_tables.json"
 
 
 class PaperRowError(LSLoError):
