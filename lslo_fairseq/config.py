@@ -23,6 +23,21 @@ MODULE_SETS = {
 }
 INDEX_CHOICES = ("src", "tgt")
 
+# Model shapes by name, and as fairseq flags: the tiny shape of the tests, the demo's quick mode and
+# ``--arch lslo_transformer_tiny`` is set here only.
+TINY_SHAPE = dict(layers=2, dim=64, ffn=128, heads=4)
+PRENORM_SHARED_ARGS = ["--share-all-embeddings", "--encoder-normalize-before", "--decoder-normalize-before"]
+
+
+def shape_args(layers: int, dim: int, ffn: int, heads: int) -> List[str]:
+    """fairseq's flags for ``layers``+``layers`` layers of width ``dim``, FFN ``ffn``, ``heads`` heads."""
+    out: List[str] = []
+    for side in ("encoder", "decoder"):
+        out += [f"--{side}-layers", str(layers), f"--{side}-embed-dim", str(dim),
+                f"--{side}-ffn-embed-dim", str(ffn), f"--{side}-attention-heads", str(heads)]
+    return out
+
+
 # Resource groups in the order the paper's tables use them.
 GROUP_ORDER = ("H", "M", "L", "V")
 GROUP_NAMES = {"H": "High", "M": "Medium", "L": "Low", "V": "Very low"}
@@ -178,7 +193,18 @@ def parse_index(spec: Optional[str], num_layers: int, side: str) -> List[str]:
 
 
 PRUNE_KINDS = ("none", "gps", "ise", "lsp")
-PRUNE_DEFAULT_RATIO = {"gps": 0.9, "ise": 0.7, "lsp": 0.7}  # table 1's best GPS; appendix B
+# The pruning defaults, the paper's (the one place they are set: options, help texts and recipes
+# use these): table 1's best GPS ratio, appendix B's P_ISE = P_LSP = 0.7, start E = 2, duration k = 8.
+PRUNE_DEFAULT_RATIO = {"gps": 0.9, "ise": 0.7, "lsp": 0.7}
+PRUNE_DEFAULT_START = 2
+PRUNE_DEFAULT_DURATION = 8
+
+
+def check_prune_ratio(ratio: float) -> float:
+    """``--lslo-prune-ratio`` must be in [0, 1): at 1 every entry would go."""
+    if not 0.0 <= ratio < 1.0:
+        raise LSLoConfigError(f"--lslo-prune-ratio: must be in [0, 1), got {ratio}")
+    return ratio
 
 
 @dataclass
@@ -188,8 +214,8 @@ class PruneConfig:
     kind: str = "none"  # gps: per B matrix of the target languages; ise: per layer across
     # languages; lsp: per language across layers
     ratio: float = 0.0
-    start: int = 2  # E
-    duration: int = 8  # k
+    start: int = PRUNE_DEFAULT_START  # E
+    duration: int = PRUNE_DEFAULT_DURATION  # k
     unit: str = "epoch"
     targets: List[str] = field(default_factory=list)  # gps: languages pruned
     matrices: List[str] = field(default_factory=lambda: ["B"])
@@ -401,9 +427,7 @@ def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> Pru
     if kind == "none":
         return PruneConfig()
     ratio = getattr(args, "lslo_prune_ratio", None)
-    ratio = PRUNE_DEFAULT_RATIO[kind] if ratio is None else float(ratio)
-    if not 0.0 <= ratio < 1.0:
-        raise LSLoConfigError(f"--lslo-prune-ratio: must be in [0, 1), got {ratio}")
+    ratio = check_prune_ratio(PRUNE_DEFAULT_RATIO[kind] if ratio is None else float(ratio))
     matrices = _split_list(getattr(args, "lslo_prune_matrices", None) or "B")
     if any(m not in ("A", "B") for m in matrices):
         raise LSLoConfigError(f"--lslo-prune-matrices: A, B or A,B, got {matrices}")
@@ -436,7 +460,8 @@ def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> Pru
     unit = getattr(args, "lslo_prune_unit", None) or "epoch"
     start = getattr(args, "lslo_prune_start", None)
     duration = getattr(args, "lslo_prune_duration", None)
-    return PruneConfig(kind, ratio, 2 if start is None else int(start), 8 if duration is None else int(duration),
+    return PruneConfig(kind, ratio, PRUNE_DEFAULT_START if start is None else int(start),
+                       PRUNE_DEFAULT_DURATION if duration is None else int(duration),
                        unit, targets, matrices)
 
 

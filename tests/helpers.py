@@ -8,15 +8,10 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
+from lslo_fairseq.config import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
+
 # Tiny model shape (no --arch: add "--arch transformer" for a plain model, or a plugin arch).
-TINY_ARCH_ARGS = [
-    "--share-all-embeddings",
-    "--encoder-normalize-before", "--decoder-normalize-before",
-    "--encoder-layers", "2", "--decoder-layers", "2",
-    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-    "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
-]
+TINY_ARCH_ARGS = [*PRENORM_SHARED_ARGS, *shape_args(**TINY_SHAPE)]
 
 # Optimisation and bookkeeping for a short CPU run (~86 updates for 2 epochs of tiny_data).
 TINY_TRAIN_ARGS = [

@@ -20,8 +20,7 @@ import pytest
 import torch
 
 from flores_fixture import make_flores_dataset, make_model_dir, make_tarball
-from helpers import TINY_ARCH_ARGS
-from lslo_fairseq.config import PRESETS
+from lslo_fairseq.config import PRESETS, TINY_SHAPE, shape_args
 from lslo_fairseq.data import flores101
 from lslo_fairseq.cli.prepare_flores import main as prepare_flores_main
 from lslo_fairseq.checkpoints.reading import CheckpointError
@@ -34,8 +33,7 @@ LANGS = ("en", "fr", "ko", "oc")
 GROUPS12 = "en:H,fr:H,ko:M,oc:V"   # lang12's groups, H M V
 GROUPS30 = "en:H,fr:M,ko:L,oc:V"   # lang30's four groups H M L V on the same languages
 N_DEV, N_DEVTEST = 16, 8
-TINY_SHAPE = [a for a in TINY_ARCH_ARGS if a not in ("--share-all-embeddings", "--encoder-normalize-before",
-                                                      "--decoder-normalize-before")]
+TINY_SHAPE_ARGS = shape_args(**TINY_SHAPE)  # the tiny model's sizes, without the arch's own flags
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +279,7 @@ def test_recipes_keep_the_papers_four_gpu_batch(tmp_path):
 def test_recipes_tiny_mode_end_to_end(model_dir, flores_dir, tmp_path):
     spm = model_dir / "sentencepiece.bpe.model"
     tiny = dict(MODEL_DIR=model_dir, FLORES=flores_dir, SPM_EVAL=spm, LANGS=",".join(LANGS),
-                TRAIN_EXTRA=" ".join(["--cpu", "--num-workers", "0", *TINY_SHAPE]), GEN_EXTRA="--cpu")
+                TRAIN_EXTRA=" ".join(["--cpu", "--num-workers", "0", *TINY_SHAPE_ARGS]), GEN_EXTRA="--cpu")
     env12 = env_for(tmp_path, DATA=tmp_path / "data12", RUNS=tmp_path / "runs12", LANG_GROUPS=GROUPS12, **tiny)
     sh(RECIPES / "prepare.sh", env=env12)
     sh(RECIPES / "table1" / "01_pretrain.sh", env=env12)
@@ -328,7 +326,7 @@ def test_recipes_tiny_mode_end_to_end(model_dir, flores_dir, tmp_path):
 @pytest.mark.slow
 def test_recipe_lang30_row_on_two_processes(model_dir, flores_dir, tmp_path):
     tiny = dict(MODEL_DIR=model_dir, FLORES=flores_dir, SPM_EVAL=model_dir / "sentencepiece.bpe.model",
-                LANGS=",".join(LANGS), TRAIN_EXTRA=" ".join(["--cpu", "--num-workers", "0", *TINY_SHAPE]),
+                LANGS=",".join(LANGS), TRAIN_EXTRA=" ".join(["--cpu", "--num-workers", "0", *TINY_SHAPE_ARGS]),
                 GEN_EXTRA="--cpu", NPROC=2, DIST_BACKEND="gloo")
     env = env_for(tmp_path, DATA=tmp_path / "data30", RUNS=tmp_path / "runs30", LANG_GROUPS=GROUPS30, **tiny)
     sh(RECIPES / "prepare.sh", env=env)

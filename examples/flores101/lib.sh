@@ -56,8 +56,9 @@ else
 fi
 
 # gps P [E k]: gradual pruning of each H and M B matrix to ratio P from epoch E over k epochs (eq. 4).
+# Without E and k the plugin's defaults apply, the paper's E=2, k=8 (lslo_fairseq/config.py).
 gps() { echo --lslo-prune gps --lslo-prune-ratio "$1" --lslo-prune-targets H,M \
-  --lslo-prune-start "${2:-2}" --lslo-prune-duration "${3:-8}"; }
+  ${2:+--lslo-prune-start "$2"} ${3:+--lslo-prune-duration "$3"}; }
 
 # slug ROW: the row's directory name under RUNS, e.g. "2;2;8+WL+GPS(0.9)" -> 2-2-8+WL+GPS0.9.
 slug() { echo "$1" | sed -e 's/;/-/g' -e 's/[()=]//g' -e 's/[ ,]/_/g'; }
@@ -104,6 +105,7 @@ lang_pairs() { if [[ -f "$DATA/lang_pairs.txt" ]]; then cat "$DATA/lang_pairs.tx
 #    only from its command line, which is not released. We pass all of them.)
 #  - ours, in neither: --max-tokens 4000, --adam-betas (0.9,0.98), inverse_sqrt with 2500 warm-up
 #    updates, --seed 1 (MAX_TOKENS, WARMUP, SEED).
+# lslo-demo trains with these settings at a small scale (lslo_fairseq/cli/demo.py, train_args).
 fairseq_train() {
   local dir=$1; shift
   local launcher=(fairseq-train)

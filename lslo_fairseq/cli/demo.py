@@ -22,7 +22,7 @@ import time
 from typing import Dict, List
 
 from ..evaluation import generation, spbleu, tables
-from ..config import PRESETS
+from ..config import PRENORM_SHARED_ARGS, PRESETS, TINY_SHAPE, shape_args
 from ..errors import LSLoError
 from . import runner
 
@@ -41,20 +41,13 @@ def user_dir() -> str:
 
 # The stand-in base model: full mode and quick (test) mode. The LSLo run uses the same shape.
 ARCH = {
-    "full": ["--encoder-layers", "3", "--decoder-layers", "3", "--encoder-embed-dim", "128",
-             "--decoder-embed-dim", "128", "--encoder-ffn-embed-dim", "512",
-             "--decoder-ffn-embed-dim", "512", "--encoder-attention-heads", "4",
-             "--decoder-attention-heads", "4"],
-    "quick": ["--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim", "64",
-              "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
-              "--decoder-ffn-embed-dim", "128", "--encoder-attention-heads", "4",
-              "--decoder-attention-heads", "4"],
+    "full": shape_args(layers=3, dim=128, ffn=512, heads=4),
+    "quick": shape_args(**TINY_SHAPE),
 }
 # Hypotheses of at most 1.2 x source + 10 tokens (UI strings are short; an undertrained model would
 # otherwise run to fairseq's default limit of 200 tokens and dominate the demo's time).
 GENERATION_LIMITS = ["--max-len-a", "1.2", "--max-len-b", "10", "--batch-size", "64"]
-COMMON_MODEL = ["--share-all-embeddings", "--encoder-normalize-before", "--decoder-normalize-before",
-                "--dropout", "0.1", "--attention-dropout", "0.1"]
+COMMON_MODEL = [*PRENORM_SHARED_ARGS, "--dropout", "0.1", "--attention-dropout", "0.1"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +114,10 @@ def task_args(data: Dict) -> List[str]:
 
 
 def train_args(data: Dict, s: Dict, save_dir: str, lr: float, updates: int, seed: int) -> List[str]:
+    """The FLORES-101 recipes' settings (``examples/flores101/lib.sh``, ``fairseq_train``) at the
+    demo's scale: the same temperature sampling, label smoothing, Adam betas and inverse-sqrt
+    schedule; a fixed number of updates on the CPU, a shorter warm-up, and no layerdrop (the demo's
+    models have 2-3 layers)."""
     return [data["data_dir"], *task_args(data), "--sampling-method", "temperature",
             "--sampling-temperature", "5", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
             "--lr", str(lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(max(10, min(100, updates // 10))),

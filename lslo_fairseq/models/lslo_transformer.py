@@ -31,6 +31,10 @@ from ..config import (
     DECODER_MODULES,
     ENCODER_MODULES,
     LAYOUT_KEY,
+    PRUNE_DEFAULT_DURATION,
+    PRUNE_DEFAULT_RATIO,
+    PRUNE_DEFAULT_START,
+    TINY_SHAPE,
     LSLoConfig,
     LSLoConfigError,
     layout_differences,
@@ -93,11 +97,12 @@ def add_lslo_args(parser) -> None:
                             "languages' B matrices in one pool (eq. 6 analysis); lsp = per language, "
                             "all its B matrices in one pool")
     group.add_argument("--lslo-prune-ratio", type=float, default=None, metavar="P",
-                       help="target pruning ratio P in [0, 1) (default 0.9 for gps, 0.7 for ise/lsp)")
+                       help="target pruning ratio P in [0, 1) (default: "
+                            + ", ".join(f"{v} for {k}" for k, v in PRUNE_DEFAULT_RATIO.items()) + ")")
     group.add_argument("--lslo-prune-start", type=int, default=None, metavar="E",
-                       help="no pruning up to epoch (or update) E (default 2)")
+                       help=f"no pruning up to epoch (or update) E (default {PRUNE_DEFAULT_START})")
     group.add_argument("--lslo-prune-duration", type=int, default=None, metavar="K",
-                       help="the ratio rises to P over K epochs (or updates) (default 8)")
+                       help=f"the ratio rises to P over K epochs (or updates) (default {PRUNE_DEFAULT_DURATION})")
     group.add_argument("--lslo-prune-unit", type=str, default="epoch", choices=["epoch", "update"],
                        help="E and K count epochs (default) or updates")
     group.add_argument("--lslo-prune-targets", type=str, default=None, metavar="GROUPS_OR_LANGS",
@@ -141,12 +146,11 @@ def lang_token_ids(dictionary, languages: List[str], lang_tok_style: str) -> Lis
 def check_task(task, args) -> None:
     """An LSLo model runs under ``translation_multi_simple_epoch_lslo`` only: another fairseq task
     neither checks the ``--lslo-*`` options nor hands target-indexed encoder layers the target
-    language at inference (stand-in tasks of the plugin's own tools, not fairseq tasks, pass)."""
+    language at inference (stand-in tasks of the plugin's own tools, not fairseq tasks, pass). The
+    task says so with its ``routes_lslo`` attribute, so that models need not import tasks."""
     from fairseq.tasks import TASK_REGISTRY, FairseqTask
 
-    from ..tasks.translation_lslo import TranslationMultiSimpleEpochLSLoTask
-
-    if isinstance(task, FairseqTask) and not isinstance(task, TranslationMultiSimpleEpochLSLoTask):
+    if isinstance(task, FairseqTask) and not getattr(task, "routes_lslo", False):
         name = next((k for k, v in TASK_REGISTRY.items() if v is type(task)), type(task).__name__)
         raise LSLoConfigError(
             f"--task {name} cannot run an LSLo model (--arch {getattr(args, 'arch', None)}, or a checkpoint "
@@ -466,6 +470,7 @@ def transformer_m2m100_615m(args):
 
 @register_model_architecture("lslo_transformer", "lslo_transformer_tiny")
 def lslo_transformer_tiny(args):
-    """2+2 pre-norm layers, 64/128, 4 heads, shared embeddings: for tests and the demo's quick mode."""
-    set_shape(args, layers=2, dim=64, ffn=128, heads=4)
+    """``config.TINY_SHAPE`` (2+2 pre-norm layers, 64/128, 4 heads), shared embeddings: for tests and
+    the demo's quick mode."""
+    set_shape(args, **TINY_SHAPE)
     lslo_base_architecture(args)

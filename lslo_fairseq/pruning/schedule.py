@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 
-from ..config import LSLoConfigError
+from ..config import LSLoConfigError, check_prune_ratio
 
 
 class ScheduleError(LSLoConfigError):
@@ -29,9 +29,7 @@ class GradualPruningSchedule:
     unit: str = "epoch"  # or "update"
 
     def __post_init__(self):
-        flag = "--lslo-prune-ratio"
-        if not 0.0 <= self.ratio < 1.0:
-            raise ScheduleError(f"{flag}: pruning ratio must be in [0, 1), got {self.ratio}")
+        check_prune_ratio(self.ratio)
         if self.start < 0:
             raise ScheduleError(f"--lslo-prune-start: must be >= 0, got {self.start}")
         if self.duration < 1:

@@ -41,6 +41,8 @@ def unwrap_model(model):
 class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
     """Many-to-many translation with Language-Specific LoRA models (``--arch lslo_*``)."""
 
+    routes_lslo = True  # what LSLoTransformerModel.build_model requires of a fairseq task
+
     @classmethod
     def setup_task(cls, args, **kwargs):
         task = super().setup_task(args, **kwargs)
