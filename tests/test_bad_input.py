@@ -3,9 +3,9 @@
 Each case is run through the entry point the user meets (fairseq's own option parsing, task set-up
 and model building in process, as ``fairseq-train``/``fairseq-generate`` do; the ``main`` of each
 ``lslo-*`` console script) and its message is asserted. ``...`` in a message stands for any text
-(a path, a long list); the rest must appear verbatim. The README section
-``## Bad input: what is checked`` is rendered from this table (``python tests/test_bad_input.py``
-prints it) and ``test_readme_table_is_the_case_table`` keeps the two identical.
+(a path, a long list); the rest must appear verbatim. ``docs/bad-input.md`` is
+rendered from this table (``python tests/test_bad_input.py > docs/bad-input.md`` writes it) and
+``test_doc_is_the_case_table`` keeps the two identical.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from helpers import fairseq_bin, fairseq_env, run_fairseq  # noqa: E402
 from lslo_fairseq.errors import LSLoError  # noqa: E402
 from test_cli import LSLO_ARGS, TRAIN_ARGS, USER_DIR, lslo_task_args  # noqa: E402
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-SECTION = "## Bad input: what is checked"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
+TITLE = "# Bad input: what is checked"
 
 
 class Case(NamedTuple):
@@ -693,24 +693,25 @@ def test_generate_with_the_stock_task_fails_before_loading_data(lslo_files, tiny
     assert "examples" not in out and "RoutingError" not in out  # no data loaded, no batch run
 
 
-# ---- the README table is this table --------------------------------------------------------------
+# ---- docs/bad-input.md is this table -----------------------------------------------------------
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def readme_section() -> str:
-    """The README section, rendered from CASES."""
+def rendered_doc() -> str:
+    """docs/bad-input.md, rendered from CASES."""
     lines = [
-        SECTION,
+        TITLE,
         "",
         "Every check below stops the command before it trains, translates or writes anything, and names",
         "the flag or file at fault. `...` stands for text left out here (paths, long lists). The `lslo-*`",
         "commands print the message and exit with status 2; `fairseq-train` and `fairseq-generate` stop",
-        "with it as the last line of their output (`LSLoConfigError: ...`). Each row is a case of",
-        "`tests/test_bad_input.py`, which runs it through that command's own entry point and checks the",
-        "message (`python tests/test_bad_input.py` prints this table).",
+        "with it as the last line of their output (`LSLoConfigError: ...` or another subclass of",
+        "`lslo_fairseq.errors.LSLoError`). Each row is a case of `tests/test_bad_input.py`, which runs it",
+        "through that command's own entry point and checks the message",
+        "(`python tests/test_bad_input.py > docs/bad-input.md` writes this page).",
         "",
         "| where | what you did | what you get |",
         "|---|---|---|",
@@ -720,14 +721,10 @@ def readme_section() -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_readme_table_is_the_case_table():
-    text = README.read_text(encoding="utf-8")
-    assert SECTION in text, f"README.md has no section {SECTION!r}; print it with python {__file__}"
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
-    ours = text[start:] if end < 0 else text[start:end + 1]
-    assert ours.strip() == readme_section().strip(), f"README table differs; print it with python {__file__}"
+def test_doc_is_the_case_table():
+    assert DOC.is_file(), f"{DOC} is missing; write it with python {__file__} > {DOC}"
+    assert DOC.read_text(encoding="utf-8") == rendered_doc(), f"{DOC} differs; rewrite it with python {__file__} > {DOC}"
 
 
 if __name__ == "__main__":
-    print(readme_section(), end="")
+    print(rendered_doc(), end="")
