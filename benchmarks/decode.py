@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     models = {"base": plain.to(device).eval(), "lslo": lslo.to(device).eval()}
     src, lens, _, _, _ = m2m.mixed_batch(task, a.batch, a.length)
     tgt_lang = task.langs[-1]
-    tok = task.langtok(tgt_lang)
+    tok = task.lang_token(tgt_lang)
     src, lens = src.to(device), lens.to(device)
     d = task.target_dictionary
 

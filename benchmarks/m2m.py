@@ -11,33 +11,26 @@ same shape (the base model), built from the same arguments. ``layers`` overrides
 from __future__ import annotations
 
 import argparse
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 from fairseq.data import Dictionary
 from fairseq.models.transformer import TransformerModel
 
 import lslo_fairseq.models  # noqa: F401  (registers the architectures)
+from lslo_fairseq.checkpoints.reading import StandInTask
 from lslo_fairseq.config import PRESETS
 from lslo_fairseq.models.lslo_transformer import LSLoTransformerModel, lslo_m2m100_615m
 
 M2M_VOCAB = 128000
 
 
-class Task:
-    """What ``build_model`` reads from a task."""
-
-    def __init__(self, langs: List[str], vocab: int):
-        d = Dictionary()
-        for i in range(vocab - len(d)):
-            d.add_symbol(f"w{i}")
-        for lang in langs:
-            d.add_symbol(f"__{lang}__")
-        self.source_dictionary = self.target_dictionary = d
-        self.langs = list(langs)
-
-    def langtok(self, lang: str) -> int:
-        return self.source_dictionary.index(f"__{lang}__")
+def word_dictionary(vocab: int) -> Dictionary:
+    """fairseq's 4 specials and word types up to ``vocab`` entries (the language tokens follow)."""
+    d = Dictionary()
+    for i in range(vocab - len(d)):
+        d.add_symbol(f"w{i}")
+    return d
 
 
 def add_shape_args(parser: argparse.ArgumentParser, batch_help: str, length_help: str) -> None:
@@ -70,12 +63,12 @@ def model_args(groups: str, ranks: str, layers: int, modules: str = "all", shape
 
 
 def build(kind: str, groups: str = "lang12", ranks: str = "H:2,M:2,V:8", layers: int = 12,
-          vocab: int = M2M_VOCAB, seed: int = 0, shape=None) -> Tuple[torch.nn.Module, Task]:
+          vocab: int = M2M_VOCAB, seed: int = 0, shape=None) -> Tuple[torch.nn.Module, StandInTask]:
     """A random-weight model: ``lslo`` (adapters B random, so they take effect) or ``plain``."""
     if kind not in ("lslo", "plain"):
         raise ValueError(f"kind must be lslo or plain, got {kind!r}")
     args = model_args(groups, ranks, layers, shape=shape)
-    task = Task(args.langs, vocab)
+    task = StandInTask(args.langs, dictionary=word_dictionary(vocab))
     torch.manual_seed(seed)
     if kind == "plain":
         return TransformerModel.build_model(args, task), task
@@ -88,7 +81,7 @@ def build(kind: str, groups: str = "lang12", ranks: str = "H:2,M:2,V:8", layers:
     return model, task
 
 
-def mixed_batch(task: Task, batch: int, length: int, seed: int = 0):
+def mixed_batch(task: StandInTask, batch: int, length: int, seed: int = 0):
     """``batch`` sentences of ``length`` random words, source and target languages cycling through
     the task's languages (shifted, so pairs differ): src_tokens (``__src__`` first, as
     ``--encoder-langtok src``), src_lengths, prev_output_tokens (EOS, ``__tgt__``, words) and target."""
@@ -97,8 +90,8 @@ def mixed_batch(task: Task, batch: int, length: int, seed: int = 0):
     n = len(task.langs)
     n_words = len(d) - d.nspecial - n  # word types (language tokens are the last n entries)
     words = torch.randint(d.nspecial, d.nspecial + min(1000, n_words), (batch, length - 2), generator=g)
-    src_lang = torch.tensor([task.langtok(task.langs[b % n]) for b in range(batch)])
-    tgt_lang = torch.tensor([task.langtok(task.langs[(b + 1 + b // n) % n]) for b in range(batch)])
+    src_lang = torch.tensor([task.lang_token(task.langs[b % n]) for b in range(batch)])
+    tgt_lang = torch.tensor([task.lang_token(task.langs[(b + 1 + b // n) % n]) for b in range(batch)])
     eos = torch.full((batch, 1), d.eos())
     src = torch.cat([src_lang[:, None], words, eos], dim=1)
     target = torch.cat([tgt_lang[:, None], words.flip(1), eos], dim=1)
