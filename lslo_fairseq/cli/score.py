@@ -20,6 +20,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..config import parse_lang_groups
 from ..evaluation import DEFAULT_TASK, Direction, ScoringError
+from ..evaluation.bootstrap import format_intervals, paired_bootstrap, sentence_stats, significance_summary
 from ..evaluation.generation import generate_all_directions, parse_pairs
 from ..evaluation.outputs import find_direction_outputs, missing_ids, read_generate_output
 from ..evaluation.paper import difference, paper_rows
@@ -69,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="write PREFIX.csv and PREFIX.json (default: <results-dir>/spbleu with --generate, "
         "./spbleu otherwise).",
     )
+    p.add_argument(
+        "--bootstrap", type=int, default=0, metavar="N",
+        help="also print every cell's 95%% confidence interval from N paired bootstrap resamples of the "
+        "test sentences (e.g. 1000; default 0: off), and each run's difference to --baseline with its "
+        "interval; the JSON records them.",
+    )
+    p.add_argument(
+        "--baseline", metavar="RUN",
+        help="with --bootstrap: the run the others are compared with (default: the first run).",
+    )
+    p.add_argument("--bootstrap-seed", type=int, default=1, metavar="S",
+                   help="seed of the bootstrap draws (default 1): the same seed gives the same intervals.")
     p.add_argument(
         "--gen-subset", default="test", metavar="SUBSET",
         help="data subset to translate and whose generate-<SUBSET>.txt files are scored (default: test).",
@@ -144,6 +157,42 @@ def check_request(args, extra: List[str]) -> None:
         raise ScoringError(f"extra fairseq arguments after '--' ({' '.join(extra)}) need --generate")
     if not args.run and not args.generate:
         raise ScoringError("nothing to score: give --run NAME=DIR (repeatable) or --generate")
+    if args.bootstrap < 0 or args.bootstrap == 1:
+        raise ScoringError(f"--bootstrap: 0 (off) or a number of resamples >= 2, got {args.bootstrap}")
+    if args.baseline and not args.bootstrap:
+        raise ScoringError("--baseline compares runs by bootstrap resampling: give --bootstrap N too")
+
+
+def check_baseline(args, names: List[str]) -> Optional[str]:
+    """The --bootstrap baseline: --baseline (a run's name) or the first run."""
+    if not args.bootstrap:
+        return None
+    if args.baseline and args.baseline not in names:
+        raise ScoringError(f"--baseline: no run named {args.baseline!r}; the runs are {', '.join(names)}")
+    return args.baseline or names[0]
+
+
+def bootstrap_intervals(args, texts, lang_groups, columns, baseline: str) -> dict:
+    """Print the table with 95% paired-bootstrap intervals and the significance summary; return
+    what the JSON records."""
+    stats = {name: {d: sentence_stats(hyps, refs, args.spm) for d, (hyps, refs) in by_dir.items()}
+             for name, by_dir in texts.items()}
+    cells, diffs = paired_bootstrap(stats, lang_groups, baseline if len(stats) > 1 else None,
+                                    args.bootstrap, args.bootstrap_seed)
+    print()
+    print(f"95% confidence intervals, {args.bootstrap} paired bootstrap resamples (seed {args.bootstrap_seed}); "
+          f"* = the difference to {baseline} excludes 0:")
+    print(format_intervals(cells, columns, diffs, baseline))
+    for line in significance_summary(diffs, baseline):
+        print(line)
+
+    def as_lists(table):
+        return {run: {c: [i.value, i.low, i.high] for c, i in row.items()} for run, row in table.items()}
+
+    return {"samples": args.bootstrap, "seed": args.bootstrap_seed, "baseline": baseline, "level": 0.95,
+            "method": "paired bootstrap over each direction's test sentences (Koehn 2004); cells are means "
+                      "of per-direction spBLEU; [value, low, high] with the 2.5th/97.5th percentiles",
+            "intervals": as_lists(cells), "differences": as_lists(diffs)}
 
 
 def existing_runs(args, lang_groups) -> Tuple[List[Tuple[str, str]], Dict[str, Dict[Direction, str]]]:
@@ -268,8 +317,9 @@ def score(args, extra: List[str]) -> None:
     check_request(args, extra)
     runs, files = existing_runs(args, lang_groups)
     gen = generation_plan(args, files, lang_groups)
-    paper = (paper_rows(args.paper, [name for name, _ in runs] + ([gen.name] if gen else []))
-             if args.paper else {})
+    names = [name for name, _ in runs] + ([gen.name] if gen else [])
+    paper = paper_rows(args.paper, names) if args.paper else {}
+    baseline = check_baseline(args, names)
     out_prefix = args.out or (os.path.join(args.results_dir, "spbleu") if args.generate else "spbleu")
     texts = read_outputs(files)
     if gen is not None:
@@ -282,6 +332,8 @@ def score(args, extra: List[str]) -> None:
     per_direction, columns, rows, comparison = score_tables(texts, args.spm, lang_groups, paper)
     meta = results_meta(args, extra, lang_groups, paper, runs, gen, files, texts, per_direction)
     print(format_table([*rows, *comparison], columns))
+    if baseline is not None:
+        meta["bootstrap"] = bootstrap_intervals(args, texts, lang_groups, columns, baseline)
     csv_path, json_path = write_results(out_prefix, rows, columns, per_direction, meta, comparison)
     print(f"spm: {meta['spm_model']['path']} (md5 {meta['spm_model']['md5']}); "
           f"{meta['sacrebleu']['spbleu_signature']}", file=sys.stderr)
