@@ -2,7 +2,6 @@
 shipped multi-parallel table and the tests' tiny plain checkpoint, for the FLORES-101 recipes."""
 from __future__ import annotations
 
-import json
 import shutil
 import tarfile
 from pathlib import Path

@@ -1,13 +1,18 @@
-"""Command-line pieces shared by tests that run fairseq's CLIs on data made by ``prepare()``."""
+"""Code shared by the test modules: fairseq command lines on data made by ``prepare()``, running
+fairseq's CLIs, the standard tiny LSLo run's options, and reading fairseq-train logs.
+
+Test modules import from here (and conftest.py's fixtures), never from each other."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
+import lslo_fairseq
 from lslo_fairseq.config import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
 
 # Tiny model shape (no --arch: add "--arch transformer" for a plain model, or a plugin arch).
@@ -134,3 +139,69 @@ def kill_fairseq_at(tool: str, args: Sequence[str], log_path: Union[str, os.Path
                 proc.kill()
                 proc.wait()
     raise subprocess.TimeoutExpired(cmd, timeout)
+
+
+# ---- LSLo runs through fairseq-train: the standard tiny options ---------------------------------
+
+USER_DIR = os.path.dirname(os.path.abspath(lslo_fairseq.__file__))  # --user-dir of the plugin
+LSLO_ARGS = ["--user-dir", USER_DIR, "--arch", "lslo_transformer", *TINY_ARCH_ARGS,
+             "--lslo-ranks", "en:2,fr:2,ko:2,oc:4", "--lslo-encoder-index", "src,tgt",
+             "--lslo-decoder-index", "tgt,src"]
+TRAIN_ARGS = ["--optimizer", "adam", "--lr", "0.003", "--lr-scheduler", "inverse_sqrt",
+              "--warmup-updates", "5", "--criterion", "label_smoothed_cross_entropy",
+              "--label-smoothing", "0.2", "--max-tokens", "2048", "--cpu", "--seed", "3",
+              "--num-workers", "0", "--no-epoch-checkpoints", "--log-format", "simple",
+              "--log-interval", "1", "--required-batch-size-multiple", "1"]
+
+
+def lslo_task_args(data) -> list:
+    """:func:`task_args` with the plugin's task ``translation_multi_simple_epoch_lslo``."""
+    args = task_args(data)
+    args[args.index("--task") + 1] = "translation_multi_simple_epoch_lslo"
+    return args
+
+
+def train_lslo(data, save_dir, extra, log) -> Path:
+    """fairseq-train an LSLo model with LSLO_ARGS and TRAIN_ARGS (``extra`` last); returns ``save_dir``."""
+    cmd = [*lslo_task_args(data), *LSLO_ARGS, *TRAIN_ARGS, "--save-dir", str(save_dir), *extra]
+    run_fairseq("fairseq-train", cmd, log)
+    return Path(save_dir)
+
+
+# ---- LSLo runs with H/M/V language groups, GPS pruning, and reading their logs ------------------
+
+GROUPS = ["--lslo-lang-groups", "en:H,fr:H,ko:M,oc:V", "--lslo-ranks", "H:2,M:2,V:4"]
+GPS = ["--lslo-prune", "gps", "--lslo-prune-ratio", "0.8", "--lslo-prune-unit", "update",
+       "--lslo-prune-start", "2", "--lslo-prune-duration", "6"]
+
+
+def grouped_lslo_args(extra) -> list:
+    """LSLO_ARGS with the per-language ranks replaced by GROUPS, then ``extra``."""
+    args = list(LSLO_ARGS)
+    i = args.index("--lslo-ranks")
+    del args[i:i + 2]
+    return [*args, *GROUPS, *extra]
+
+
+def grouped_train_args(data, save_dir, extra) -> list:
+    """fairseq-train arguments of an LSLo run with H/M/V groups on ``data`` (``extra`` last)."""
+    return [*lslo_task_args(data), *grouped_lslo_args(extra), *TRAIN_ARGS, "--save-dir", str(save_dir)]
+
+
+def train_grouped(data, save_dir, extra, log) -> str:
+    """fairseq-train with :func:`grouped_train_args`; returns the log's text."""
+    run_fairseq("fairseq-train", grouped_train_args(data, save_dir, extra), log)
+    return Path(log).read_text()
+
+
+def losses(log: str) -> dict:
+    """update number -> training loss, from fairseq's train_inner lines (--log-interval 1)."""
+    out = {}
+    for m in re.finditer(r"train_inner \|.*?loss=([0-9.]+),.*?num_updates=(\d+)", log):
+        out[int(m.group(2))] = m.group(1)
+    return out
+
+
+def pruning_lines(log: str) -> dict:
+    """update -> the controller's log line after 'ratio' (ratio, newly pruned, sparsity per group)."""
+    return dict((int(u), rest) for u, rest in re.findall(r"pruning, update (\d+): (ratio .*)", log))

@@ -4,23 +4,18 @@ import argparse
 import torch
 from fairseq.data import Dictionary
 
+from lslo_fairseq.checkpoints.reading import StandInTask
 from lslo_fairseq.models.lslo_transformer import LSLoTransformerModel, lslo_transformer_tiny
 
 LANGS = ["en", "fr", "ko", "oc"]
 
 
-class FakeTask:
-    def __init__(self, langs, n_words=40):
-        d = Dictionary()
-        for i in range(n_words):
-            d.add_symbol(f"w{i}")
-        for lang in langs:
-            d.add_symbol(f"__{lang}__")
-        self.source_dictionary = self.target_dictionary = d
-        self.langs = list(langs)
-
-    def langtok(self, lang):
-        return self.source_dictionary.index(f"__{lang}__")
+def word_dictionary(n_words=40) -> Dictionary:
+    """fairseq's specials and the words w0 ... w{n_words-1} (the language tokens follow)."""
+    d = Dictionary()
+    for i in range(n_words):
+        d.add_symbol(f"w{i}")
+    return d
 
 
 def build_tiny_model(langs=LANGS, ranks="en:2,fr:2,ko:3,oc:5", enc_index="src,tgt", dec_index="tgt,src",
@@ -37,7 +32,7 @@ def build_tiny_model(langs=LANGS, ranks="en:2,fr:2,ko:3,oc:5", enc_index="src,tg
     args.max_source_positions = args.max_target_positions = 64
     args.dropout = args.attention_dropout = args.activation_dropout = 0.0
     lslo_transformer_tiny(args)
-    task = FakeTask(langs)
+    task = StandInTask(langs, dictionary=word_dictionary())  # words, then the language tokens
     model = LSLoTransformerModel.build_model(args, task)
     model.eval()
     return model, task
@@ -57,8 +52,8 @@ def mixed_batch(task, rows):
     """rows: (src_lang, tgt_lang, src_words, tgt_words) -> src_tokens (left-padded, as fairseq),
     src_lengths, prev_output_tokens (EOS, __tgt__, words...) and the target (__tgt__, words, EOS)."""
     d = task.source_dictionary
-    srcs = [[task.langtok(s)] + [d.index(f"w{i}") for i in sw] + [d.eos()] for s, _, sw, _ in rows]
-    tgts = [[task.langtok(t)] + [d.index(f"w{i}") for i in tw] + [d.eos()] for _, t, _, tw in rows]
+    srcs = [[task.lang_token(s)] + [d.index(f"w{i}") for i in sw] + [d.eos()] for s, _, sw, _ in rows]
+    tgts = [[task.lang_token(t)] + [d.index(f"w{i}") for i in tw] + [d.eos()] for _, t, _, tw in rows]
     slen, tlen = max(map(len, srcs)), max(map(len, tgts))
     src = torch.tensor([[d.pad()] * (slen - len(s)) + s for s in srcs])
     target = torch.tensor([t + [d.pad()] * (tlen - len(t)) for t in tgts])

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Callable, NamedTuple, Union
 
@@ -22,9 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import fairseq_bin, fairseq_env, run_fairseq  # noqa: E402
+from helpers import LSLO_ARGS, TRAIN_ARGS, USER_DIR, fairseq_bin, fairseq_env, lslo_task_args  # noqa: E402
 from lslo_fairseq.errors import LSLoError  # noqa: E402
-from test_cli import LSLO_ARGS, TRAIN_ARGS, USER_DIR, lslo_task_args  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 TITLE = "# Bad input: what is checked"
@@ -597,9 +597,14 @@ CASES = [
 # ---- running a case ------------------------------------------------------------------------------
 
 
+# the fields of ``lslo_files`` that ``Ctx.fmt`` fills in
+LSLO_FIELDS = ("ckpt", "adapters", "merged", "model_dir", "flores")
+
+
 class Ctx:
-    """What a trigger may use: the tiny data, the shared LSLo files (built on first use), a fresh
-    folder and monkeypatch; ``fmt`` fills ``{tmp}``, ``{ckpt}``, ``{dict}`` ... in an argument."""
+    """What a trigger may use: the tiny data, the shared LSLo files (built on first use: only in
+    cases marked slow, see ``needs_lslo_files``), a fresh folder and monkeypatch; ``fmt`` fills
+    ``{tmp}``, ``{ckpt}``, ``{dict}`` ... in an argument."""
 
     def __init__(self, request, tmp, monkeypatch):
         self.request, self.tmp, self.monkeypatch = request, tmp, monkeypatch
@@ -610,6 +615,8 @@ class Ctx:
 
     @property
     def lslo(self):
+        assert self.request.node.get_closest_marker("slow"), \
+            "this case uses lslo_files (a trained checkpoint) but is not marked slow: see needs_lslo_files"
         return self.request.getfixturevalue("lslo_files")
 
     def fmt(self, arg):
@@ -617,30 +624,66 @@ class Ctx:
             return arg
         fields = dict(tmp=self.tmp, dict=self.data["dict"], spm=self.data["spm_model"],
                       data_dir=self.data["data_dir"])
-        if any(f"{{{k}}}" in arg for k in ("ckpt", "adapters", "merged", "model_dir", "flores")):
-            fields.update({k: self.lslo[k] for k in ("ckpt", "adapters", "merged", "model_dir", "flores")})
+        if any(f"{{{k}}}" in arg for k in LSLO_FIELDS):
+            fields.update({k: self.lslo[k] for k in LSLO_FIELDS})
         return arg.format(**fields)
 
 
 @pytest.fixture(scope="module")
-def lslo_files(tiny_data, tmp_path_factory):
-    """One tiny LSLo run (2 updates from scratch) and what the cases derive from it: its adapters
-    file, a merged oc-ko export, a released-format model directory and a FLORES-101 folder."""
+def lslo_files(lslo_run, tiny_data, tmp_path_factory):
+    """The session's standard tiny LSLo run (``lslo_run``, conftest.py; copies of its last and
+    update-8 checkpoints, so that no case can alter the shared run) and what the cases derive from
+    it: its adapters file, a merged oc-ko export, a released-format model directory and a
+    FLORES-101 folder."""
     from flores_fixture import make_flores_dataset, make_model_dir
     from lslo_fairseq.cli.export import main as export_main
 
     root = tmp_path_factory.mktemp("bad_input")
-    run_fairseq("fairseq-train", [*lslo_task_args(tiny_data), *LSLO_ARGS, *TRAIN_ARGS, "--max-update", "2",
-                                  "--save-interval-updates", "2", "--disable-validation",
-                                  "--save-dir", str(root / "save")], root / "train.log")
-    files = dict(ckpt=root / "save" / "checkpoint_last.pt", mid=root / "save" / "checkpoint_1_2.pt",
+    (root / "save").mkdir()
+    files = dict(ckpt=root / "save" / "checkpoint_last.pt", mid=root / "save" / lslo_run["mid"].name,
                  adapters=root / "adapters.pt", merged=root / "merged.pt")
+    shutil.copyfile(lslo_run["ckpt"], files["ckpt"])
+    shutil.copyfile(lslo_run["mid"], files["mid"])
     assert export_main(["adapters", "--checkpoint", str(files["ckpt"]), "--out", str(files["adapters"])]) == 0
     assert export_main(["merge", "--checkpoint", str(files["ckpt"]), "-s", "oc", "-t", "ko",
                         "--out", str(files["merged"])]) == 0
     files["model_dir"] = make_model_dir(root / "model", tiny_data, files["merged"])
     files["flores"] = make_flores_dataset(root, tiny_data["langs"], n_dev=4, n_devtest=4)
     return files
+
+
+def needs_lslo_files(obj, _seen=None) -> bool:
+    """Whether a case's trigger (or setup) uses ``lslo_files``, which needs a trained checkpoint: it
+    reads ``ctx.lslo`` or formats one of LSLO_FIELDS. Follows closures (the arguments given to
+    ``cli``, ``train_opts`` ...), nested functions and the functions of this module it calls."""
+    seen = set() if _seen is None else _seen  # functions already followed (calls may recurse)
+    if isinstance(obj, str):
+        return any(f"{{{k}}}" in obj for k in LSLO_FIELDS)
+    if isinstance(obj, (tuple, list)):
+        return any(needs_lslo_files(x, seen) for x in obj)
+    if not isinstance(obj, types.FunctionType) or obj in seen:
+        return False
+    seen.add(obj)
+    cells = [c.cell_contents for c in obj.__closure__ or ()]
+    return _code_needs_lslo_files(obj.__code__, obj.__globals__, seen) or needs_lslo_files(cells, seen)
+
+
+def _code_needs_lslo_files(code, module_globals, seen) -> bool:
+    if "lslo" in code.co_names:  # ctx.lslo
+        return True
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType) and _code_needs_lslo_files(const, module_globals, seen):
+            return True  # a nested function (the trigger train_opts returns ...) or a lambda
+        if isinstance(const, str) and needs_lslo_files(const, seen):
+            return True
+    called = (module_globals.get(name) for name in code.co_names)
+    return any(isinstance(f, types.FunctionType) and f.__globals__ is module_globals and needs_lslo_files(f, seen)
+               for f in called)
+
+
+def case_param(case: Case):
+    """The case as a pytest parameter, marked slow when it needs the trained LSLo files."""
+    return pytest.param(case, id=case.id, marks=[pytest.mark.slow] if needs_lslo_files(case.trigger) else [])
 
 
 def pattern(message: str) -> str:
@@ -665,7 +708,7 @@ def test_case_ids_are_unique():
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", [case_param(c) for c in CASES])
 def test_bad_input_gives_its_message(case, request, tmp_path, monkeypatch, capsys):
     got, message = outcome(case, Ctx(request, tmp_path, monkeypatch), capsys)
     if isinstance(case.error, int):

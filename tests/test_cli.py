@@ -1,49 +1,15 @@
 """Real fairseq runs through the CLIs: fine-tune a plain checkpoint with LSLo, generate with beam 5,
-resume, and fail fast on bad options."""
-import os
-from pathlib import Path
-
+resume, and fail fast on bad options. The LSLo run is the session's ``lslo_run`` (conftest.py)."""
 import pytest
 import torch
 
-import lslo_fairseq
-from helpers import TINY_ARCH_ARGS, fairseq_bin, fairseq_env, run_fairseq, task_args
+from helpers import LSLO_ARGS, TRAIN_ARGS, USER_DIR, fairseq_bin, fairseq_env, lslo_task_args, run_fairseq, train_lslo
 
-USER_DIR = os.path.dirname(os.path.abspath(lslo_fairseq.__file__))
-LSLO_ARGS = ["--user-dir", USER_DIR, "--arch", "lslo_transformer", *TINY_ARCH_ARGS,
-             "--lslo-ranks", "en:2,fr:2,ko:2,oc:4", "--lslo-encoder-index", "src,tgt",
-             "--lslo-decoder-index", "tgt,src"]
-TRAIN_ARGS = ["--optimizer", "adam", "--lr", "0.003", "--lr-scheduler", "inverse_sqrt",
-              "--warmup-updates", "5", "--criterion", "label_smoothed_cross_entropy",
-              "--label-smoothing", "0.2", "--max-tokens", "2048", "--cpu", "--seed", "3",
-              "--num-workers", "0", "--no-epoch-checkpoints", "--log-format", "simple",
-              "--log-interval", "1", "--required-batch-size-multiple", "1"]
-
-
-def lslo_task_args(data):
-    args = task_args(data)
-    args[args.index("--task") + 1] = "translation_multi_simple_epoch_lslo"
-    return args
-
-
-def train(data, save_dir, extra, log):
-    cmd = [*lslo_task_args(data), *LSLO_ARGS, *TRAIN_ARGS, "--save-dir", str(save_dir), *extra]
-    run_fairseq("fairseq-train", cmd, log)
-    return Path(save_dir)
+pytestmark = pytest.mark.slow  # every test trains or runs fairseq-train/-generate
 
 
 def state(path):
     return torch.load(path, map_location="cpu")["model"]
-
-
-@pytest.fixture(scope="module")
-def lslo_run(tiny_data, tiny_base_checkpoint, tmp_path_factory):
-    root = tmp_path_factory.mktemp("lslo_run")
-    save = train(tiny_data, root / "ckpt",
-                 ["--finetune-from-model", str(tiny_base_checkpoint), "--max-update", "16",
-                  "--save-interval-updates", "8", "--keep-interval-updates", "5"],
-                 root / "train.log")
-    return dict(root=root, save=save, log=(root / "train.log").read_text())
 
 
 def test_finetune_from_plain_checkpoint_moves_only_adapters(lslo_run, tiny_base_checkpoint):
@@ -74,14 +40,11 @@ def test_generate_beam5_through_the_cli(lslo_run, tiny_data):
 
 def test_restore_file_resumes_an_lslo_run(lslo_run, tiny_data, tmp_path):
     """Stop at update 8, resume with --restore-file to 16: the adapters equal the uninterrupted run's."""
-    mid = lslo_run["save"] / "checkpoint_1_8.pt"
-    if not mid.exists():
-        mid = next(lslo_run["save"].glob("checkpoint_*_8.pt"))
-    resumed = train(tiny_data, tmp_path / "resumed",
-                    ["--restore-file", str(mid), "--max-update", "16"], tmp_path / "resume.log")
+    resumed = train_lslo(tiny_data, tmp_path / "resumed",
+                         ["--restore-file", str(lslo_run["mid"]), "--max-update", "16"], tmp_path / "resume.log")
     log = (tmp_path / "resume.log").read_text()
     assert "Loaded checkpoint" in log and "num_updates=8" not in log and "num_updates=16" in log
-    full, again = state(lslo_run["save"] / "checkpoint_last.pt"), state(resumed / "checkpoint_last.pt")
+    full, again = state(lslo_run["ckpt"]), state(resumed / "checkpoint_last.pt")
     for key in full:
         torch.testing.assert_close(again[key], full[key], rtol=1e-5, atol=1e-6, msg=key)
 

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from helpers import run_fairseq, task_args
+from helpers import LSLO_ARGS, TRAIN_ARGS, USER_DIR, lslo_task_args, run_fairseq, task_args
 from lslo_fairseq.cli import plot, score
-from test_cli import LSLO_ARGS, TRAIN_ARGS, lslo_task_args, USER_DIR
+
+pytestmark = pytest.mark.slow  # trains with fairseq-train and decodes with lslo-score --generate
 
 
-@pytest.mark.slow
 def test_figure_3_from_epoch_checkpoints(tiny_data, tiny_base_checkpoint, tmp_path):
     train_args = [a for a in TRAIN_ARGS if a != "--no-epoch-checkpoints"]
     run_fairseq("fairseq-train", [*lslo_task_args(tiny_data), *LSLO_ARGS, *train_args,

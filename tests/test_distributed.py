@@ -5,13 +5,11 @@ sums the gradients of the same two batches. Dropout is off: fairseq seeds every 
 update, so two processes would draw the dropout masks of one micro-batch twice."""
 import json
 import re
-import subprocess
 
 import pytest
 import torch
 
-from helpers import run_fairseq, run_fairseq_distributed
-from test_pruning_cli import GPS, losses, train_args
+from helpers import GPS, grouped_train_args, losses, pruning_lines, run_fairseq, run_fairseq_distributed
 
 UPDATES = 10
 # --batch-size 1: every process's batch is one sentence (one source and one target language of the
@@ -21,19 +19,14 @@ SAME_TOTAL_BATCH = ["--batch-size", "1", "--max-update", str(UPDATES), "--dropou
                     "--load-checkpoint-on-all-dp-ranks"]
 
 
-def pruning_lines(log):
-    """update -> the controller's log line after 'ratio' (ratio, newly pruned, sparsity per group)."""
-    return dict((int(u), rest) for u, rest in re.findall(r"pruning, update (\d+): (ratio .*)", log))
-
-
 @pytest.fixture(scope="module")
 def dp_runs(tiny_data, tiny_base_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("dp")
     extra = [*GPS, "--finetune-from-model", str(tiny_base_checkpoint), *SAME_TOTAL_BATCH]
-    run_fairseq("fairseq-train", [*train_args(tiny_data, root / "one", extra), "--update-freq", "2"],
+    run_fairseq("fairseq-train", [*grouped_train_args(tiny_data, root / "one", extra), "--update-freq", "2"],
                 root / "one.log")
     # each rank its own --save-dir: whatever rank 1 writes would land in two/rank1
-    run_fairseq_distributed("fairseq-train", train_args(tiny_data, root / "two" / "rank{RANK}", extra),
+    run_fairseq_distributed("fairseq-train", grouped_train_args(tiny_data, root / "two" / "rank{RANK}", extra),
                             root / "two.log", nproc=2, timeout=240)
     return dict(root=root, one=(root / "one.log").read_text(), two=(root / "two.log").read_text())
 
@@ -79,7 +72,7 @@ def test_multi_process_run_without_load_on_all_ranks_fails_clearly(tiny_data, ti
     extra = ["--finetune-from-model", str(tiny_base_checkpoint), *SAME_TOTAL_BATCH]
     extra.remove("--load-checkpoint-on-all-dp-ranks")
     with pytest.raises(RuntimeError) as err:
-        run_fairseq_distributed("fairseq-train", train_args(tiny_data, tmp_path / "x", extra),
+        run_fairseq_distributed("fairseq-train", grouped_train_args(tiny_data, tmp_path / "x", extra),
                                 tmp_path / "x.log", nproc=2, timeout=180)
     log = (tmp_path / "x.log").read_text()
     assert "multi-process training needs --load-checkpoint-on-all-dp-ranks" in log, str(err.value)[-2000:]

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import fairseq_bin, fairseq_env, run_fairseq, task_args
+from helpers import LSLO_ARGS, TRAIN_ARGS, USER_DIR, fairseq_bin, fairseq_env, lslo_task_args, run_fairseq, task_args
 from lslo_fairseq.checkpoints import adapters as adapters_mod
 from lslo_fairseq.checkpoints.merge import EXPORT_KEY
-from lslo_fairseq.checkpoints.reading import (CheckpointError, build_lslo_model, load_lslo_checkpoint,
+from lslo_fairseq.checkpoints.reading import (build_lslo_model, load_lslo_checkpoint,
                                               options, read_fairseq_checkpoint, vocab_size)
 from lslo_fairseq.cli.export import main as export_main
 from lslo_fairseq.config import LSLoConfigError
 from lslo_fairseq.files import torch_save_atomic
-from test_cli import LSLO_ARGS, TRAIN_ARGS, USER_DIR, lslo_task_args
 
 SRC, TGT = "oc", "ko"  # encoder layers src,tgt and decoder tgt,src (LSLO_ARGS): both languages used
 # lr 0.01 so that 12 updates move the adapters well away from B = 0
@@ -150,6 +149,7 @@ def test_merged_export_decodes_like_lslo_under_stock_fairseq(runs, run, tiny_dat
     assert sum(abs(other[i]["score"] - lslo[i]["score"]) > 1e-3 for i in lslo) > len(lslo) // 2
 
 
+@pytest.mark.slow
 def test_merged_export_is_a_stock_checkpoint_for_one_direction(runs, tiny_base_checkpoint, tmp_path):
     out = tmp_path / "oc-ko.pt"
     export("merge", "--checkpoint", runs["wl"], "-s", SRC, "-t", TGT, "--out", out)
@@ -177,6 +177,7 @@ def test_merged_export_is_a_stock_checkpoint_for_one_direction(runs, tiny_base_c
     assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave nothing behind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", list(RUNS))
 def test_merged_fold_is_what_each_layer_applies_to_the_direction(runs, run):
     """Each float64 fold W' (masks, slices, weight learning), applied as a linear map, equals the LSLo
@@ -194,6 +195,7 @@ def test_merged_fold_is_what_each_layer_applies_to_the_direction(runs, run):
             torch.testing.assert_close(layer(x).double(), expect, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", list(RUNS))
 def test_adapters_file_is_small_and_attach_restores_the_checkpoint_bitwise(runs, run, tiny_base_checkpoint, tmp_path,
                                                                             capsys):
@@ -244,6 +246,7 @@ def test_training_continues_from_attached_adapters(runs, tiny_data, tiny_base_ch
     assert all((after[k] - before[k]).abs().max() < before[k].abs().max() for k in lora_b)
 
 
+@pytest.mark.slow
 def test_attach_refuses_another_base(runs, tiny_base_checkpoint, tmp_path, capsys):
     ad = tmp_path / "a.pt"
     export("adapters", "--checkpoint", runs["pruned"], "--out", ad)
@@ -256,6 +259,7 @@ def test_attach_refuses_another_base(runs, tiny_base_checkpoint, tmp_path, capsy
     assert "1 of " in err and not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 def test_adapters_with_another_configuration_are_refused(runs, tiny_base_checkpoint, tmp_path):
     ad = tmp_path / "a.pt"
     export("adapters", "--checkpoint", runs["pruned"], "--out", ad)
@@ -273,6 +277,7 @@ def test_adapters_with_another_configuration_are_refused(runs, tiny_base_checkpo
         assert named in str(e.value) and str(ad) in str(e.value)
 
 
+@pytest.mark.slow
 def test_broken_or_foreign_files_are_refused(runs, tiny_base_checkpoint, tmp_path, capsys):
     ad = tmp_path / "a.pt"
     export("adapters", "--checkpoint", runs["pruned"], "--out", ad)
@@ -299,6 +304,7 @@ def test_broken_or_foreign_files_are_refused(runs, tiny_base_checkpoint, tmp_pat
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 def test_full_checkpoint_with_another_configuration_names_the_difference(runs):
     """Before lslo_layout, other languages or indexes with equal shapes loaded silently."""
     state = read_fairseq_checkpoint(str(runs["pruned"]), "x")

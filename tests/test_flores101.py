@@ -65,6 +65,7 @@ def sh(*cmd, env, timeout=900):
 # ---- preparation -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # model_dir holds the fairseq-trained tiny_base_checkpoint
 def test_prepare_cli_dev_train_devtest_test(model_dir, flores_dir, tmp_path):
     out = tmp_path / "data"
     proc = subprocess.run(
@@ -96,6 +97,7 @@ def test_prepare_cli_dev_train_devtest_test(model_dir, flores_dir, tmp_path):
         assert (tar_out / "mono" / f.name).read_bytes() == f.read_bytes(), f.name
 
 
+@pytest.mark.slow  # model_dir holds the fairseq-trained tiny_base_checkpoint
 def test_prepare_errors_name_the_problem_before_any_work(model_dir, flores_dir, tmp_path, monkeypatch):
     groups = dict.fromkeys(LANGS, "H")
     # dictionary that does not match the checkpoint (the usual M2M failure), caught before any text is read

@@ -2,22 +2,18 @@
 token of a hypothesis equals the teacher-forced log-probability of that token, for every index
 strategy and module set, in batches that mix source and target languages (so that beam search's
 reordering and finishing of sentences must carry the language ids along)."""
-import os
-
 import pytest
 import torch
 from fairseq import options, tasks
 
-import lslo_fairseq
-from helpers import TINY_ARCH_ARGS, task_args
+from helpers import TINY_ARCH_ARGS, USER_DIR, lslo_task_args
 from model_utils import randomize_adapters
 
-USER_DIR = os.path.dirname(os.path.abspath(lslo_fairseq.__file__))
+pytestmark = pytest.mark.slow  # every test loads the fairseq-trained tiny_base_checkpoint
 
 
 def build(data, base_ckpt, enc, dec, modules, src, tgt):
-    args = task_args(data)
-    args[args.index("--task") + 1] = "translation_multi_simple_epoch_lslo"
+    args = lslo_task_args(data)
     parser = options.get_training_parser()
     ns = options.parse_args_and_arch(parser, [
         *args, "--user-dir", USER_DIR, "--arch", "lslo_transformer", *TINY_ARCH_ARGS,

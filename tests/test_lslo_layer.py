@@ -8,11 +8,7 @@ from lslo_fairseq.routing import LanguageRouter, RoutingError
 from model_utils import build_tiny_model, mixed_batch, randomize_adapters
 
 
-@pytest.fixture(params=["gather", "dense"], autouse=True)
-def kernel(request, monkeypatch):
-    """Every test here runs with both routing kernels."""
-    monkeypatch.setattr(LSLoLinear, "kernel_choice", request.param)
-    return request.param
+pytestmark = pytest.mark.usefixtures("kernel")  # every test with both routing kernels (conftest.py)
 
 
 def make_layer(ranks=(2, 2, 3, 5), index="src", in_f=6, out_f=4):

@@ -21,10 +21,7 @@ D_MODEL, FFN, OFFSET = 6, 16, 3  # fc1: 6 -> 16, fc2: 16 -> 6; the 6-wide window
 RANKS = (2, 2, 3, 5)
 
 
-@pytest.fixture(params=["gather", "dense"], autouse=True)
-def kernel(request, monkeypatch):
-    monkeypatch.setattr(LSLoLinear, "kernel_choice", request.param)
-    return request.param
+pytestmark = pytest.mark.usefixtures("kernel")  # every test with both routing kernels (conftest.py)
 
 
 def paper_layer(fc, index="src", alpha=None, offset=OFFSET, seed=0):

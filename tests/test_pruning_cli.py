@@ -5,45 +5,17 @@ import re
 import pytest
 import torch
 
-from test_cli import LSLO_ARGS, TRAIN_ARGS, lslo_task_args
-from helpers import run_fairseq
+from helpers import GPS, losses, train_grouped
 
-GROUPS = ["--lslo-lang-groups", "en:H,fr:H,ko:M,oc:V", "--lslo-ranks", "H:2,M:2,V:4"]
-GPS = ["--lslo-prune", "gps", "--lslo-prune-ratio", "0.8", "--lslo-prune-unit", "update",
-       "--lslo-prune-start", "2", "--lslo-prune-duration", "6"]
-
-
-def lslo_args(extra):
-    args = list(LSLO_ARGS)
-    i = args.index("--lslo-ranks")
-    del args[i:i + 2]
-    return [*args, *GROUPS, *extra]
-
-
-def train_args(data, save_dir, extra):
-    """fairseq-train arguments of an LSLo run with H/M/V groups on ``data`` (``extra`` last)."""
-    return [*lslo_task_args(data), *lslo_args(extra), *TRAIN_ARGS, "--save-dir", str(save_dir)]
-
-
-def train(data, save_dir, extra, log):
-    run_fairseq("fairseq-train", train_args(data, save_dir, extra), log)
-    return log.read_text()
-
-
-def losses(log):
-    """update number -> training loss, from fairseq's train_inner lines (--log-interval 1)."""
-    out = {}
-    for m in re.finditer(r"train_inner \|.*?loss=([0-9.]+),.*?num_updates=(\d+)", log):
-        out[int(m.group(2))] = m.group(1)
-    return out
+pytestmark = pytest.mark.slow  # every test runs fairseq-train
 
 
 @pytest.fixture(scope="module")
 def gps_run(tiny_data, tiny_base_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("gps")
-    log = train(tiny_data, root / "ckpt", [*GPS, "--finetune-from-model", str(tiny_base_checkpoint),
-                                           "--max-update", "12", "--save-interval-updates", "5",
-                                           "--keep-interval-updates", "5"], root / "train.log")
+    log = train_grouped(tiny_data, root / "ckpt", [*GPS, "--finetune-from-model", str(tiny_base_checkpoint),
+                                                   "--max-update", "12", "--save-interval-updates", "5",
+                                                   "--keep-interval-updates", "5"], root / "train.log")
     return root, log
 
 
@@ -65,8 +37,8 @@ def test_schedule_is_logged_and_counts_written(gps_run):
 def test_resume_mid_schedule_reproduces_masks_and_losses(gps_run, tiny_data, tmp_path):
     root, log = gps_run
     mid = next((root / "ckpt").glob("checkpoint_*_5.pt"))
-    resumed_log = train(tiny_data, tmp_path / "resumed", [*GPS, "--restore-file", str(mid), "--max-update", "12"],
-                        tmp_path / "resume.log")
+    resumed_log = train_grouped(tiny_data, tmp_path / "resumed",
+                                [*GPS, "--restore-file", str(mid), "--max-update", "12"], tmp_path / "resume.log")
     full, again = losses(log), losses(resumed_log)
     assert sorted(again) == list(range(6, 13))
     assert {u: full[u] for u in again} == again
@@ -80,10 +52,10 @@ def test_resume_mid_schedule_reproduces_masks_and_losses(gps_run, tiny_data, tmp
 
 
 def test_weight_learning_json_feeds_the_next_run(tiny_data, tiny_base_checkpoint, tmp_path):
-    log = train(tiny_data, tmp_path / "wl", ["--lslo-weight-learning", "--lslo-encoder-index", "paper",
-                                             "--lslo-decoder-index", "paper",
-                                             "--finetune-from-model", str(tiny_base_checkpoint),
-                                             "--max-update", "8", "--lr", "0.03"], tmp_path / "wl.log")
+    log = train_grouped(tiny_data, tmp_path / "wl", ["--lslo-weight-learning", "--lslo-encoder-index", "paper",
+                                                     "--lslo-decoder-index", "paper",
+                                                     "--finetune-from-model", str(tiny_base_checkpoint),
+                                                     "--max-update", "8", "--lr", "0.03"], tmp_path / "wl.log")
     assert "weight learning, encoder (w_src, w_tgt)" in log
     wl = json.loads((tmp_path / "wl" / "weight_learning.json").read_text())
     for side in ("encoder", "decoder"):
@@ -93,13 +65,13 @@ def test_weight_learning_json_feeds_the_next_run(tiny_data, tiny_base_checkpoint
         assert wl[f"{side}_index"] == ["src" if a >= b else "tgt" for a, b in wl[side]]
     assert wl["history"]
     path = str(tmp_path / "wl" / "weight_learning.json")
-    log2 = train(tiny_data, tmp_path / "next", ["--lslo-encoder-index", path, "--lslo-decoder-index", path,
-                                                "--finetune-from-model", str(tiny_base_checkpoint),
-                                                "--max-update", "2"], tmp_path / "next.log")
+    log2 = train_grouped(tiny_data, tmp_path / "next", ["--lslo-encoder-index", path, "--lslo-decoder-index", path,
+                                                        "--finetune-from-model", str(tiny_base_checkpoint),
+                                                        "--max-update", "2"], tmp_path / "next.log")
     assert f"encoder index {wl['encoder_index']}" in log2 and f"decoder index {wl['decoder_index']}" in log2
 
 
 def test_schedule_longer_than_the_run_fails_before_training(tiny_data, tmp_path):
     with pytest.raises(RuntimeError, match="exceeds the run's length"):
-        train(tiny_data, tmp_path / "x", [*GPS, "--max-update", "5"], tmp_path / "x.log")
+        train_grouped(tiny_data, tmp_path / "x", [*GPS, "--max-update", "5"], tmp_path / "x.log")
     assert "Start iterating" not in (tmp_path / "x.log").read_text()

@@ -11,18 +11,19 @@ import shutil
 import pytest
 import torch
 
-from helpers import kill_fairseq_at, run_fairseq
-from test_distributed import pruning_lines
-from test_pruning_cli import GPS, losses, train, train_args
+from helpers import GPS, grouped_train_args, kill_fairseq_at, losses, pruning_lines, run_fairseq, train_grouped
 
 from lslo_fairseq.checkpoints.reading import problem
+
+pytestmark = pytest.mark.slow  # every test runs fairseq-train or reads the trained tiny_base_checkpoint
 
 UPDATES, SAVE_EVERY, KILL_AFTER = 14, 6, 8  # GPS ramps over updates 3-8; saves at 6 and 12
 
 
 def run_args(data, save_dir, base):
-    return train_args(data, save_dir, [*GPS, "--finetune-from-model", str(base), "--max-update", str(UPDATES),
-                                       "--save-interval-updates", str(SAVE_EVERY), "--keep-interval-updates", "2"])
+    return grouped_train_args(data, save_dir, [
+        *GPS, "--finetune-from-model", str(base), "--max-update", str(UPDATES),
+        "--save-interval-updates", str(SAVE_EVERY), "--keep-interval-updates", "2"])
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,6 @@ def killed(tiny_data, tiny_base_checkpoint, tmp_path_factory):
     return dict(root=root, full=(root / "full.log").read_text(), last_logged=last)
 
 
-@pytest.mark.slow
 def test_sigkill_then_same_command_equals_an_uninterrupted_run(killed, tiny_data, tiny_base_checkpoint):
     root = killed["root"]
     assert KILL_AFTER <= killed["last_logged"] < 2 * SAVE_EVERY  # killed between the saves at 6 and 12
@@ -65,7 +65,6 @@ def test_sigkill_then_same_command_equals_an_uninterrupted_run(killed, tiny_data
     assert (root / "killed" / "pruning_counts.json").read_text() == (root / "full" / "pruning_counts.json").read_text()
 
 
-@pytest.mark.slow
 def test_truncated_checkpoint_last_names_the_file_and_the_intact_one(killed, tiny_data, tiny_base_checkpoint):
     save = killed["root"] / "killed_copy"
     last = save / "checkpoint_last.pt"
@@ -84,7 +83,7 @@ def test_foreign_file_to_finetune_from_fails_clearly(tiny_data, tmp_path):
     foreign = tiny_data["dict"]  # a text file
     log = tmp_path / "foreign.log"
     with pytest.raises(RuntimeError):
-        train(tiny_data, tmp_path / "x", ["--finetune-from-model", foreign, "--max-update", "2"], log)
+        train_grouped(tiny_data, tmp_path / "x", ["--finetune-from-model", foreign, "--max-update", "2"], log)
     assert f"--finetune-from-model: cannot load {foreign}: not a PyTorch checkpoint" in log.read_text()
 
 
