@@ -25,7 +25,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from ..errors import LSLoError
 from ..files import write_csv_atomic, write_json_atomic
-from ..runfiles.pruning_counts import RECORD_KEYS, SIDE_MODULES, SIDES, _is_number
+from ..runfiles.pruning_counts import RECORD_KEYS, SIDE_MODULES, SIDES, is_number
 
 from ..config import BITEXT_WITH_EN, DECODER_MODULES, GROUP_ORDER
 
@@ -118,7 +118,7 @@ def _sort_value(key: str, value, first_seen: Mapping):
         return (_GROUP_RANK.get(value, 9) if value is not None else 10, str(value))
     if key == "language":
         return (first_seen.get(value, 10**9), str(value))
-    if _is_number(value):
+    if is_number(value):
         return (0, float(value))
     return (1, str(value))
 
@@ -293,7 +293,7 @@ def correlations(
         if size is None:
             excluded.append({"language": lang, "reason": "no bitext size with English (English itself, "
                                                          "'-' in tables 5/6)"})
-        elif not _is_number(size) or not math.isfinite(size) or size <= 0:
+        elif not is_number(size) or not math.isfinite(size) or size <= 0:
             excluded.append({"language": lang, "reason": f"bitext size {size!r} is not a positive number"})
         else:
             sizes[lang] = float(size)

@@ -10,7 +10,7 @@ import time
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from . import DEFAULT_TASK, Direction, ScoringError
-from .outputs import _DIR_RE, missing_ids
+from .outputs import DIRECTION_RE, missing_ids
 
 def parse_pairs(pairs: Union[str, Iterable[Union[str, Direction]]]) -> List[Direction]:
     """Directions from ``"en-fr,fr-en"``, ``["en-fr", ...]`` or ``[("en", "fr"), ...]``."""
@@ -19,7 +19,7 @@ def parse_pairs(pairs: Union[str, Iterable[Union[str, Direction]]]) -> List[Dire
     out: List[Direction] = []
     for pair in pairs:
         if isinstance(pair, str):
-            m = _DIR_RE.match(pair.strip())
+            m = DIRECTION_RE.match(pair.strip())
             if not m:
                 raise ScoringError(f"bad language pair {pair!r}: expected 'src-tgt', e.g. 'en-fr'")
             pair = (m.group(1), m.group(2))

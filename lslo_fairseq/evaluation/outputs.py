@@ -82,7 +82,7 @@ def missing_ids(path: str) -> List[int]:
 
 
 _LANG = r"[A-Za-z0-9_]+"
-_DIR_RE = re.compile(rf"^({_LANG})-({_LANG})$")
+DIRECTION_RE = re.compile(rf"^({_LANG})-({_LANG})$")  # a direction "src-tgt", as fairseq names pairs
 _FLAT_GEN_RE = re.compile(rf"^generate-({_LANG})-({_LANG})\.txt$")
 _FLAT_RE = re.compile(rf"^({_LANG})-({_LANG})\.txt$")
 
@@ -109,7 +109,7 @@ def find_direction_outputs(run_dir: str, subset: str = "test") -> Dict[Direction
     for name in sorted(os.listdir(run_dir)):
         path = os.path.join(run_dir, name)
         if os.path.isdir(path):
-            m = _DIR_RE.match(name)
+            m = DIRECTION_RE.match(name)
             if not m:
                 continue
             wanted = os.path.join(path, f"generate-{subset}.txt")

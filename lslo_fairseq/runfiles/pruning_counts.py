@@ -39,11 +39,11 @@ def write(out_dir: str, kind: str, ratio: float, target_ratio: float, unit: str,
     return path
 
 
-def _is_int(x) -> bool:
+def is_int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
-def _is_number(x) -> bool:
+def is_number(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
@@ -73,7 +73,7 @@ def validate_records(records, where: str = "records") -> List[dict]:
             raise RunFileError(
                 f"{at}: module {module!r} is not a {side} module ({', '.join(SIDE_MODULES[side])})"
             )
-        if not _is_int(rec["layer"]) or rec["layer"] < 0:
+        if not is_int(rec["layer"]) or rec["layer"] < 0:
             raise RunFileError(f"{at}: layer must be an integer >= 0 (0-based), got {rec['layer']!r}")
         if not isinstance(rec["language"], str) or not rec["language"]:
             raise RunFileError(f"{at}: language must be a non-empty string, got {rec['language']!r}")
@@ -84,9 +84,9 @@ def validate_records(records, where: str = "records") -> List[dict]:
         if not isinstance(rec["pool"], str) or not rec["pool"]:
             raise RunFileError(f"{at}: pool must be a non-empty string, got {rec['pool']!r}")
         n, k = rec["n_params"], rec["n_pruned"]
-        if not _is_int(n) or n <= 0:
+        if not is_int(n) or n <= 0:
             raise RunFileError(f"{at}: n_params must be an integer > 0, got {n!r}")
-        if not _is_int(k) or not 0 <= k <= n:
+        if not is_int(k) or not 0 <= k <= n:
             raise RunFileError(f"{at}: n_pruned must be an integer in [0, n_params={n}], got {k!r}")
         key = (side, rec["layer"], module, rec["language"], rec["matrix"])
         if key in seen:
@@ -109,7 +109,7 @@ def validate(doc, where: str = "pruning counts") -> dict:
     if doc["kind"] not in KINDS:
         raise RunFileError(f"{where}: kind {doc['kind']!r} is not one of {list(KINDS)}")
     ratio = doc["ratio"]
-    if not _is_number(ratio) or not 0.0 <= float(ratio) <= 1.0:
+    if not is_number(ratio) or not 0.0 <= float(ratio) <= 1.0:
         raise RunFileError(f"{where}: ratio must be a number in [0, 1], got {ratio!r}")
     records = validate_records(doc["records"], f"{where}: records")
     return {**doc, "ratio": float(ratio), "records": records}
