@@ -118,13 +118,15 @@ def train_sentencepiece(
     character_coverage: float = 1.0,
     seed: int = 1,
     num_threads: int = 1,
+    **options,
 ) -> Tuple[str, float]:
     """Train a SentencePiece model on ``texts``; returns (``{model_prefix}.model``, coverage used).
 
     ``vocab_size`` is a soft limit (small corpora yield fewer pieces rather than failing). Full
     character coverage keeps every training character (CJK included) out of ``<unk>``; if that needs
     more characters than ``vocab_size`` allows, it falls back to 0.9995 (SentencePiece's CJK value).
-    Single-threaded with a fixed seed: the same input gives the same model.
+    Single-threaded with a fixed seed: the same input gives the same model. ``options`` go to
+    SentencePiece's trainer as they are (e.g. ``byte_fallback=True``).
     """
     texts = list(texts)
     if not texts:
@@ -145,6 +147,7 @@ def train_sentencepiece(
                 hard_vocab_limit=False,
                 num_threads=num_threads,
                 minloglevel=2,
+                **options,
             )
         except RuntimeError as e:
             if "required_chars" in str(e) and i + 1 < len(coverages):
@@ -298,11 +301,15 @@ def prepare(
     max_train_rows: Optional[int] = None,
     *,
     character_coverage: float = 1.0,
+    spm_model: Optional[PathLike] = None,
+    dictionary: Optional[PathLike] = None,
 ) -> dict:
     """Build a many-to-many ``translation_multi_simple_epoch`` data directory from a multi-parallel TSV.
 
-    ``max_train_rows`` keeps a random (seeded) subset of the training rows. Returns the summary
-    also written to ``{out_dir}/prepared.json``.
+    ``max_train_rows`` keeps a random (seeded) subset of the training rows. ``spm_model`` and
+    ``dictionary`` (given together) are a pretrained model's SentencePiece model and ``dict.txt``:
+    they are copied into ``out_dir`` and used instead of training new ones on the training rows
+    (``vocab_size`` is then ignored). Returns the summary also written to ``{out_dir}/prepared.json``.
     """
     start = time.perf_counter()
     langs = list(langs)
@@ -323,19 +330,32 @@ def prepare(
         train = sorted(random.Random(seed).sample(train, max_train_rows))
     rows = {"train": train, "valid": valid, "test": test}
 
-    model, coverage = train_sentencepiece(
-        (table[lang][i] for lang in langs for i in train),
-        out / SPM_PREFIX,
-        vocab_size,
-        character_coverage=character_coverage,
-        seed=seed,
-    )
+    if (spm_model is None) != (dictionary is None):
+        raise DataError("a pretrained SentencePiece model and dictionary are given together or not at all")
+    dict_path = out / "dict.txt"
+    if spm_model is not None:
+        for given in (spm_model, dictionary):
+            if not Path(given).is_file():
+                raise DataError(f"{given}: file not found")
+        model, coverage = str(out / f"{SPM_PREFIX}.model"), None
+        shutil.copyfile(spm_model, model)
+        shutil.copyfile(dictionary, dict_path)
+    else:
+        model, coverage = train_sentencepiece(
+            (table[lang][i] for lang in langs for i in train),
+            out / SPM_PREFIX,
+            vocab_size,
+            character_coverage=character_coverage,
+            seed=seed,
+        )
     sp = spm.SentencePieceProcessor(model_file=model)
     raw = {split: {lang: [table[lang][i] for i in idx] for lang in langs} for split, idx in rows.items()}
     encoded = encode_splits(sp, raw)
 
-    dict_path = out / "dict.txt"
-    d = build_dictionary((s for lang in langs for s in encoded["train", lang]), dict_path)
+    if spm_model is not None:
+        d = Dictionary.load(str(dict_path))
+    else:
+        d = build_dictionary((s for lang in langs for s in encoded["train", lang]), dict_path)
     for lang in langs:
         _link(dict_path, out / f"dict.{lang}.txt")
     _write_lines(out / "lang_dict.txt", langs)
