@@ -13,10 +13,22 @@ from .checkpoints.reading import allow_fairseq_pickles
 
 allow_fairseq_pickles()
 
+import logging as _logging
+
+# Importing fairseq runs logging.basicConfig in some of its modules (one at level DEBUG), which would
+# print every library's debug output on our CLIs' consoles. Where nothing has configured logging yet,
+# a placeholder handler makes those calls no-ops; fairseq's own CLIs configure logging first.
+_root = _logging.getLogger()
+_placeholder = None if _root.handlers else _logging.NullHandler()
+if _placeholder is not None:
+    _root.addHandler(_placeholder)
 try:
     import fairseq  # noqa: F401
 except ImportError:  # the CLIs that need no fairseq (lslo-score) still work
     fairseq = None
+finally:
+    if _placeholder is not None:
+        _root.removeHandler(_placeholder)
 
 if fairseq is not None:
     from . import models, tasks  # noqa: F401,E402  (registration side effects)

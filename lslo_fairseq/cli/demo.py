@@ -1,53 +1,62 @@
-"""``lslo-demo``: LSLo end to end on the shipped LibreOffice UI text, on a CPU.
+"""``lslo-demo``: a mini table 1 on a CPU. The paper's setting in miniature: a pretrained
+many-to-many model, fine-tuned on a small multi-parallel set whose V languages it saw little of.
 
-1. SentencePiece + binarized many-to-many data for en fr de it nl zh ja ko oc or (90 directions);
-2. a small plain fairseq transformer trained from scratch: the stand-in for the pretrained
-   M2M-124 (no weights can be downloaded here);
-3. LSLo fine-tuning of it (``--finetune-from-model``, base frozen, ranks H:2,M:2,V:8 with groups
-   H = en fr de it, M = nl zh ja ko, V = oc or);
-4. beam-5 generation of the held-out test rows for every direction, by both models;
-5. the spBLEU table (rows: base, LSLo; columns H2H ... V2V, AVG), CSV/JSON and a plot.
+1. the shipped stand-in (``lslo_fairseq/resources/stand_in``: a 7.5M-parameter transformer pretrained
+   on LibreOffice help and interface text without this table's rows; oc and or rare in it), checked
+   against its SHA-256;
+2. the shipped LibreOffice table (10 languages, 90 directions) split and binarized with the
+   stand-in's SentencePiece model and dictionary;
+3. fine-tuning of the stand-in, each from the same start, with fairseq-train: Ft-all (every
+   parameter), LSLo H:2,M:2,V:8 (base frozen) and LSLo H:2,M:2,V:8 + GPS(0.9);
+4. beam-5 generation of the test rows of every direction for the four models;
+5. the table (rows Pretrain, Ft-all, LSLo, LSLo+GPS; columns H2H ... V2V, AVG), each cell with its
+   95% paired-bootstrap interval, the differences to Pretrain and which ones are significant.
 
-This demonstrates the pipeline on UI strings; it does not reproduce the paper's FLORES-101 numbers.
+fairseq's logs go to ``OUT/logs/*.log``; ``--verbose`` prints them as well. This is a demonstration
+on short interface strings with a small model; it does not reproduce the paper's FLORES-101 numbers.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
-from typing import Dict, List
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
-from ..evaluation import generation, spbleu, tables
-from ..config import PRENORM_SHARED_ARGS, PRESETS, TINY_SHAPE, shape_args
+from ..config import PRESETS
 from ..errors import LSLoError
-from . import runner
+from ..stand_in import package
+from ..stand_in.build import DEMO_SPLIT, LANGS, fairseq_bin, task_args
+from . import progress, runner
 
-DEMO_LANGS = ["en", "fr", "de", "it", "nl", "zh", "ja", "ko", "oc", "or"]
 QUICK_LANGS = ["en", "fr", "ko", "oc"]
+RANKS = "H:2,M:2,V:8"
+# The paper trains Ft-all with lr 1e-4 and LSLo with 3e-3 (section 5). Adam's step moves each weight
+# by about lr, and the change of a layer's output grows with its width; the stand-in is 4 times
+# narrower than M2M-124 615M (256 vs 1024), so Ft-all gets 4 x 1e-4 (the 1/width rule of muP).
+# LSLo's delta B A has a width-independent rank, so it keeps the paper's 3e-3.
+FT_ALL_LR = 1e-4 * 1024 / 256
+LSLO_LR = 3e-3
+GPS_RATIO = 0.9
+# Hypotheses of at most 1.2 x source + 10 tokens (interface strings are short).
+GENERATION_LIMITS = ["--max-len-a", "1.2", "--max-len-b", "10", "--batch-size", "128",
+                     "--max-source-positions", "256", "--max-target-positions", "256"]
 
 
-def resource_tsv() -> str:
-    return os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "libreoffice",
-                        "libreoffice.complete10.tsv")
+@dataclass
+class Run:
+    """One row of the table: how its model is made, and where its files go."""
 
-
-def user_dir() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-# The stand-in base model: full mode and quick (test) mode. The LSLo run uses the same shape.
-ARCH = {
-    "full": shape_args(layers=3, dim=128, ffn=512, heads=4),
-    "quick": shape_args(**TINY_SHAPE),
-}
-# Hypotheses of at most 1.2 x source + 10 tokens (UI strings are short; an undertrained model would
-# otherwise run to fairseq's default limit of 200 tokens and dominate the demo's time).
-GENERATION_LIMITS = ["--max-len-a", "1.2", "--max-len-b", "10", "--batch-size", "64"]
-COMMON_MODEL = [*PRENORM_SHARED_ARGS, "--dropout", "0.1", "--attention-dropout", "0.1"]
+    name: str
+    key: str  # folder name
+    task: str
+    train: Optional[List[str]] = None  # fairseq-train options after the common ones; None = the stand-in
+    lr: float = 0.0
+    checkpoint: str = ""
+    trainable: Optional[int] = None
+    extra: Dict = field(default_factory=dict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,18 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="lslo-demo", help="output folder (default: ./lslo-demo)")
     p.add_argument("--quick", action="store_true",
-                   help="tiny mode for tests: 4 languages (en fr ko oc), few rows, a 64-dim model")
-    p.add_argument("--tsv", default=None, help="multi-parallel TSV (default: the shipped LibreOffice rows)")
-    p.add_argument("--langs", default=None, help="comma list of languages (default: all ten)")
-    p.add_argument("--base-updates", type=int, default=None, help="updates for the base model")
-    p.add_argument("--lslo-updates", type=int, default=None, help="updates for LSLo fine-tuning")
-    p.add_argument("--lslo-ranks", default="H:2,M:2,V:8", help="LSLo ranks (default H:2,M:2,V:8)")
-    p.add_argument("--n-test", type=int, default=None, help="held-out test rows per language")
+                   help="test mode: 4 languages (en fr ko oc), 200 fine-tuning rows, a few updates (minutes)")
+    p.add_argument("--updates", type=int, default=None,
+                   help="fine-tuning updates of every run (default 150; 12 with --quick)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="paired bootstrap resamples for the 95%% intervals (default 1000)")
+    p.add_argument("--stand-in", default=None, metavar="DIR",
+                   help="the pretrained stand-in's folder (default: the shipped one; a folder written by "
+                        "scripts/rebuild-stand-in.sh --out DIR also works); checked against its SHA256SUMS")
     p.add_argument("--analysis", action="store_true",
                    help="also run the paper's architecture learning on the demo data: weight learning "
-                        "(figure 1), intrinsic subspace estimation (figures 2, 5; tables 9-10), "
-                        "language-specific pruning (figures 4, 6) and LSLo+WL+GPS(0.9) (a table row); "
-                        "about three times the main demo's time")
+                        "(figure 1), intrinsic subspace estimation (figures 2, 5), language-specific "
+                        "pruning (figures 4, 6) and LSLo+WL+GPS(0.9) as a fifth row; about twice the time")
+    p.add_argument("--verbose", action="store_true", help="print fairseq's full logs instead of progress bars")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--force", action="store_true", help="redo every step even if its output exists")
     return p
@@ -74,99 +84,259 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings(a) -> Dict:
     quick = a.quick
-    s = dict(
-        langs=(a.langs.split(",") if a.langs else (QUICK_LANGS if quick else DEMO_LANGS)),
-        n_valid=20 if quick else 100,
-        n_test=a.n_test or (20 if quick else 40),
+    updates = a.updates or (12 if quick else 150)
+    if updates < 1:
+        raise LSLoError(f"--updates must be >= 1, got {updates}")
+    if a.bootstrap < 2:
+        raise LSLoError(f"--bootstrap: a number of resamples >= 2, got {a.bootstrap}")
+    return dict(
+        langs=QUICK_LANGS if quick else list(LANGS),
+        n_valid=10 if quick else DEMO_SPLIT["n_valid"],
+        n_test=20 if quick else DEMO_SPLIT["n_test"],
+        split_seed=DEMO_SPLIT["seed"],
         max_train_rows=200 if quick else None,
-        vocab=600 if quick else 2000,
-        arch=ARCH["quick" if quick else "full"],
-        base_updates=a.base_updates or (150 if quick else 1000),
-        lslo_updates=a.lslo_updates or (60 if quick else 500),
-        max_tokens=1500 if quick else 2048,
+        updates=updates,
+        max_tokens=1024 if quick else 2048,
+        prune_start=max(1, updates // 5),
+        prune_duration=max(1, updates // 2),
     )
-    return s
 
 
-def run(cmd: List[str], log_path: str) -> float:
-    """Run a CLI command, its output to ``log_path``; raise with the log's tail on failure."""
-    start = time.time()
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write(" ".join(cmd) + "\n")
-        log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = open(log_path, encoding="utf-8").read()[-3000:]
-        raise RuntimeError(f"command failed ({proc.returncode}); log {log_path}:\n{tail}")
-    return time.time() - start
+def model_args(manifest: dict) -> List[str]:
+    """The stand-in's shape (from its manifest), pre-norm, shared embeddings, positions, dropout."""
+    from ..config import PRENORM_SHARED_ARGS, shape_args
+
+    r = manifest["recipe"]
+    return [*shape_args(r["layers"], r["dim"], r["ffn"], r["heads"]), *PRENORM_SHARED_ARGS,
+            "--max-source-positions", "256", "--max-target-positions", "256",
+            "--dropout", str(r["dropout"]), "--attention-dropout", str(r["dropout"])]
 
 
-def fairseq_bin(name: str) -> str:
-    exe = os.path.join(os.path.dirname(sys.executable), name)
-    return exe if os.path.exists(exe) else (shutil.which(name) or name)
-
-
-def task_args(data: Dict) -> List[str]:
-    langs = ",".join(data["langs"])
-    return ["--lang-pairs", ",".join(data["pairs"]), "--langs", langs,
-            "--encoder-langtok", "src", "--decoder-langtok",
-            "--fixed-dictionary", os.path.join(data["data_dir"], "dict.txt")]
-
-
-def train_args(data: Dict, s: Dict, save_dir: str, lr: float, updates: int, seed: int) -> List[str]:
-    """The FLORES-101 recipes' settings (``examples/flores101/lib.sh``, ``fairseq_train``) at the
-    demo's scale: the same temperature sampling, label smoothing, Adam betas and inverse-sqrt
-    schedule; a fixed number of updates on the CPU, a shorter warm-up, and no layerdrop (the demo's
-    models have 2-3 layers)."""
-    return [data["data_dir"], *task_args(data), "--sampling-method", "temperature",
-            "--sampling-temperature", "5", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
-            "--lr", str(lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(max(10, min(100, updates // 10))),
+def train_options(data_dir: str, pairs: List[str], s: Dict, save_dir: str, lr: float, seed: int) -> List[str]:
+    """The FLORES-101 recipes' fine-tuning settings (``examples/flores101/lib.sh``) at the demo's
+    scale: temperature sampling 5, label smoothing 0.2, Adam (0.9, 0.98), inverse-sqrt; a fixed number
+    of updates, a short warm-up, no validation (the table is the evaluation)."""
+    return [data_dir, *task_args(data_dir, LANGS, pairs)[2:],
+            "--sampling-method", "temperature", "--sampling-temperature", "5",
+            "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", str(lr),
+            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(max(2, min(50, s["updates"] // 10))),
             "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.2",
-            "--max-tokens", str(s["max_tokens"]), "--max-update", str(updates), "--seed", str(seed),
+            "--max-tokens", str(s["max_tokens"]), "--max-update", str(s["updates"]), "--seed", str(seed),
             "--cpu", "--num-workers", "0", "--save-dir", save_dir, "--no-epoch-checkpoints",
-            "--save-interval-updates", str(updates), "--validate-interval-updates", str(updates),
-            "--log-format", "simple", "--log-interval", "50", "--keep-interval-updates", "1"]
+            "--save-interval-updates", str(s["updates"]), "--disable-validation",
+            "--log-format", "simple", "--log-interval", "5", "--keep-interval-updates", "1",
+            "--required-batch-size-multiple", "1"]
 
 
-def lslo_train_cmd(data: Dict, s: Dict, save_dir: str, updates: int, seed: int, base_ckpt: str,
-                   extra: List[str]) -> List[str]:
-    """fairseq-train of an LSLo model on the base checkpoint (lr 3e-3 as the paper)."""
-    return [fairseq_bin("fairseq-train"), *train_args(data, s, save_dir, 3e-3, updates, seed),
-            "--user-dir", user_dir(), "--task", "translation_multi_simple_epoch_lslo",
-            "--arch", "lslo_transformer", *s["arch"], *COMMON_MODEL,
-            "--finetune-from-model", base_ckpt, "--lslo-lang-groups", "lang12", *extra]
+def lslo_options(extra: List[str]) -> List[str]:
+    """The authors' LSLo (paper shape and init) with the lang12 resource groups."""
+    return ["--user-dir", package.user_dir(), "--task", "translation_multi_simple_epoch_lslo",
+            "--arch", "lslo_transformer", "--lslo-lang-groups", "lang12",
+            "--lslo-adapter-shape", "paper", "--lslo-init", "paper", *extra]
 
 
-def run_analysis(a, s, data, out, base_ckpt, timings) -> List[tuple]:
-    """Weight learning -> ISE, LSP, GPS with the learned indexes. Returns extra (name, ckpt, task)
-    runs to score; writes figures 1, 2, 4, 5, 6 under ``out/figures``."""
-    from . import plot
+def planned_runs(s: Dict, analysis: bool) -> List[Run]:
+    prune = ["--lslo-prune-unit", "update", "--lslo-prune-start", str(s["prune_start"]),
+             "--lslo-prune-duration", str(s["prune_duration"])]
+    runs = [
+        Run("Pretrain", "pretrain", "translation_multi_simple_epoch"),
+        Run("Ft-all", "ft_all", "translation_multi_simple_epoch",
+            # the plugin only for its checkpoint-loading policy (fairseq's pickles under torch>=2.6)
+            ["--user-dir", package.user_dir(), "--task", "translation_multi_simple_epoch",
+             "--arch", "transformer"], FT_ALL_LR),
+        Run(f"LSLo {RANKS}", "lslo", "translation_multi_simple_epoch_lslo",
+            lslo_options(["--lslo-ranks", RANKS]), LSLO_LR),
+        Run(f"LSLo {RANKS} + GPS({GPS_RATIO})", "gps", "translation_multi_simple_epoch_lslo",
+            lslo_options(["--lslo-ranks", RANKS, "--lslo-prune", "gps", "--lslo-prune-ratio", str(GPS_RATIO),
+                          *prune]), LSLO_LR),
+    ]
+    if analysis:
+        runs += analysis_runs(prune)
+    return runs
 
-    updates = s["lslo_updates"]
-    schedule = ["--lslo-prune-unit", "update", "--lslo-prune-start", str(max(1, updates // 5)),
-                "--lslo-prune-duration", str(max(1, updates // 2))]
-    figures = os.path.join(out, "figures")
-    os.makedirs(figures, exist_ok=True)
 
-    def train(name, extra):
-        save = os.path.join(out, name)
-        if a.force or not os.path.exists(os.path.join(save, "checkpoint_last.pt")):
-            timings[f"{name}_train"] = run(lslo_train_cmd(data, s, save, updates, a.seed, base_ckpt, extra),
-                                           os.path.join(out, f"{name}_train.log"))
-        return save
+def analysis_runs(prune: List[str]) -> List[Run]:
+    """Weight learning, then ISE and LSP (8;8;8) and 2;2;8+WL+GPS(0.9) with the learned indexes."""
+    return [
+        Run("weight learning", "wl", "translation_multi_simple_epoch_lslo",
+            lslo_options(["--lslo-ranks", RANKS, "--lslo-weight-learning"]), LSLO_LR, extra={"row": False}),
+        Run("ISE 8;8;8", "ise", "translation_multi_simple_epoch_lslo",
+            lslo_options(["--lslo-ranks", "H:8,M:8,V:8", "--lslo-prune", "ise", *prune]), LSLO_LR,
+            extra={"row": False, "learned": True}),
+        Run("LSP 8;8;8", "lsp", "translation_multi_simple_epoch_lslo",
+            lslo_options(["--lslo-ranks", "H:8,M:8,V:8", "--lslo-prune", "lsp", *prune]), LSLO_LR,
+            extra={"row": False, "learned": True}),
+        Run(f"LSLo {RANKS} +WL+GPS({GPS_RATIO})", "wl_gps", "translation_multi_simple_epoch_lslo",
+            lslo_options(["--lslo-ranks", RANKS, "--lslo-prune", "gps", "--lslo-prune-ratio", str(GPS_RATIO),
+                          *prune]), LSLO_LR, extra={"learned": True}),
+    ]
 
-    wl = os.path.join(train("wl", ["--lslo-ranks", a.lslo_ranks, "--lslo-weight-learning"]), "weight_learning.json")
-    plot.main(["weights", wl, "--out", os.path.join(figures, "weight_learning")])
-    learned = ["--lslo-encoder-index", wl, "--lslo-decoder-index", wl]
-    for kind in ("ise", "lsp"):
-        save = train(kind, ["--lslo-ranks", "H:8,M:8,V:8", *learned, "--lslo-prune", kind, *schedule])
-        plot.main([kind, os.path.join(save, "pruning_counts.json"), "--out", os.path.join(figures, kind),
-                   *(["--lang-groups", "lang12"] if kind == "ise" else [])])
-    gps = train("gps", ["--lslo-ranks", a.lslo_ranks, *learned, "--lslo-prune", "gps", "--lslo-prune-ratio", "0.9",
-                        *schedule])
-    print(f"[analysis] figures in {figures}", flush=True)
-    return [(f"LSLo {a.lslo_ranks.replace(',', ' ')} +WL+GPS(0.9)", os.path.join(gps, "checkpoint_last.pt"),
-             "translation_multi_simple_epoch_lslo")]
+
+def trainable_from_log(lines: List[str], log_path: str) -> int:
+    """fairseq-train's own count: ``num. shared model params: N (num. trained: T)``."""
+    import re
+
+    for line in lines:
+        m = re.search(r"num\. shared model params: [\d,]+ \(num\. trained: ([\d,]+)\)", line)
+        if m:
+            return int(m.group(1).replace(",", ""))
+    raise LSLoError(f"{log_path}: fairseq-train printed no parameter count")
+
+
+def train_run(run: Run, a, s, data: Dict, stand_in: Dict, out: str, manifest: dict) -> None:
+    save = os.path.join(out, run.key)
+    run.checkpoint = os.path.join(save, "checkpoint_last.pt")
+    log = os.path.join(out, "logs", f"train_{run.key}.log")
+    count = os.path.join(save, "trainable.json")
+    if a.force or not (os.path.exists(run.checkpoint) and os.path.exists(count)):
+        extra = list(run.train)
+        if run.extra.get("learned"):
+            wl = os.path.join(out, "wl", "weight_learning.json")
+            extra += ["--lslo-encoder-index", wl, "--lslo-decoder-index", wl]
+        cmd = [fairseq_bin("fairseq-train"),
+               *train_options(data["dir"], data["pairs"], s, save, run.lr, a.seed), *extra,
+               *model_args(manifest), "--finetune-from-model", str(stand_in[package.CHECKPOINT])]
+        lines = progress.run_logged(cmd, log, f"train {run.name}", s["updates"], a.verbose)
+        with open(count, "w", encoding="utf-8") as f:
+            json.dump({"trainable": trainable_from_log(lines, log)}, f)
+    with open(count, encoding="utf-8") as f:
+        run.trainable = json.load(f)["trainable"]
+
+
+def generate_run(run: Run, a, data: Dict, out: str) -> str:
+    from ..evaluation import generation
+
+    results = os.path.join(out, "generate", run.key)
+    done = os.path.join(results, "done")
+    if a.force or not os.path.exists(done):
+        with progress.bar(f"translate {run.name}", len(data["pairs"]), "directions", a.verbose) as b, \
+                progress.logs_to(os.path.join(out, "logs", f"generate_{run.key}.log"), a.verbose):
+            generation.generate_all_directions(
+                data["dir"], run.checkpoint, data["pairs"], results, package.user_dir(),
+                extra_args=task_args(data["dir"], LANGS, data["pairs"])[2:] + GENERATION_LIMITS,
+                beam=5, task=run.task, progress=lambda *_: b.update(1))
+        open(done, "w").close()
+    return results
+
+
+def short_count(n: Optional[int]) -> str:
+    if not n:
+        return "0"
+    for div, unit in ((1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.2f}{unit}" if n < 10 * div else f"{n / div:.1f}{unit}"
+    return str(n)
+
+
+def ft_all_comparison(cells, runs: List[Run]) -> List[str]:
+    """For each LSLo row: its share of Ft-all's trainable parameters, and the cells whose value lies
+    inside Ft-all's 95% interval."""
+    ft = next((r for r in runs if r.name == "Ft-all"), None)
+    if ft is None or not ft.trainable:
+        return []
+    out = []
+    for r in runs:
+        if r.name.startswith("LSLo") and r.name in cells:
+            inside = [c for c, i in cells[r.name].items()
+                      if cells[ft.name][c].low <= i.value <= cells[ft.name][c].high]
+            outside = [c for c in cells[r.name] if c not in inside]
+            out.append(f"{r.name}: {100 * r.trainable / ft.trainable:.2f}% of Ft-all's trainable parameters; "
+                       f"inside Ft-all's interval on {', '.join(inside) or 'no cell'}"
+                       + (f"; outside on {', '.join(outside)}" if outside else ""))
+    return out
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    return runner.run("lslo-demo", lambda: demo(a))
+
+
+def demo(a) -> int:
+    from ..data.multiparallel import lang_pairs, prepare
+    from ..evaluation import spbleu, tables
+    from ..evaluation.bootstrap import compare_runs, format_intervals, significance_summary
+    from ..evaluation.outputs import find_direction_outputs, read_generate_output
+
+    s = settings(a)
+    t0 = time.time()
+    stand_in_dir = a.stand_in or package.STAND_IN_DIR
+    stand_in = package.verify(stand_in_dir)  # before any work
+    with open(os.path.join(stand_in_dir, "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    groups = {l: PRESETS["lang12"][l] for l in s["langs"]}
+    out = os.path.abspath(a.out)
+    os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+    print(f"lslo-demo: stand-in {stand_in_dir} (SHA-256 checked); fairseq's logs in {out}/logs", flush=True)
+    timings: Dict[str, float] = {}
+
+    data_dir = os.path.join(out, "data")
+    prepared = os.path.join(data_dir, "prepared.json")
+    if a.force or not os.path.exists(prepared):
+        with progress.logs_to(os.path.join(out, "logs", "data.log"), a.verbose):
+            prepare(package.DEMO_TSV, s["langs"], data_dir, s["n_valid"], s["n_test"], 0, s["split_seed"],
+                    max_train_rows=s["max_train_rows"], spm_model=stand_in[package.SPM_MODEL],
+                    dictionary=stand_in[package.DICT])
+    with open(prepared, encoding="utf-8") as f:
+        info = json.load(f)
+    data = dict(dir=data_dir, pairs=lang_pairs(s["langs"]))
+    spm_model = info["spm_model"]
+    timings["data"] = time.time() - t0
+    print(f"data: {len(data['pairs'])} directions, {info['rows']['train']} fine-tuning rows, "
+          f"{info['rows']['test']} test rows per direction", flush=True)
+
+    runs = planned_runs(s, a.analysis)
+    for run in runs:
+        t = time.time()
+        if run.train is None:
+            run.checkpoint, run.trainable = str(stand_in[package.CHECKPOINT]), 0
+        else:
+            train_run(run, a, s, data, stand_in, out, manifest)
+        if run.key == "wl":
+            from . import plot
+
+            figures = os.path.join(out, "figures")
+            os.makedirs(figures, exist_ok=True)
+            plot.main(["weights", os.path.join(out, "wl", "weight_learning.json"),
+                       "--out", os.path.join(figures, "weight_learning")])
+        if run.key in ("ise", "lsp"):
+            from . import plot
+
+            plot.main([run.key, os.path.join(out, run.key, "pruning_counts.json"),
+                       "--out", os.path.join(out, "figures", run.key),
+                       *(["--lang-groups", "lang12"] if run.key == "ise" else [])])
+        timings[f"train_{run.key}"] = time.time() - t
+    rows = [r for r in runs if r.extra.get("row", True)]
+    texts, per_direction = {}, {}
+    for run in rows:
+        t = time.time()
+        results = generate_run(run, a, data, out)
+        timings[f"generate_{run.key}"] = time.time() - t
+        files = find_direction_outputs(results, "test")
+        texts[run.name] = {d: read_generate_output(p) for d, p in files.items()}
+        per_direction[run.name] = {d: spbleu.spbleu(h, r, spm_model) for d, (h, r) in texts[run.name].items()}
+
+    grouped = [(name, *tables.group_table(sc, groups)) for name, sc in per_direction.items()]
+    columns, table_rows = tables.merge_tables(grouped)
+    cells, diffs, record = compare_runs(texts, spm_model, groups, "Pretrain", a.bootstrap, a.seed)
+    timings["total"] = time.time() - t0
+    params = {r.name: short_count(r.trainable) for r in rows}
+    print()
+    print(f"spBLEU on {info['rows']['test']} test rows per direction (beam 5); [95% interval], "
+          f"{a.bootstrap} paired bootstrap resamples; * = differs significantly from Pretrain")
+    print(format_intervals(cells, columns, diffs, "Pretrain", digits=1, params=params, stacked=True))
+    print()
+    for line in significance_summary(diffs, "Pretrain") + ft_all_comparison(cells, rows):
+        print(line)
+    meta = dict(spbleu.scoring_meta(spm_model), bootstrap=record, timings_s=timings, settings=s,
+                stand_in=dict(dir=str(stand_in_dir), recipe=manifest["recipe"]),
+                trainable={r.name: r.trainable for r in rows},
+                learning_rates={r.name: r.lr for r in rows if r.train is not None},
+                note="LibreOffice interface-text demo with a small stand-in; not the paper's FLORES-101 numbers")
+    prefix = os.path.join(out, "results")
+    tables.write_results(prefix, table_rows, columns, per_direction, meta)
+    plot_table(columns, table_rows, prefix + ".png")
+    print(f"\n{prefix}.csv {prefix}.json {prefix}.png; total {timings['total'] / 60:.1f} min", flush=True)
+    return 0
 
 
 def plot_table(columns: List[str], rows, path_png: str) -> None:
@@ -187,92 +357,11 @@ def plot_table(columns: List[str], rows, path_png: str) -> None:
     ax.set_xticklabels(columns)
     ax.set_ylabel("spBLEU")
     ax.set_title("lslo-demo: spBLEU by resource-group direction (LibreOffice UI text)")
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path_png, dpi=120)
     fig.savefig(os.path.splitext(path_png)[0] + ".pdf")
     plt.close(fig)
-
-
-def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
-    return runner.run("lslo-demo", lambda: demo(a))
-
-
-def demo(a) -> int:
-    s = settings(a)
-    tsv = a.tsv or resource_tsv()
-    if not os.path.isfile(tsv):
-        raise LSLoError(f"--tsv {tsv} does not exist")
-    groups = {l: PRESETS["lang12"][l] for l in s["langs"] if l in PRESETS["lang12"]}
-    unknown = [l for l in s["langs"] if l not in groups]
-    if unknown:
-        raise LSLoError(f"--langs {unknown} have no resource group in lang12")
-    out = os.path.abspath(a.out)
-    os.makedirs(out, exist_ok=True)
-    timings = {}
-    t0 = time.time()
-
-    # 1. data
-    from ..data.multiparallel import prepare
-
-    data_dir = os.path.join(out, "data")
-    prepared = os.path.join(data_dir, "prepared.json")
-    if a.force or not os.path.exists(prepared):
-        prepare(tsv, s["langs"], data_dir, s["n_valid"], s["n_test"], s["vocab"], a.seed,
-                max_train_rows=s["max_train_rows"])
-    with open(prepared, encoding="utf-8") as f:
-        info = json.load(f)
-    data = dict(data_dir=data_dir, langs=s["langs"], pairs=info["lang_pairs"])
-    spm_model = info["spm_model"]
-    timings["data"] = time.time() - t0
-    print(f"[1/5] data: {len(data['pairs'])} directions in {data_dir} ({timings['data']:.0f} s)", flush=True)
-
-    # 2. base model (plain fairseq transformer, no plugin)
-    base_dir = os.path.join(out, "base")
-    base_ckpt = os.path.join(base_dir, "checkpoint_last.pt")
-    if a.force or not os.path.exists(base_ckpt):
-        cmd = [fairseq_bin("fairseq-train"), *train_args(data, s, base_dir, 3e-3, s["base_updates"], a.seed),
-               "--task", "translation_multi_simple_epoch", "--arch", "transformer", *s["arch"], *COMMON_MODEL]
-        timings["base_train"] = run(cmd, os.path.join(out, "base_train.log"))
-    print(f"[2/5] base model: {base_ckpt}", flush=True)
-
-    # 3. LSLo fine-tuning of the base
-    lslo_dir = os.path.join(out, "lslo")
-    lslo_ckpt = os.path.join(lslo_dir, "checkpoint_last.pt")
-    if a.force or not os.path.exists(lslo_ckpt):
-        cmd = lslo_train_cmd(data, s, lslo_dir, s["lslo_updates"], a.seed, base_ckpt, ["--lslo-ranks", a.lslo_ranks])
-        timings["lslo_train"] = run(cmd, os.path.join(out, "lslo_train.log"))
-    print(f"[3/5] LSLo model: {lslo_ckpt}", flush=True)
-    runs = [("base", base_ckpt, "translation_multi_simple_epoch"),
-            ("LSLo " + a.lslo_ranks.replace(",", " "), lslo_ckpt, "translation_multi_simple_epoch_lslo")]
-    if a.analysis:
-        runs += run_analysis(a, s, data, out, base_ckpt, timings)
-
-    # 4. beam-5 generation, all directions, every model
-    scores = {}
-    for name, ckpt, task in runs:
-        key = os.path.basename(os.path.dirname(ckpt))
-        results = os.path.join(out, "generate", key)
-        t = time.time()
-        generation.generate_all_directions(data_dir, ckpt, data["pairs"], results, user_dir(),
-                                        extra_args=task_args(data) + GENERATION_LIMITS, beam=5, task=task)
-        timings[f"generate_{key}"] = time.time() - t
-        scores[name] = spbleu.score_run(results, spm_model)
-    print("[4/5] generated and scored every direction", flush=True)
-
-    # 5. table, files, plot
-    grouped = [(name, *tables.group_table(sc, groups)) for name, sc in scores.items()]
-    columns, rows = tables.merge_tables(grouped)
-    print(tables.format_table(rows, columns))
-    timings["total"] = time.time() - t0
-    meta = dict(spbleu.scoring_meta(spm_model), timings_s=timings, settings={k: v for k, v in s.items()},
-                note="LibreOffice UI text demo; not a reproduction of the paper's FLORES-101 numbers")
-    prefix = os.path.join(out, "results")
-    tables.write_results(prefix, rows, columns, scores, meta)
-    plot_table(columns, rows, prefix + ".png")
-    print(f"[5/5] {prefix}.csv {prefix}.json {prefix}.png  (total {timings['total']:.0f} s)", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

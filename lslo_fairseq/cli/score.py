@@ -20,12 +20,13 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..config import parse_lang_groups
 from ..evaluation import DEFAULT_TASK, Direction, ScoringError
-from ..evaluation.bootstrap import format_intervals, paired_bootstrap, sentence_stats, significance_summary
+from ..evaluation.bootstrap import compare_runs, format_intervals, significance_summary
 from ..evaluation.generation import generate_all_directions, parse_pairs
 from ..evaluation.outputs import find_direction_outputs, missing_ids, read_generate_output
 from ..evaluation.paper import difference, paper_rows
 from ..evaluation.spbleu import load_spm, resolve_spm, scoring_meta, spbleu
 from ..evaluation.tables import check_grouped, format_table, group_table, merge_tables, write_results
+from . import progress
 from .runner import run
 
 PROG = "lslo-score"
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fairseq --user-dir (default: the lslo_fairseq package when --task is "
                    f"{DEFAULT_TASK}, none otherwise).")
     g.add_argument("--name", help="table row name of the generated run (default: the checkpoint's file stem).")
+    g.add_argument("--verbose", action="store_true",
+                   help="print fairseq's generation log instead of a progress bar (default: the log goes "
+                   "to <results-dir>/generate.log).")
     return p
 
 
@@ -175,24 +179,15 @@ def check_baseline(args, names: List[str]) -> Optional[str]:
 def bootstrap_intervals(args, texts, lang_groups, columns, baseline: str) -> dict:
     """Print the table with 95% paired-bootstrap intervals and the significance summary; return
     what the JSON records."""
-    stats = {name: {d: sentence_stats(hyps, refs, args.spm) for d, (hyps, refs) in by_dir.items()}
-             for name, by_dir in texts.items()}
-    cells, diffs = paired_bootstrap(stats, lang_groups, baseline if len(stats) > 1 else None,
-                                    args.bootstrap, args.bootstrap_seed)
+    cells, diffs, record = compare_runs(texts, args.spm, lang_groups, baseline, args.bootstrap,
+                                        args.bootstrap_seed)
     print()
     print(f"95% confidence intervals, {args.bootstrap} paired bootstrap resamples (seed {args.bootstrap_seed}); "
           f"* = the difference to {baseline} excludes 0:")
     print(format_intervals(cells, columns, diffs, baseline))
     for line in significance_summary(diffs, baseline):
         print(line)
-
-    def as_lists(table):
-        return {run: {c: [i.value, i.low, i.high] for c, i in row.items()} for run, row in table.items()}
-
-    return {"samples": args.bootstrap, "seed": args.bootstrap_seed, "baseline": baseline, "level": 0.95,
-            "method": "paired bootstrap over each direction's test sentences (Koehn 2004); cells are means "
-                      "of per-direction spBLEU; [value, low, high] with the 2.5th/97.5th percentiles",
-            "intervals": as_lists(cells), "differences": as_lists(diffs)}
+    return record
 
 
 def existing_runs(args, lang_groups) -> Tuple[List[Tuple[str, str]], Dict[str, Dict[Direction, str]]]:
@@ -323,10 +318,17 @@ def score(args, extra: List[str]) -> None:
     out_prefix = args.out or (os.path.join(args.results_dir, "spbleu") if args.generate else "spbleu")
     texts = read_outputs(files)
     if gen is not None:
-        files[gen.name] = generate_all_directions(
-            args.data_dir, args.checkpoint, gen.pairs, args.results_dir, gen.user_dir, extra,
-            beam=args.beam, gen_subset=args.gen_subset, task=args.task,
-        )
+        os.makedirs(args.results_dir, exist_ok=True)
+        log = os.path.join(args.results_dir, "generate.log")
+        if not args.verbose:
+            print(f"fairseq's generation log: {log}", file=sys.stderr)
+        with progress.bar(f"translate {gen.name}", len(gen.pairs), "directions", args.verbose) as b, \
+                progress.logs_to(log, args.verbose):
+            files[gen.name] = generate_all_directions(
+                args.data_dir, args.checkpoint, gen.pairs, args.results_dir, gen.user_dir, extra,
+                beam=args.beam, gen_subset=args.gen_subset, task=args.task,
+                progress=None if args.verbose else (lambda *_: b.update(1)),
+            )
         texts.update(read_outputs({gen.name: files[gen.name]}))
     warn_missing_ids(files)
     per_direction, columns, rows, comparison = score_tables(texts, args.spm, lang_groups, paper)

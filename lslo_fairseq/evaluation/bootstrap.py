@@ -136,21 +136,40 @@ def paired_bootstrap(stats: Mapping[str, Mapping[Direction, np.ndarray]], lang_g
 
 def format_intervals(intervals: Mapping[str, Mapping[str, Interval]], columns: Sequence[str],
                      differences: Optional[Mapping[str, Mapping[str, Interval]]] = None,
-                     baseline: Optional[str] = None) -> str:
+                     baseline: Optional[str] = None, digits: int = 2,
+                     params: Optional[Mapping[str, str]] = None, stacked: bool = False) -> str:
     """The table with each cell as ``value [low, high]``, then, per run, its difference to the
-    baseline with ``*`` on the cells whose interval excludes 0."""
+    baseline with ``*`` on the cells whose interval excludes 0. ``params``: an optional ``#Params``
+    column (run -> text), as in the paper's tables. ``stacked``: the interval on a second line under
+    the value (a table half as wide)."""
     differences = differences or {}
-    name_w = max([len("Run")] + [len(r) for r in intervals] + [len(f"{r} - {baseline}") for r in differences])
-    width = max(len(c) for c in columns)
-    cell_w = max(width, len("-00.00 [-00.00, -00.00]*"))
-    lines = ["Run".ljust(name_w) + "".join(c.rjust(cell_w + 2) for c in columns)]
+    f = f".{digits}f"
+    rows = []  # (label, params, [(value text, interval text)])
     for run, cells in intervals.items():
-        row = [f"{cells[c].value:.2f} [{cells[c].low:.2f}, {cells[c].high:.2f}]" if c in cells else "-" for c in columns]
-        lines.append(run.ljust(name_w) + "".join(v.rjust(cell_w + 2) for v in row))
+        rows.append((run, (params or {}).get(run, ""),
+                     [(f"{cells[c].value:{f}} ", f"[{cells[c].low:{f}},{cells[c].high:{f}}]") if c in cells
+                      else ("- ", "") for c in columns]))
     for run, cells in differences.items():
-        row = [f"{cells[c].value:+.2f} [{cells[c].low:+.2f}, {cells[c].high:+.2f}]{'*' if cells[c].significant else ' '}"
-               if c in cells else "-" for c in columns]
-        lines.append(f"{run} - {baseline}".ljust(name_w) + "".join(v.rjust(cell_w + 2) for v in row))
+        rows.append((f"{run} - {baseline}", "",
+                     [(f"{cells[c].value:+{f}}{'*' if cells[c].significant else ' '}",
+                       f"[{cells[c].low:+{f}},{cells[c].high:+{f}}]") if c in cells else ("- ", "")
+                      for c in columns]))
+    name_w = max([len("Run")] + [len(label) for label, _, _ in rows])
+    parts = [(v, i) if stacked else (f"{i} {v}" if i else v, "") for _, _, cells in rows for v, i in cells]
+    cell_w = max([len(c) + 1 for c in columns] + [max(len(v), len(i)) for v, i in parts]) + 1
+    p_w = max([len("#Params")] + [len(p) for _, p, _ in rows]) if params is not None else 0
+
+    def line(label, p, texts):
+        head = label.ljust(name_w) + ("  " + p.rjust(p_w) if params is not None else "")
+        return head + "".join(t.rjust(cell_w) for t in texts)
+
+    lines = [line("Run", "#Params", [c + " " for c in columns])]
+    for label, p, cells in rows:
+        if stacked:
+            lines.append(line(label, p, [v for v, _ in cells]))
+            lines.append(line("", "", [i + " " if i else "" for _, i in cells]))
+        else:
+            lines.append(line(label, p, [f"{v[:-1]} {i}{v[-1]}" if i else v for v, i in cells]))
     return "\n".join(lines)
 
 
@@ -168,3 +187,22 @@ def significance_summary(differences: Mapping[str, Mapping[str, Interval]], base
         out.append(f"{run}: " + ("; ".join(parts) if parts else f"no cell differs significantly from {baseline}")
                    + " (95% paired bootstrap)")
     return out
+
+
+def compare_runs(texts: Mapping[str, Mapping[Direction, Tuple[Sequence[str], Sequence[str]]]], spm_model_path: str,
+                 lang_groups: Mapping[str, str], baseline: Optional[str], n_samples: int, seed: int,
+                 ) -> Tuple[Dict[str, Dict[str, Interval]], Dict[str, Dict[str, Interval]], dict]:
+    """:func:`paired_bootstrap` of runs given as run -> direction -> (hypotheses, references);
+    returns ``(cells, differences, record)``, the record being what a results JSON keeps."""
+    stats = {name: {d: sentence_stats(hyps, refs, spm_model_path) for d, (hyps, refs) in by_dir.items()}
+             for name, by_dir in texts.items()}
+    cells, diffs = paired_bootstrap(stats, lang_groups, baseline if len(stats) > 1 else None, n_samples, seed)
+
+    def as_lists(table):
+        return {run: {c: [i.value, i.low, i.high] for c, i in row.items()} for run, row in table.items()}
+
+    record = {"samples": n_samples, "seed": seed, "baseline": baseline, "level": 0.95,
+              "method": "paired bootstrap over each direction's test sentences (Koehn 2004); cells are means "
+                        "of per-direction spBLEU; [value, low, high] with the 2.5th/97.5th percentiles",
+              "intervals": as_lists(cells), "differences": as_lists(diffs)}
+    return cells, diffs, record

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from . import DEFAULT_TASK, Direction, ScoringError
 from .outputs import DIRECTION_RE, missing_ids
@@ -113,10 +113,12 @@ def generate_all_directions(
     beam: int = 5,
     gen_subset: str = "test",
     task: str = DEFAULT_TASK,
+    progress: Optional[Callable[[Direction, str, float], None]] = None,
 ) -> Dict[Direction, str]:
     """Translate ``gen_subset`` of every direction of ``pairs`` with ``fairseq_cli.generate.main``,
     all in this process, into ``results_dir/<src>-<tgt>/generate-<gen_subset>.txt``; return
-    ``{(src, tgt): path}``."""
+    ``{(src, tgt): path}``. After each direction, ``progress(direction, path, seconds)`` is called
+    (default: a line on stderr)."""
     from fairseq_cli import generate
 
     directions = parse_pairs(pairs)
@@ -152,6 +154,9 @@ def generate_all_directions(
                 "keep --required-batch-size-multiple 1 in the extra arguments"
             )
         outputs[(src, tgt)] = path
-        print(f"[{i}/{len(directions)}] {src}-{tgt}: {path} ({time.time() - start:.1f} s)",
-              file=sys.stderr, flush=True)
+        if progress is not None:
+            progress((src, tgt), path, time.time() - start)
+        else:
+            print(f"[{i}/{len(directions)}] {src}-{tgt}: {path} ({time.time() - start:.1f} s)",
+                  file=sys.stderr, flush=True)
     return outputs

@@ -62,7 +62,7 @@ class Recipe:
     lr: float = 0.0025
     warmup: int = 300
     max_tokens: int = 4096
-    max_update: int = 2100
+    max_update: int = 1500
     save_interval: int = 300
     label_smoothing: float = 0.1
     sampling_temperature: float = 1.0

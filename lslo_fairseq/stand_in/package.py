@@ -77,7 +77,6 @@ def verify(folder: Path = STAND_IN_DIR) -> Dict[str, Path]:
 def pack(checkpoint: Path, vocab: Path, out: Path, manifest: dict) -> None:
     """fp16 copy of ``checkpoint``'s model (optimizer state dropped) + the vocabulary + manifest +
     ``SHA256SUMS`` into ``out``."""
-    import torch
 
     from ..checkpoints.reading import read_fairseq_checkpoint
 
