@@ -119,8 +119,9 @@ def cli(module, *argv):
     return trigger
 
 
-EXPORT, FLORES, SCORE, PLOT, PARAMS = ("lslo_fairseq.cli.export", "lslo_fairseq.cli.prepare_flores",
-                                       "lslo_fairseq.cli.score", "lslo_fairseq.cli.plot", "lslo_fairseq.cli.params")
+EXPORT, FLORES, SCORE, PLOT, PARAMS, DEMO = (
+    "lslo_fairseq.cli.export", "lslo_fairseq.cli.prepare_flores", "lslo_fairseq.cli.score", "lslo_fairseq.cli.plot",
+    "lslo_fairseq.cli.params", "lslo_fairseq.cli.demo")
 
 
 def with_setup(setup, trigger):
@@ -188,6 +189,15 @@ def trimmed_dict(ctx):
     shutil.copytree(ctx.lslo["model_dir"], bad)
     lines = (bad / "dict.txt").read_text().splitlines()
     (bad / "dict.txt").write_text("\n".join(lines[:-8]) + "\n")
+
+
+def changed_stand_in(ctx):
+    """A copy of the shipped stand-in whose dict.txt has one more line."""
+    from lslo_fairseq.stand_in import package
+
+    shutil.copytree(package.STAND_IN_DIR, ctx.tmp / "stand_in")
+    with open(ctx.tmp / "stand_in" / package.DICT, "a", encoding="utf-8") as f:
+        f.write("extra 1\n")
 
 
 def flores_without_kor(ctx):
@@ -591,6 +601,16 @@ CASES = [
     Case("params-arch", "lslo-params", "a non-LSLo `--arch`",
          "lslo-params: error: --arch: 'transformer' is not an lslo_transformer architecture",
          cli(PARAMS, "--arch", "transformer", "--lslo-ranks", "en:2"), 2),
+    # -- lslo-demo -----------------------------------------------------------------------------------
+    Case("demo-stand-in-changed", "lslo-demo", "a stand-in file that does not match its recorded SHA-256",
+         "lslo-demo: error: .../stand_in/dict.txt is corrupted or changed: SHA-256 ..., expected ... (from "
+         ".../stand_in/SHA256SUMS); restore it (git checkout) or rebuild with `bash scripts/rebuild-stand-in.sh`",
+         with_setup(changed_stand_in, cli(DEMO, "--quick", "--stand-in", "{tmp}/stand_in", "--out", "{tmp}/d")), 2),
+    Case("demo-stand-in-folder", "lslo-demo --stand-in", "a folder that does not exist",
+         "lslo-demo: error: --stand-in .../nowhere: no such folder",
+         cli(DEMO, "--stand-in", "{tmp}/nowhere", "--out", "{tmp}/d"), 2),
+    Case("demo-updates", "lslo-demo --updates", "0 updates",
+         "lslo-demo: error: --updates must be >= 1, got 0", cli(DEMO, "--updates", "0", "--out", "{tmp}/d"), 2),
 ]
 
 

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings(a) -> Dict:
     quick = a.quick
-    updates = a.updates or (12 if quick else 150)
+    updates = a.updates if a.updates is not None else (12 if quick else 150)
     if updates < 1:
         raise LSLoError(f"--updates must be >= 1, got {updates}")
     if a.bootstrap < 2:
@@ -260,6 +260,8 @@ def demo(a) -> int:
     s = settings(a)
     t0 = time.time()
     stand_in_dir = a.stand_in or package.STAND_IN_DIR
+    if a.stand_in and not os.path.isdir(a.stand_in):
+        raise LSLoError(f"--stand-in {a.stand_in}: no such folder")
     stand_in = package.verify(stand_in_dir)  # before any work
     with open(os.path.join(stand_in_dir, "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..config import PRENORM_SHARED_ARGS, PRESETS, TINY_SHAPE, shape_args
 from ..errors import LSLoError
@@ -67,6 +67,7 @@ class Recipe:
     label_smoothing: float = 0.1
     sampling_temperature: float = 1.0
     curve_rows: int = 25
+    curve_langs: Optional[Tuple[str, ...]] = None  # None: all ten (the quick build: four)
     seed: int = 1
     rows_per_source: Optional[int] = None  # quick builds (tests) only
 
@@ -74,7 +75,7 @@ class Recipe:
 QUICK = Recipe(vocab_size=2500, spm_sentences_per_lang=400, layers=TINY_SHAPE["layers"],
                dim=TINY_SHAPE["dim"], ffn=TINY_SHAPE["ffn"], heads=TINY_SHAPE["heads"],
                max_update=12, save_interval=6, warmup=4, max_tokens=1500, curve_rows=5,
-               rows_per_source=300)
+               curve_langs=("en", "fr", "ko", "oc"), rows_per_source=300)
 
 
 def log(msg: str) -> None:
@@ -253,14 +254,15 @@ def curve(work: Path, r: Recipe) -> List[dict]:
 
     data = str(work / "bin")
     spm_model = str(work / "vocab" / "sentencepiece.bpe.model")
-    groups = {l: PRESETS["lang12"][l] for l in LANGS}
+    langs = list(r.curve_langs or LANGS)
+    groups = {l: PRESETS["lang12"][l] for l in langs}
     points = []
     for updates, path in checkpoints_by_update(work):
         results = work / "curve" / str(updates)
         done = results / "scores.json"
         if not done.exists():
             generation.generate_all_directions(
-                data, path, lang_pairs(LANGS), str(results), package.user_dir(),
+                data, path, lang_pairs(langs), str(results), package.user_dir(),
                 extra_args=task_args(data, LANGS)[2:] + ["--max-len-a", "1.2", "--max-len-b", "10",
                                                          "--batch-size", "64"],
                 beam=1, gen_subset="curve", task="translation_multi_simple_epoch")
@@ -295,10 +297,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     state_path = work / "build.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    recorded = dict(state.get("recipe") or asdict(r), max_update=r.max_update)
-    if recorded != asdict(r):  # only --max-update may change: a longer build resumes a shorter one
-        raise SystemExit(f"rebuild-stand-in: {work} holds a build of another recipe; use another --work")
-    state["recipe"] = asdict(r)
+    wanted = json.loads(json.dumps(asdict(r)))  # as build.json holds it (tuples become lists)
+    # only --max-update may change (a longer build resumes a shorter one); fields added to the recipe
+    # since a build started count as their defaults
+    recorded = dict(wanted, **(state.get("recipe") or {}), max_update=r.max_update)
+    if recorded != wanted:
+        changed = sorted(k for k in wanted if recorded[k] != wanted[k])
+        raise SystemExit(f"rebuild-stand-in: {work} holds a build of another recipe ({', '.join(changed)} "
+                         "differ); use another --work")
+    state["recipe"] = wanted
     times = state.setdefault("times_s", {})
 
     def step(name, fn):
