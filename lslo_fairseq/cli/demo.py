@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,11 +28,16 @@ from typing import Dict, List, Optional
 
 from ..config import PRESETS
 from ..errors import LSLoError
+from ..files import write_json_atomic
 from ..stand_in import package
 from ..stand_in.build import DEMO_SPLIT, LANGS, fairseq_bin, task_args
 from . import progress, runner
 
 QUICK_LANGS = ["en", "fr", "ko", "oc"]
+# The table's test directions: every pair of two languages per resource group (30 of the 90 that are
+# fine-tuned), so that every cell has at least two directions and beam-5 decoding of four models fits
+# the demo's time on two CPU cores. --eval-langs all decodes all 90.
+EVAL_LANGS = ["en", "fr", "nl", "zh", "oc", "or"]
 RANKS = "H:2,M:2,V:8"
 # The paper trains Ft-all with lr 1e-4 and LSLo with 3e-3 (section 5). Adam's step moves each weight
 # by about lr, and the change of a layer's output grows with its width; the stand-in is 4 times
@@ -67,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test mode: 4 languages (en fr ko oc), 200 fine-tuning rows, a few updates (minutes)")
     p.add_argument("--updates", type=int, default=None,
                    help="fine-tuning updates of every run (default 150; 12 with --quick)")
+    p.add_argument("--eval-langs", default=None, metavar="LANGS",
+                   help="languages whose directions the table scores, comma separated, or 'all' (default: "
+                        f"{','.join(EVAL_LANGS)}: every cell gets at least two directions; with --quick: all four)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="paired bootstrap resamples for the 95%% intervals (default 1000)")
     p.add_argument("--stand-in", default=None, metavar="DIR",
@@ -89,8 +98,17 @@ def settings(a) -> Dict:
         raise LSLoError(f"--updates must be >= 1, got {updates}")
     if a.bootstrap < 2:
         raise LSLoError(f"--bootstrap: a number of resamples >= 2, got {a.bootstrap}")
+    langs = QUICK_LANGS if quick else list(LANGS)
+    if a.eval_langs in (None, "all"):
+        eval_langs = langs if (quick or a.eval_langs == "all") else EVAL_LANGS
+    else:
+        eval_langs = [l for l in a.eval_langs.split(",") if l]
+        unknown = [l for l in eval_langs if l not in langs]
+        if unknown or len(eval_langs) < 2:
+            raise LSLoError(f"--eval-langs: two or more of {','.join(langs)} (or 'all'), got {a.eval_langs!r}")
     return dict(
-        langs=QUICK_LANGS if quick else list(LANGS),
+        langs=langs,
+        eval_langs=eval_langs,
         n_valid=10 if quick else DEMO_SPLIT["n_valid"],
         n_test=20 if quick else DEMO_SPLIT["n_test"],
         split_seed=DEMO_SPLIT["seed"],
@@ -184,38 +202,52 @@ def trainable_from_log(lines: List[str], log_path: str) -> int:
 
 
 def train_run(run: Run, a, s, data: Dict, stand_in: Dict, out: str, manifest: dict) -> None:
+    """fairseq-train of one row from the stand-in; skipped when the same command already finished
+    (its trainable count and command are kept in ``trainable.json``)."""
     save = os.path.join(out, run.key)
     run.checkpoint = os.path.join(save, "checkpoint_last.pt")
     log = os.path.join(out, "logs", f"train_{run.key}.log")
-    count = os.path.join(save, "trainable.json")
-    if a.force or not (os.path.exists(run.checkpoint) and os.path.exists(count)):
-        extra = list(run.train)
-        if run.extra.get("learned"):
-            wl = os.path.join(out, "wl", "weight_learning.json")
-            extra += ["--lslo-encoder-index", wl, "--lslo-decoder-index", wl]
-        cmd = [fairseq_bin("fairseq-train"),
-               *train_options(data["dir"], data["pairs"], s, save, run.lr, a.seed), *extra,
-               *model_args(manifest), "--finetune-from-model", str(stand_in[package.CHECKPOINT])]
+    done = os.path.join(save, "trainable.json")
+    extra = list(run.train)
+    if run.extra.get("learned"):
+        wl = os.path.join(out, "wl", "weight_learning.json")
+        extra += ["--lslo-encoder-index", wl, "--lslo-decoder-index", wl]
+    cmd = [fairseq_bin("fairseq-train"), *train_options(data["dir"], data["pairs"], s, save, run.lr, a.seed),
+           *extra, *model_args(manifest), "--finetune-from-model", str(stand_in[package.CHECKPOINT])]
+    record = read_json_or_none(done)
+    if a.force or not os.path.exists(run.checkpoint) or record is None or record.get("command") != cmd:
+        if os.path.isdir(save):  # a changed command starts again: fairseq would resume the old run
+            shutil.rmtree(save)
         lines = progress.run_logged(cmd, log, f"train {run.name}", s["updates"], a.verbose)
-        with open(count, "w", encoding="utf-8") as f:
-            json.dump({"trainable": trainable_from_log(lines, log)}, f)
-    with open(count, encoding="utf-8") as f:
-        run.trainable = json.load(f)["trainable"]
+        record = {"trainable": trainable_from_log(lines, log), "command": cmd}
+        write_json_atomic(done, record)
+    run.trainable = record["trainable"]
 
 
-def generate_run(run: Run, a, data: Dict, out: str) -> str:
+def read_json_or_none(path: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def generate_run(run: Run, a, data: Dict, test_data: Dict, out: str) -> str:
+    """Beam-5 translation of the test rows of ``test_data``'s directions (the task knows all of
+    ``data``'s, as in training)."""
     from ..evaluation import generation
 
     results = os.path.join(out, "generate", run.key)
-    done = os.path.join(results, "done")
-    if a.force or not os.path.exists(done):
-        with progress.bar(f"translate {run.name}", len(data["pairs"]), "directions", a.verbose) as b, \
+    done = os.path.join(results, "done.json")
+    record = {"checkpoint_sha256": package.sha256(run.checkpoint), "pairs": test_data["pairs"]}
+    if a.force or read_json_or_none(done) != record:
+        with progress.bar(f"translate {run.name}", len(test_data["pairs"]), "directions", a.verbose) as b, \
                 progress.logs_to(os.path.join(out, "logs", f"generate_{run.key}.log"), a.verbose):
             generation.generate_all_directions(
-                data["dir"], run.checkpoint, data["pairs"], results, package.user_dir(),
+                data["dir"], run.checkpoint, test_data["pairs"], results, package.user_dir(),
                 extra_args=task_args(data["dir"], LANGS, data["pairs"])[2:] + GENERATION_LIMITS,
                 beam=5, task=run.task, progress=lambda *_: b.update(1))
-        open(done, "w").close()
+        write_json_atomic(done, record)
     return results
 
 
@@ -265,7 +297,7 @@ def demo(a) -> int:
     stand_in = package.verify(stand_in_dir)  # before any work
     with open(os.path.join(stand_in_dir, "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
-    groups = {l: PRESETS["lang12"][l] for l in s["langs"]}
+    groups = {l: PRESETS["lang12"][l] for l in s["eval_langs"]}
     out = os.path.abspath(a.out)
     os.makedirs(os.path.join(out, "logs"), exist_ok=True)
     print(f"lslo-demo: stand-in {stand_in_dir} (SHA-256 checked); fairseq's logs in {out}/logs", flush=True)
@@ -273,7 +305,11 @@ def demo(a) -> int:
 
     data_dir = os.path.join(out, "data")
     prepared = os.path.join(data_dir, "prepared.json")
-    if a.force or not os.path.exists(prepared):
+    info = read_json_or_none(prepared)
+    fresh = info is not None and info.get("langs") == s["langs"] and info["rows"]["test"] == s["n_test"] \
+        and os.path.exists(info["spm_model"]) \
+        and package.sha256(info["spm_model"]) == package.sha256(stand_in[package.SPM_MODEL])
+    if a.force or not fresh:
         with progress.logs_to(os.path.join(out, "logs", "data.log"), a.verbose):
             prepare(package.DEMO_TSV, s["langs"], data_dir, s["n_valid"], s["n_test"], 0, s["split_seed"],
                     max_train_rows=s["max_train_rows"], spm_model=stand_in[package.SPM_MODEL],
@@ -281,10 +317,12 @@ def demo(a) -> int:
     with open(prepared, encoding="utf-8") as f:
         info = json.load(f)
     data = dict(dir=data_dir, pairs=lang_pairs(s["langs"]))
+    test_data = dict(data, pairs=lang_pairs(s["eval_langs"]))
     spm_model = info["spm_model"]
     timings["data"] = time.time() - t0
-    print(f"data: {len(data['pairs'])} directions, {info['rows']['train']} fine-tuning rows, "
-          f"{info['rows']['test']} test rows per direction", flush=True)
+    print(f"data: {info['rows']['train']} fine-tuning rows x {len(data['pairs'])} directions; the table: "
+          f"{info['rows']['test']} test rows x {len(test_data['pairs'])} directions "
+          f"({' '.join(s['eval_langs'])})", flush=True)
 
     runs = planned_runs(s, a.analysis)
     for run in runs:
@@ -311,7 +349,7 @@ def demo(a) -> int:
     texts, per_direction = {}, {}
     for run in rows:
         t = time.time()
-        results = generate_run(run, a, data, out)
+        results = generate_run(run, a, data, test_data, out)
         timings[f"generate_{run.key}"] = time.time() - t
         files = find_direction_outputs(results, "test")
         texts[run.name] = {d: read_generate_output(p) for d, p in files.items()}
