@@ -65,7 +65,7 @@ class Recipe:
     lr: float = 0.0025
     warmup: int = 300
     max_tokens: int = 4096
-    max_update: int = 1500
+    max_update: int = 1200
     save_interval: int = 300
     label_smoothing: float = 0.1
     sampling_temperature: float = 1.0
@@ -242,6 +242,14 @@ def train(work: Path, r: Recipe) -> float:
     return time.time() - start
 
 
+def updates_saved(work: Path) -> int:
+    """Updates of the newest interval checkpoint (0 if none): a build whose training reached its
+    updates but stopped before recording it does not train again (a resumed fairseq-train at
+    ``--max-update`` would take one more step)."""
+    saved = checkpoints_by_update(work)
+    return saved[-1][0] if saved else 0
+
+
 def checkpoints_by_update(work: Path) -> List[tuple]:
     out = []
     for path in glob.glob(str(work / "checkpoints" / "checkpoint_*_*.pt")):
@@ -262,6 +270,8 @@ def curve(work: Path, r: Recipe) -> List[dict]:
     groups = {l: PRESETS["lang12"][l] for l in langs}
     points = []
     for updates, path in checkpoints_by_update(work):
+        if updates > r.max_update:
+            continue
         results = work / "curve" / str(updates)
         done = results / "scores.json"
         if not done.exists():
@@ -328,14 +338,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     step("vocabulary", lambda: train_vocabulary(work, r, pairs) or {"vocab": str(work / "vocab")})
     step("binarized", lambda: binarize_all(work, r, pairs))
     log(f"data ready; training (log: {work / 'train.log'})")
-    if state.get("trained", 0) < r.max_update:
+    if state.get("trained", 0) < r.max_update and updates_saved(work) < r.max_update:
         times["train"] = round(times.get("train", 0) + train(work, r), 1)
-        state["trained"] = r.max_update
-        write_json_atomic(str(state_path), state)
+    state["trained"] = r.max_update
+    write_json_atomic(str(state_path), state)
     points = curve(work, r)
     manifest = dict(recipe=asdict(r), data=dict(text=state["text"], binarized=state["binarized"]),
                     curve=points, times_s=times, train_command=train_command(work, r)[1:])
-    package.pack(work / "checkpoints" / "checkpoint_last.pt", work / "vocab", Path(a.out), manifest)
+    final = dict(checkpoints_by_update(work)).get(r.max_update)
+    if final is None:
+        raise SystemExit(f"rebuild-stand-in: no checkpoint at {r.max_update} updates in {work / 'checkpoints'}")
+    package.pack(Path(final), work / "vocab", Path(a.out), manifest)
     log(f"packed into {a.out}")
     return 0
 

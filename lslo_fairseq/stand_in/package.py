@@ -88,6 +88,9 @@ def pack(checkpoint: Path, vocab: Path, out: Path, manifest: dict) -> None:
     shutil.copyfile(vocab / SPM_MODEL, out / SPM_MODEL)
     shutil.copyfile(vocab / DICT, out / DICT)
     n_params = sum(v.numel() for v in state["model"].values())
+    # fairseq's own clock of training (summed over resumed runs, start-up and saving excluded)
+    trained_s = (state.get("extra_state") or {}).get("previous_training_time")
     write_json_atomic(str(out / "manifest.json"), dict(manifest, parameters=n_params,
-                                                        bytes=os.path.getsize(out / CHECKPOINT)))
+                                                        bytes=os.path.getsize(out / CHECKPOINT),
+                                                        fairseq_training_time_s=trained_s))
     write_text_atomic(str(out / SUMS), "".join(f"{sha256(out / n)}  {n}\n" for n in FILES))
