@@ -403,6 +403,7 @@ def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkey
 
     def fake_main(cfg):
         logging.basicConfig(stream=io.StringIO(), level=logging.INFO)  # as fairseq does
+        logging.getLogger("fairseq_cli.generate").info("stub translating %s", cfg.task.source_lang)
         tgt = cfg.task.target_lang
         seen.append((cfg.task.source_lang, tgt, cfg.generation.beam, cfg.common_eval.results_path))
         _write_generate(os.path.join(cfg.common_eval.results_path, "generate-test.txt"), refs[tgt], refs[tgt])
@@ -421,7 +422,13 @@ def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkey
     assert code == 0
     assert seen == [("en", "fr", 3, str(res / "en-fr")), ("oc", "en", 3, str(res / "oc-en"))]
     assert root.handlers == [] and root.level == level  # what generate adds is removed again
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    # a quiet console: fairseq's log in the results folder, a progress bar over the directions
+    assert "stub translating oc" in (res / "generate.log").read_text()
+    assert "stub translating" not in captured.out + captured.err
+    assert f"fairseq's generation log: {res / 'generate.log'}" in captured.err
+    assert "translate ck" in captured.err and "2/2 directions" in captured.err
+    out = captured.out.splitlines()
     assert out[0].split() == ["Run", "H2H", "V2H", "AVG"] and out[1].split() == ["ck", "100.00", "100.00", "100.00"]
     doc = json.load(open(res / "spbleu.json"))
     assert doc["meta"]["runs"]["ck"]["generation"]["extra_args"] == ["--batch-size", "4"]
