@@ -53,7 +53,7 @@ def test_quick_demo_builds_the_four_rows_with_intervals_quietly(tmp_path):
     for run in ("pretrain", "ft_all", "lslo", "gps", "wl_gps"):
         files = sorted((out / "generate" / run).glob("*/generate-test.txt"))
         assert len(files) == 12
-        assert all(sum(l.startswith("H-") for l in open(f)) == 20 for f in files)
+        assert all(sum(l.startswith("H-") for l in open(f)) == 12 for f in files)
     for fig in ("weight_learning_fig1", "ise_fig2", "ise_fig5", "lsp_fig4", "lsp_fig6"):
         for ext in ("png", "pdf"):
             assert (out / "figures" / f"{fig}.{ext}").stat().st_size > 5_000, fig

@@ -466,3 +466,24 @@ def test_each_direction_gets_pristine_task_options():
     assert second.task.left_pad_source == "True"
     assert (second.task.source_lang, second.task.target_lang) == ("fr", "en")
     assert second.common_eval.results_path == "out/fr-en" and first.common_eval.results_path == "out/en-fr"
+
+
+def test_byte_fallback_pieces_are_restored_before_scoring(tmp_path):
+    """fairseq's sentencepiece post-processing leaves byte-fallback pieces as text; the reader turns
+    them back into characters (hypotheses and references alike), as SentencePiece decodes them."""
+    import sentencepiece as spm
+
+    from lslo_fairseq.evaluation.outputs import restore_byte_pieces
+
+    text = "ତଥ୍ଯସଞ୍ଚଯ 中文 🙂 ok"
+    model = tmp_path / "bf"
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(["ok fine", "a b c", "ତଥ୍ଯ"] * 20), model_prefix=str(model),
+                                   vocab_size=300, byte_fallback=True, hard_vocab_limit=False, minloglevel=2)
+    pieces = spm.SentencePieceProcessor(model_file=f"{model}.model").encode(text, out_type=str)
+    assert any(p.startswith("<0x") for p in pieces)
+    as_fairseq = "".join(pieces).replace("\u2581", " ").strip()  # --post-process sentencepiece
+    assert restore_byte_pieces(as_fairseq) == text
+    assert restore_byte_pieces("a<0xE0><0xAC>b") == "a\ufffdb"  # a broken sequence, as SentencePiece does
+    path = tmp_path / "generate-test.txt"
+    path.write_text(f"T-0\t{as_fairseq}\nH-0\t-0.1\t{' '.join(pieces)}\nD-0\t-0.1\t{as_fairseq}\n", encoding="utf-8")
+    assert read_generate_output(str(path)) == ([text], [text])

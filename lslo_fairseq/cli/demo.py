@@ -108,7 +108,7 @@ def settings(a) -> Dict:
         langs=langs,
         eval_langs=eval_langs,
         n_valid=10 if quick else DEMO_SPLIT["n_valid"],
-        n_test=20 if quick else DEMO_SPLIT["n_test"],
+        n_test=12 if quick else DEMO_SPLIT["n_test"],
         split_seed=DEMO_SPLIT["seed"],
         max_train_rows=200 if quick else None,
         updates=updates,

@@ -9,11 +9,23 @@ from typing import Dict, List, Tuple
 from . import Direction, ScoringError
 
 _LINE_RE = re.compile(r"^([STHD])-(\d+)\t")
+_BYTE_PIECES_RE = re.compile(r"(?:<0x[0-9A-F]{2}>)+")
+
+
+def restore_byte_pieces(text: str) -> str:
+    """Runs of SentencePiece byte-fallback pieces (``<0xE0><0xAC><0x9E>``) turned back into the
+    characters they encode (UTF-8; a broken sequence becomes U+FFFD), as SentencePiece's own
+    decoder does. fairseq's ``--post-process sentencepiece`` and ``--bpe sentencepiece`` decode by
+    string replacement and leave them as they are, so a model whose vocabulary has byte fallback
+    (the demo's stand-in) would be scored on the placeholders instead of the text."""
+    return _BYTE_PIECES_RE.sub(lambda m: bytes.fromhex(m.group(0)[3:-1].replace("><0x", "")).decode(
+        "utf-8", errors="replace"), text)
 
 
 def read_generate_output(path: str) -> Tuple[List[str], List[str]]:
     """Hypotheses (``D-`` lines, i.e. detokenized after ``--post-process``) and references
-    (``T-`` lines) of a ``fairseq-generate`` output file, matched by sentence id and sorted by id.
+    (``T-`` lines) of a ``fairseq-generate`` output file, matched by sentence id and sorted by id,
+    byte-fallback pieces restored (:func:`restore_byte_pieces`).
 
     With ``--nbest`` > 1 the first (best) hypothesis of each id is kept. A file without ``D-`` lines
     (not written by fairseq >= 0.10) falls back to its ``H-`` lines. Other lines (``S-``, ``P-``,
@@ -37,7 +49,7 @@ def read_generate_output(path: str) -> Tuple[List[str], List[str]]:
             if kind == "T":
                 if sid in refs:
                     raise ScoringError(f"{path} line {n}: reference T-{sid} appears twice")
-                refs[sid] = rest
+                refs[sid] = restore_byte_pieces(rest)
             elif kind in ("D", "H"):
                 parts = rest.split("\t", 1)
                 if len(parts) != 2:
@@ -45,7 +57,7 @@ def read_generate_output(path: str) -> Tuple[List[str], List[str]]:
                         f"{path} line {n}: expected '{kind}-<id>\\t<score>\\t<text>', got {line!r}"
                     )
                 target = hyps_d if kind == "D" else hyps_h
-                target.setdefault(sid, parts[1])  # first = best of the n-best list
+                target.setdefault(sid, restore_byte_pieces(parts[1]))  # first = best of the n-best list
     hyps = hyps_d or hyps_h
     if not hyps:
         raise ScoringError(
