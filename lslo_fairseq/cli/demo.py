@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="test mode: 4 languages (en fr ko oc), 200 fine-tuning rows, a few updates (minutes)")
     p.add_argument("--updates", type=int, default=None,
-                   help="fine-tuning updates of every run (default 150; 12 with --quick)")
+                   help="fine-tuning updates of every run (default 100; 12 with --quick)")
     p.add_argument("--eval-langs", default=None, metavar="LANGS",
                    help="languages whose directions the table scores, comma separated, or 'all' (default: "
                         f"{','.join(EVAL_LANGS)}: every cell gets at least two directions; with --quick: all four)")
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings(a) -> Dict:
     quick = a.quick
-    updates = a.updates if a.updates is not None else (12 if quick else 150)
+    updates = a.updates if a.updates is not None else (12 if quick else 100)
     if updates < 1:
         raise LSLoError(f"--updates must be >= 1, got {updates}")
     if a.bootstrap < 2:
