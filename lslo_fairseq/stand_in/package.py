@@ -81,13 +81,21 @@ def pack(checkpoint: Path, vocab: Path, out: Path, manifest: dict) -> None:
     from ..checkpoints.reading import read_fairseq_checkpoint
 
     state = read_fairseq_checkpoint(str(checkpoint), "stand-in checkpoint")
-    state["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in state["model"].items()}
+    # tied weights (shared embeddings, output projection) stay one tensor: converted once each
+    halves: Dict[tuple, object] = {}
+    model = {}
+    for k, v in state["model"].items():
+        key = (v.data_ptr(), tuple(v.shape), v.stride(), v.dtype)
+        if key not in halves:
+            halves[key] = v.half() if v.is_floating_point() else v
+        model[k] = halves[key]
+    state["model"] = model
     state["last_optimizer_state"] = None
     out.mkdir(parents=True, exist_ok=True)
     torch_save_atomic(str(out / CHECKPOINT), state)
     shutil.copyfile(vocab / SPM_MODEL, out / SPM_MODEL)
     shutil.copyfile(vocab / DICT, out / DICT)
-    n_params = sum(v.numel() for v in state["model"].values())
+    n_params = sum(v.numel() for v in halves.values())  # each tied tensor once, as fairseq counts
     # fairseq's own clock of training (summed over resumed runs, start-up and saving excluded)
     trained_s = (state.get("extra_state") or {}).get("previous_training_time")
     write_json_atomic(str(out / "manifest.json"), dict(manifest, parameters=n_params,
