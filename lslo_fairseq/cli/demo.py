@@ -175,7 +175,8 @@ def analysis_runs(prune: List[str]) -> List[Run]:
     """Weight learning, then ISE and LSP (8;8;8) and 2;2;8+WL+GPS(0.9) with the learned indexes."""
     return [
         Run("weight learning", "wl", "translation_multi_simple_epoch_lslo",
-            lslo_options(["--lslo-ranks", RANKS, "--lslo-weight-learning"]), LSLO_LR, extra={"row": False}),
+            lslo_options(["--lslo-ranks", RANKS, "--lslo-weight-learning"]), LSLO_LR,
+            extra={"row": False, "validate": True}),
         Run("ISE 8;8;8", "ise", "translation_multi_simple_epoch_lslo",
             lslo_options(["--lslo-ranks", "H:8,M:8,V:8", "--lslo-prune", "ise", *prune]), LSLO_LR,
             extra={"row": False, "learned": True}),
@@ -210,7 +211,11 @@ def train_run(run: Run, a, s, data: Dict, stand_in: Dict, out: str, manifest: di
     if run.extra.get("learned"):
         wl = os.path.join(out, "wl", "weight_learning.json")
         extra += ["--lslo-encoder-index", wl, "--lslo-decoder-index", wl]
-    cmd = [fairseq_bin("fairseq-train"), *train_options(data["dir"], data["pairs"], s, save, run.lr, a.seed),
+    options = train_options(data["dir"], data["pairs"], s, save, run.lr, a.seed)
+    if run.extra.get("validate"):  # weight learning writes its file when validation begins
+        options[options.index("--disable-validation")] = "--validate-interval-updates"
+        options.insert(options.index("--validate-interval-updates") + 1, str(s["updates"]))
+    cmd = [fairseq_bin("fairseq-train"), *options,
            *extra, *model_args(manifest), "--finetune-from-model", str(stand_in[package.CHECKPOINT])]
     record = read_json_or_none(done)
     if a.force or not os.path.exists(run.checkpoint) or record is None or record.get("command") != cmd:
