@@ -68,3 +68,14 @@ def download_atomic(url: str, path: str, timeout: float = 30.0) -> None:
 
     with urllib.request.urlopen(url, timeout=timeout) as r:
         _write_atomic(path, ".part", "wb", lambda f: shutil.copyfileobj(r, f))
+
+
+def file_digest(path, algorithm: str) -> str:
+    """Hex digest (``hashlib`` algorithm name, e.g. ``sha256``, ``md5``) of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -3,11 +3,10 @@ model, then BLEU is computed on the pieces by sacrebleu with no further tokeniza
 a file (``flores101``: sacrebleu's cached copy of the FLORES-101 one, downloaded when missing)."""
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Dict, List, Sequence, Tuple
 
-from ..files import download_atomic
+from ..files import download_atomic, file_digest
 from . import Direction, ScoringError
 from .outputs import find_direction_outputs, read_generate_output
 
@@ -98,11 +97,7 @@ def spbleu(hyps: Sequence[str], refs: Sequence[str], spm_model_path: str) -> flo
 
 def md5sum(path: str) -> str:
     """Hex MD5 of a file's bytes."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def scoring_meta(spm_model_path: str) -> dict:

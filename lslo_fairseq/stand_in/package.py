@@ -6,14 +6,13 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 from typing import Dict
 
 from ..errors import LSLoError
-from ..files import torch_save_atomic, write_json_atomic, write_text_atomic
+from ..files import file_digest, torch_save_atomic, write_json_atomic, write_text_atomic
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 DEMO_TSV = RESOURCES / "libreoffice" / "libreoffice.complete10.tsv"
@@ -33,11 +32,7 @@ def user_dir() -> str:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def read_sums(folder: Path) -> Dict[str, str]:
