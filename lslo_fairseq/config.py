@@ -22,6 +22,12 @@ MODULE_SETS = {
     "attn": ("q", "k", "v", "c-q", "c-k", "c-v"),
 }
 INDEX_CHOICES = ("src", "tgt")
+# Modular fine-tuning (the follow-up's English-centric adapters): every adapted matrix holds an input
+# bank routed by the source language and an output bank routed by the target language.
+MODULAR_INDEX = "modular"
+DEFAULT_PIVOT = "en"
+MERGE_MODES = ("outputs", "ab")
+DEFAULT_MERGE_WEIGHTS = (0.5, 0.5)
 
 # Model shapes by name, and as fairseq flags: the tiny shape of the tests, the demo's quick mode and
 # ``--arch lslo_transformer_tiny`` is set here only.
@@ -236,6 +242,13 @@ class LSLoConfig:
     fc_offset: int = 0  # paper shape: first column of fc1's output / fc2's input slice
     init: str = "lora"  # A's initialisation: lora (fan-in k) or paper (fan-in r_l)
     alpha: Optional[float] = None  # None: no scaling (the paper); else delta x alpha / r_l
+    pivot: Optional[str] = None  # modular fine-tuning: the pivot language (no adapters, rank 0)
+    train_langs: Optional[List[str]] = None  # --lslo-train-langs: the only languages whose adapters train
+    token_ids: Optional[List[int]] = None  # each language's __xx__ token id, set by the model
+
+    @property
+    def modular(self) -> bool:
+        return self.pivot is not None
 
     def rank_of(self, lang: str) -> int:
         return self.ranks[self.languages.index(lang)]
@@ -375,7 +388,19 @@ def resolve_config(args, known_langs=None) -> LSLoConfig:
     if not getattr(args, "lslo_ranks", None):
         raise LSLoConfigError("--lslo-ranks is required, e.g. --lslo-ranks H:2,M:2,V:8 --lslo-lang-groups lang12")
     modules = parse_modules(getattr(args, "lslo_modules", "all") or "all")
-    if getattr(args, "lslo_weight_learning", False):
+    modular = bool(getattr(args, "lslo_modular", False))
+    if modular:
+        for flag, value in (("--lslo-weight-learning", getattr(args, "lslo_weight_learning", False)),
+                            ("--lslo-encoder-index", getattr(args, "lslo_encoder_index", None) not in
+                             (None, "", "paper", MODULAR_INDEX)),
+                            ("--lslo-decoder-index", getattr(args, "lslo_decoder_index", None) not in
+                             (None, "", "paper", MODULAR_INDEX))):
+            if value:
+                raise LSLoConfigError(f"--lslo-modular gives every layer an input (source-routed) and an output "
+                                      f"(target-routed) bank; drop {flag}")
+        enc_index = [MODULAR_INDEX] * args.encoder_layers
+        dec_index = [MODULAR_INDEX] * args.decoder_layers
+    elif getattr(args, "lslo_weight_learning", False):
         for side in ("encoder", "decoder"):
             spec = getattr(args, f"lslo_{side}_index", None)
             if spec not in (None, "", "paper"):
@@ -410,13 +435,59 @@ def resolve_config(args, known_langs=None) -> LSLoConfig:
     if fixed:  # keep exactly the recorded order
         languages, ranks = required, [ranks[languages.index(l)] for l in required]
         groups = {l: g for l, g in groups.items() if l in required}
+    pivot = None
+    if modular:
+        pivot = getattr(args, "lslo_pivot", None) or DEFAULT_PIVOT
+        if pivot not in languages:
+            raise LSLoConfigError(f"--lslo-pivot {pivot}: not one of the LSLo languages {languages} "
+                                  "(every training pair of --lslo-modular has the pivot on one side)")
+        ranks = [0 if l == pivot else r for l, r in zip(languages, ranks)]  # the pivot has no adapters
+    train_langs = parse_train_langs(getattr(args, "lslo_train_langs", None), languages, pivot)
     prune = resolve_prune(args, languages, groups)
+    prune.targets = [l for l, r in zip(languages, ranks)
+                     if l in prune.targets and r > 0 and (train_langs is None or l in train_langs)]
+    if prune.kind == "ise" and train_langs is not None:
+        raise LSLoConfigError("--lslo-prune ise prunes every language's adapters of a layer as one pool, so it "
+                              "would change the adapters that --lslo-train-langs keeps fixed; use gps or lsp")
+    if prune.kind != "none" and not prune.targets:
+        raise LSLoConfigError(f"--lslo-prune {prune.kind}: no language left to prune (targets must have "
+                              "adapters and be among --lslo-train-langs)")
     if prune.kind != "none" and "learned" in enc_index:
         raise LSLoConfigError(
             "--lslo-prune with --lslo-weight-learning: learn the indexes first, then prune with "
             "--lslo-encoder-index/--lslo-decoder-index set to the learned JSON (as the paper does)"
         )
-    return LSLoConfig(languages, ranks, modules, enc_index, dec_index, groups, prune, **resolve_shape(args))
+    return LSLoConfig(languages, ranks, modules, enc_index, dec_index, groups, prune, **resolve_shape(args),
+                      pivot=pivot, train_langs=train_langs)
+
+
+def parse_train_langs(spec: Optional[str], languages: Sequence[str], pivot: Optional[str]) -> Optional[List[str]]:
+    """``--lslo-train-langs``: the languages whose adapters train (None: all)."""
+    if not spec:
+        return None
+    flag = "--lslo-train-langs"
+    langs = _split_list(spec)
+    unknown = [l for l in langs if l not in languages]
+    if unknown or not langs:
+        raise LSLoConfigError(f"{flag}: {unknown or spec!r} are not LSLo languages ({', '.join(languages)})")
+    if pivot in langs:
+        raise LSLoConfigError(f"{flag}: the pivot {pivot} has no adapters under --lslo-modular; list other languages")
+    return [l for l in languages if l in langs]
+
+
+def parse_merge_weights(spec, flag: str = "--lslo-merge-weights"):
+    """``W_IN,W_OUT`` (both >= 0, not both 0) -> (w_in, w_out)."""
+    if isinstance(spec, (tuple, list)):
+        values = list(spec)
+    else:
+        values = _split_list(str(spec))
+    try:
+        w = tuple(float(v) for v in values)
+    except ValueError:
+        w = ()
+    if len(w) != 2 or not all(math.isfinite(x) and x >= 0 for x in w) or w == (0.0, 0.0):
+        raise LSLoConfigError(f"{flag}: two weights W_IN,W_OUT >= 0, not both 0 (e.g. 0.5,0.5), got {spec!r}")
+    return w
 
 
 def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> PruneConfig:
@@ -476,9 +547,11 @@ LAYOUT_FLAGS = {
     "adapter_shape": "--lslo-adapter-shape",
     "fc_offset": "--lslo-fc-offset",
     "alpha": "--lslo-alpha",
+    "pivot": "--lslo-modular/--lslo-pivot",
+    "token_ids": "--langs/--lang-dict (the language tokens' ids)",
 }
 # what a layout written before a field existed meant by its absence
-LAYOUT_DEFAULTS = {"adapter_shape": "full", "fc_offset": 0, "alpha": None}
+LAYOUT_DEFAULTS = {"adapter_shape": "full", "fc_offset": 0, "alpha": None, "pivot": None, "token_ids": None}
 
 
 def layout_of(cfg: LSLoConfig) -> Dict[str, list]:
@@ -487,7 +560,8 @@ def layout_of(cfg: LSLoConfig) -> Dict[str, list]:
     the alpha scale. Pruning and the initialisation are not part of it."""
     return dict(languages=list(cfg.languages), ranks=[int(r) for r in cfg.ranks], modules=list(cfg.modules),
                 encoder_index=list(cfg.encoder_index), decoder_index=list(cfg.decoder_index),
-                adapter_shape=cfg.adapter_shape, fc_offset=int(cfg.fc_offset), alpha=cfg.alpha)
+                adapter_shape=cfg.adapter_shape, fc_offset=int(cfg.fc_offset), alpha=cfg.alpha,
+                pivot=cfg.pivot, token_ids=None if cfg.token_ids is None else [int(t) for t in cfg.token_ids])
 
 
 def layout_differences(theirs: Dict[str, list], ours: Dict[str, list], theirs_name: str,
@@ -496,6 +570,8 @@ def layout_differences(theirs: Dict[str, list], ours: Dict[str, list], theirs_na
     out = []
     for key, flag in LAYOUT_FLAGS.items():
         a, b = theirs.get(key, LAYOUT_DEFAULTS.get(key)), ours.get(key, LAYOUT_DEFAULTS.get(key))
+        if key == "token_ids" and (a is None or b is None):  # recorded since modular fine-tuning only
+            continue
         if a != b:
             out.append(f"{key}: {a} in {theirs_name}, {b} in {ours_name} ({flag})")
     return out

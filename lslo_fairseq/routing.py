@@ -3,6 +3,11 @@ output (so that beam search reorders them), handed to every LSLo layer.
 
 Hard routing (paper eq. 3): sentence ``b`` of a batch uses the adapter of ``src[b]`` in a
 source-indexed layer and of ``tgt[b]`` in a target-indexed one.
+
+Modular fine-tuning: the router also holds the merge table, (w_in, w_out) for every (source,
+target) language row pair: (1, 0) into the pivot (X -> pivot uses LoRA_in(X) alone, as it trained),
+(0, 1) out of it, and the merge weights elsewhere (one pair for all directions, or one per
+direction); ``merge_weights`` looks up every sentence's pair with one gather.
 """
 from __future__ import annotations
 
@@ -34,6 +39,11 @@ class LanguageRouter(nn.Module):
         for row, tok in enumerate(lang_token_ids):
             table[tok] = row
         self.register_buffer("token_to_lang", table, persistent=False)
+        n = len(self.languages)
+        self.register_buffer("pair_weights", torch.zeros(n, n, 2), persistent=False)
+        self.register_buffer("lang_ranks", torch.zeros(n, dtype=torch.long), persistent=False)
+        self.merge = "outputs"
+        self.pivot: Optional[int] = None
         self.src: Optional[Tensor] = None
         self.tgt: Optional[Tensor] = None
         self.beam_size = 1
@@ -68,6 +78,43 @@ class LanguageRouter(nn.Module):
                 f"of {self.languages}; train with --decoder-langtok"
             )
         return toks
+
+    # -- modular fine-tuning: per-sentence merge weights ----------------------------------------
+    def configure_merge(self, pivot: str, ranks: Sequence[int], mode: str = "outputs",
+                        weights=(0.5, 0.5), per_direction: Optional[Dict[tuple, tuple]] = None) -> None:
+        """Fill the merge table: ``weights`` (w_in, w_out) for every direction without the pivot,
+        ``per_direction[(src, tgt)]`` where given; (1, 0) into and (0, 1) out of the pivot."""
+        from .config import MERGE_MODES
+
+        if mode not in MERGE_MODES:
+            raise RoutingError(f"--lslo-merge: one of {', '.join(MERGE_MODES)}, got {mode!r}")
+        self.merge, self.pivot = mode, self.languages.index(pivot)
+        table = torch.empty_like(self.pair_weights, device="cpu")
+        table[:, :] = torch.tensor([float(w) for w in weights])
+        for (s, t), w in (per_direction or {}).items():
+            if s in self.languages and t in self.languages:
+                table[self.languages.index(s), self.languages.index(t)] = torch.tensor([float(x) for x in w])
+        table[:, self.pivot] = torch.tensor([1.0, 0.0])
+        table[self.pivot, :] = torch.tensor([0.0, 1.0])
+        self.pair_weights.copy_(table)
+        self.lang_ranks.copy_(torch.tensor([int(r) for r in ranks]))
+
+    def merge_weights(self, batch_size: int) -> Tensor:
+        """(w_in, w_out) of every sentence, (batch_size, 2). Under ``ab`` a sentence that mixes two
+        adapters of different ranks is refused (eq. 4 adds A and B matrices row by row)."""
+        src, tgt = self.ids("src", batch_size), self.ids("tgt", batch_size)
+        w = self.pair_weights[src, tgt]
+        if self.merge == "ab":
+            bad = (self.lang_ranks[src] != self.lang_ranks[tgt]) & (w > 0).all(dim=1)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0, 0])
+                s, t = self.languages[int(src[i])], self.languages[int(tgt[i])]
+                raise RoutingError(
+                    f"--lslo-merge ab adds the input and output adapters' A and B matrices, which needs "
+                    f"equal ranks: {s} has rank {int(self.lang_ranks[src[i]])} and {t} rank "
+                    f"{int(self.lang_ranks[tgt[i]])} ({s}-{t}); use --lslo-merge outputs (any ranks)"
+                )
+        return w
 
     # -- the current batch ---------------------------------------------------------------------
     def set(self, src: Optional[Tensor], tgt: Optional[Tensor]) -> None:

@@ -25,10 +25,12 @@ from fairseq.models.transformer import (
 import torch
 from torch import nn
 
+from ..checkpoints.languages import added_languages, expand_state
 from ..checkpoints.reading import is_adapter_key
 from ..runfiles import weight_learning
 from ..config import (
     DECODER_MODULES,
+    DEFAULT_PIVOT,
     ENCODER_MODULES,
     LAYOUT_KEY,
     PRUNE_DEFAULT_DURATION,
@@ -41,6 +43,7 @@ from ..config import (
     layout_of,
     resolve_config,
 )
+from ..modules.frozen_langs import FrozenLanguages
 from ..modules.lslo_linear import IndexWeights, LSLoLinear, adapter_spans
 from ..pruning.pools import make_prunable
 from ..routing import ENC_OUT_SRC, ENC_OUT_TGT, LanguageRouter, reorder
@@ -124,6 +127,18 @@ def add_lslo_args(parser) -> None:
                        help="initialisation of A (B = 0 either way): lora (default) Kaiming-uniform with "
                             "fan-in k, bound 1/sqrt(k), as PEFT; paper: the authors' bound 1/sqrt(r_l) per "
                             "language block")
+    group.add_argument("--lslo-modular", action="store_true", default=False,
+                       help="modular fine-tuning (the follow-up's English-centric adapters): every adapted "
+                            "matrix gets an input bank routed by the source language and an output bank "
+                            "routed by the target language; train on pairs with the pivot only (X->pivot "
+                            "trains LoRA_in(X) alone, pivot->Y LoRA_out(Y) alone; the pivot has no "
+                            "adapters) and translate any X->Y by merging (--lslo-merge at generation)")
+    group.add_argument("--lslo-pivot", type=str, default=DEFAULT_PIVOT, metavar="LANG",
+                       help=f"--lslo-modular: the pivot language (default {DEFAULT_PIVOT})")
+    group.add_argument("--lslo-train-langs", type=str, default=None, metavar="LANGS",
+                       help="only these languages' adapters train (comma list); every other tensor stays "
+                            "bitwise unchanged. With languages added to --lslo-langs and a checkpoint of "
+                            "the others (--finetune-from-model), adds languages without retraining")
     group.add_argument("--lslo-alpha", type=float, default=None, metavar="A",
                        help="scale each language's delta by A / r_l (PEFT's lora_alpha); default: no "
                             "scaling, as the paper")
@@ -304,7 +319,7 @@ class LSLoTransformerModel(TransformerModel):
         cfg = resolve_config(args, known_langs=known)
         # recorded in the checkpoint's args, so that it rebuilds without the files they came from
         args.lslo_langs = ",".join(cfg.languages)
-        if not getattr(args, "lslo_weight_learning", False):
+        if not getattr(args, "lslo_weight_learning", False) and not cfg.modular:
             args.lslo_encoder_index = ",".join(cfg.encoder_index)
             args.lslo_decoder_index = ",".join(cfg.decoder_index)
         model = super().build_model(args, task)
@@ -314,7 +329,10 @@ class LSLoTransformerModel(TransformerModel):
     def setup_lslo(self, cfg: LSLoConfig, dictionary, lang_tok_style: str) -> None:
         self.lslo_config = cfg
         tok_ids = lang_token_ids(dictionary, cfg.languages, lang_tok_style)
+        cfg.token_ids = tok_ids
         self.lslo_router = LanguageRouter(cfg.languages, tok_ids, len(dictionary))
+        if cfg.modular:
+            self.lslo_router.configure_merge(cfg.pivot, cfg.ranks)
         for part in (self.encoder, self.decoder):
             object.__setattr__(part, "router", self.lslo_router)
         self.lslo_layers = inject_lslo(self, cfg, self.lslo_router)
@@ -323,6 +341,12 @@ class LSLoTransformerModel(TransformerModel):
         if cfg.prune.kind != "none":
             make_prunable(self.lslo_layers, cfg)
         freeze_base(self)
+        self.lslo_frozen = None
+        if cfg.train_langs is not None:
+            for module in self.modules():
+                if isinstance(module, IndexWeights):
+                    module.logits.requires_grad = False
+            self.lslo_frozen = FrozenLanguages(self.lslo_layers, cfg.languages, cfg.train_langs)
         self.log_parameters()
 
     def index_weights(self) -> dict:
@@ -383,9 +407,22 @@ class LSLoTransformerModel(TransformerModel):
                     state_dict[new] = state_dict.pop(old)
         trained = [k for k in adapter_keys if not k.endswith("_mask")]
         present = [k for k in trained if prefix + k in state_dict]
+        for key in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
+            if prefix + key in state_dict and key in own and state_dict[prefix + key].shape != own[key].shape:
+                raise LSLoConfigError(
+                    f"the checkpoint's dictionary has {state_dict[prefix + key].shape[0]} entries and this "
+                    f"model's {own[key].shape[0]}: the language tokens (--langs or --lang-dict) differ from "
+                    "the checkpoint's run; keep them exactly as they were (M2M-100's fixed --lang-dict never "
+                    "moves them), listing a language to add there from the start")
         if prefix + LAYOUT_KEY in state_dict and LAYOUT_KEY in own:
-            diff = layout_differences(decode_layout(state_dict[prefix + LAYOUT_KEY]), layout_of(self.lslo_config),
-                                      "the checkpoint")
+            theirs, ours = decode_layout(state_dict[prefix + LAYOUT_KEY]), layout_of(self.lslo_config)
+            added = added_languages(theirs, ours)
+            if added:
+                logger.info("LSLo: languages %s added to the checkpoint's %s: fresh adapters (B = 0) for them, "
+                            "the others loaded", added, theirs["languages"])
+                expand_state(state_dict, prefix, self.lslo_layers, theirs, ours, own)
+                state_dict[prefix + LAYOUT_KEY] = own[LAYOUT_KEY].clone()
+            diff = layout_differences(decode_layout(state_dict[prefix + LAYOUT_KEY]), ours, "the checkpoint")
             if diff:
                 raise LSLoConfigError(
                     "the checkpoint's LSLo adapters were trained with another configuration than this "

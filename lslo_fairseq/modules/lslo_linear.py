@@ -8,6 +8,14 @@ softmax weights its transformer layer shares among all its LSLo modules:
 
     h = W x + w_src B_src A_src x + w_tgt B_tgt A_tgt x                                   (eq. 5)
 
+Under modular fine-tuning (index ``modular``) the two banks are the follow-up's input adapters (routed
+by the source language) and output adapters (routed by the target language), and each sentence has
+its own weights (w_in, w_out) from the router: (1, 0) into the pivot, (0, 1) out of it, the merge
+weights otherwise. The router's merge mode decides how the two are combined (the follow-up's eq. 3, 4):
+
+    outputs: h = W x + w_in B_in A_in x + w_out B_out A_out x
+    ab:      h = W x + (sqrt(w_in) B_in + sqrt(w_out) B_out)(sqrt(w_in) A_in + sqrt(w_out) A_out) x
+
 The adapters of all languages are stored concatenated along the rank axis, ``lora_A``
 (sum_l r_l x k) and ``lora_B`` (d x sum_l r_l), so parameter counts are exact and
 ``torch.nn.utils.prune`` acts on them directly. The forward serves a whole mixed-language batch
@@ -42,7 +50,9 @@ from torch import Tensor, nn
 from ..config import ADAPTER_SHAPES, INITS
 from ..routing import LanguageRouter
 
-INDEXES = ("src", "tgt", "learned")
+INDEXES = ("src", "tgt", "learned", "modular")
+BANKS = {"src": ["src"], "tgt": ["tgt"], "learned": ["src", "tgt"], "modular": ["in", "out"]}
+ROUTE = {"src": "src", "tgt": "tgt", "in": "src", "out": "tgt"}  # bank -> language it is routed by
 Span = Tuple[int, int]
 
 
@@ -90,7 +100,7 @@ class LSLoLinear(nn.Module):
         self.index = index
         object.__setattr__(self, "router", router)  # shared; registered once on the model
         object.__setattr__(self, "index_weights", index_weights)  # registered on the layer
-        self.banks = ["src", "tgt"] if index == "learned" else [index]
+        self.banks = list(BANKS[index])
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         if alpha is not None and not alpha > 0:
@@ -104,7 +114,7 @@ class LSLoLinear(nn.Module):
                 raise ValueError(f"{what} {(lo, hi)} is not a column span of a {width}-wide side")
         self.init, self.alpha = init, alpha
         in_f, out_f = self.adapter_in, self.adapter_out
-        total, max_rank = sum(self.ranks), max(self.ranks)
+        total, max_rank = sum(self.ranks), max(max(self.ranks), 1)
         dtype = base_layer.weight.dtype
         for bank in self.banks:
             self.register_parameter(self.param_name("A", bank), nn.Parameter(torch.empty(total, in_f, dtype=dtype)))
@@ -126,8 +136,9 @@ class LSLoLinear(nn.Module):
         self.reset_lora_parameters()
 
     def param_name(self, matrix: str, bank: str) -> str:
-        """``lora_B`` for a fixed-index layer; ``lora_B_src``/``lora_B_tgt`` under weight learning."""
-        return f"lora_{matrix}" if self.index != "learned" else f"lora_{matrix}_{bank}"
+        """``lora_B`` for a fixed-index layer; ``lora_B_src``/``lora_B_tgt`` under weight learning,
+        ``lora_B_in``/``lora_B_out`` under modular fine-tuning."""
+        return f"lora_{matrix}" if len(self.banks) == 1 else f"lora_{matrix}_{bank}"
 
     def param_names(self) -> List[str]:
         return [self.param_name(m, b) for b in self.banks for m in ("A", "B")]
@@ -143,8 +154,9 @@ class LSLoLinear(nn.Module):
         return self.out_span[1] - self.out_span[0]
 
     def scale(self, lang: int) -> float:
-        """The factor of language row ``lang``'s delta: 1 (the paper), or alpha / r_l (PEFT)."""
-        return 1.0 if self.alpha is None else self.alpha / self.ranks[lang]
+        """The factor of language row ``lang``'s delta: 1 (the paper), or alpha / r_l (PEFT); a
+        language without adapters (rank 0, the modular pivot) has nothing to scale."""
+        return 1.0 if self.alpha is None or self.ranks[lang] == 0 else self.alpha / self.ranks[lang]
 
     def reset_lora_parameters(self) -> None:
         """B = 0, so the model starts as the base; A by ``init``:
@@ -161,6 +173,8 @@ class LSLoLinear(nn.Module):
                     nn.init.kaiming_uniform_(lora_a, a=math.sqrt(5))
                 else:
                     for lang, r in enumerate(self.ranks):
+                        if r == 0:
+                            continue
                         lo, hi = self.lang_columns(lang)
                         lora_a[lo:hi].uniform_(-1.0 / math.sqrt(r), 1.0 / math.sqrt(r))
             nn.init.zeros_(self.raw(self.param_name("B", bank)))
@@ -245,7 +259,9 @@ class LSLoLinear(nn.Module):
         cast to the input's dtype for the matmuls, so their gradients arrive in fp32."""
         out = self.base_layer(x)
         x_in = x if self.adapter_in == x.size(-1) else x[..., self.in_span[0]:self.in_span[1]]
-        if self.index != "learned":
+        if self.index == "modular":
+            delta = self.modular_delta(x_in).to(out.dtype)
+        elif self.index != "learned":
             delta = self.lora_delta(x_in, self.router.ids(self.index, x.size(1)))
         else:
             w = self.index_weights()
@@ -255,6 +271,41 @@ class LSLoLinear(nn.Module):
             return out + delta.to(out.dtype)
         out[..., self.out_span[0]:self.out_span[1]] += delta.to(out.dtype)  # base output: not needed by autograd
         return out
+
+    def modular_delta(self, x: Tensor) -> Tensor:
+        """Each sentence's (w_in, w_out) mix of its source's input adapter and its target's output
+        adapter, by the router's merge mode. In eval mode a bank whose weight is 0 for the whole batch
+        is skipped (decoding one direction into or out of the pivot costs one bank)."""
+        batch = x.size(1)
+        src, tgt = self.router.ids("src", batch), self.router.ids("tgt", batch)
+        w = self.router.merge_weights(batch)  # (B, 2)
+        if self.router.merge == "ab":
+            return self._delta_ab(x, src, tgt, w)
+        delta = None
+        for i, (bank, langs) in enumerate((("in", src), ("out", tgt))):
+            if not self.training and not bool(w[:, i].any()):
+                continue
+            d = self.lora_delta(x, langs, bank) * w[:, i].to(x.dtype).view(1, -1, 1)
+            delta = d if delta is None else delta + d
+        if delta is None:
+            return x.new_zeros(x.shape[:-1] + (self.adapter_out,))
+        return delta
+
+    def _delta_ab(self, x, src, tgt, w):
+        """(sqrt(w_in) B_in + sqrt(w_out) B_out)(sqrt(w_in) A_in + sqrt(w_out) A_out) x: the gather kernel
+        with each sentence's A rows and B^T rows mixed before the two bmm (the router has checked that
+        the ranks agree wherever both weights are > 0)."""
+        a, b_t = 0, 0
+        for i, (bank, langs) in enumerate((("in", src), ("out", tgt))):
+            lora_a = getattr(self, self.param_name("A", bank))
+            lora_b = getattr(self, self.param_name("B", bank))
+            rows, mask = self.rank_rows[langs], self.rank_mask[langs].to(lora_a.dtype).unsqueeze(-1)
+            root = w[:, i].sqrt().to(lora_a.dtype).view(-1, 1, 1)
+            a = a + root * lora_a[rows] * mask  # (B, R, k); the mask holds the scale
+            b_t = b_t + root * lora_b.t()[rows] * (mask != 0)  # (B, R, d)
+        xb = x.transpose(0, 1)
+        z = torch.bmm(xb, a.transpose(1, 2).to(xb.dtype))
+        return torch.bmm(z, b_t.to(z.dtype)).transpose(0, 1)
 
     def extra_repr(self) -> str:
         shape = "" if self.full_shape else f", in_span={self.in_span}, out_span={self.out_span}"

@@ -6,17 +6,23 @@
   multi-process run without ``--load-checkpoint-on-all-dp-ranks`` (see :meth:`check_data_parallel`).
 - At inference, hands the target language to the encoder (``net_input['lslo_tgt_langtok']``), so
   target-indexed encoder layers route exactly as in teacher forcing.
+- Modular fine-tuning: training pairs must have the pivot on one side; at generation
+  ``--lslo-merge``/``--lslo-merge-weights`` set how input and output adapters are merged.
+- ``--lslo-train-langs``: the other languages' adapter blocks are kept fixed around every optimizer
+  step (:mod:`..modules.frozen_langs`).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 
 import torch
 from fairseq.tasks import register_task
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
 from ..checkpoints.guard import check_checkpoint_to_load
-from ..config import LSLoConfigError, resolve_config
+from ..config import MERGE_MODES, LSLoConfigError, as_list, parse_merge_weights, resolve_config
 from ..runfiles import weight_learning
 from ..models.lslo_transformer import LSLoTransformerModel, lang_token_ids
 from ..pruning.controller import PruningController, is_master
@@ -42,6 +48,18 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
     """Many-to-many translation with Language-Specific LoRA models (``--arch lslo_*``)."""
 
     routes_lslo = True  # what LSLoTransformerModel.build_model requires of a fairseq task
+
+    @staticmethod
+    def add_args(parser):
+        TranslationMultiSimpleEpochTask.add_args(parser)
+        parser.add_argument("--lslo-merge", type=str, default="outputs", choices=MERGE_MODES,
+                            help="modular checkpoints, directions without the pivot: outputs (default): h = Wx "
+                                 "+ w_in B_in A_in x + w_out B_out A_out x (any ranks); ab: (sqrt(w_in) B_in + "
+                                 "sqrt(w_out) B_out)(sqrt(w_in) A_in + sqrt(w_out) A_out) x (equal ranks)")
+        parser.add_argument("--lslo-merge-weights", type=str, default=None, metavar="W_IN,W_OUT|FILE",
+                            help="modular checkpoints: the merge weights (default 0.5,0.5; both >= 0; 1,0 = "
+                                 "LoRA_in only, 0,1 = LoRA_out only), or a JSON file written by lslo-score "
+                                 "--merge-search ({'weights': [w_in, w_out], 'directions': {'fr-oc': [...]}})")
 
     @classmethod
     def setup_task(cls, args, **kwargs):
@@ -73,7 +91,31 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
         model = super().build_model(args, from_checkpoint)
         if isinstance(model, LSLoTransformerModel):  # fairseq-generate --path: no --lslo-* flags given
             self.check_langtoks(self.args)
+        self.configure_merge(model)
         return model
+
+    def configure_merge(self, model) -> None:
+        """Hand ``--lslo-merge``/``--lslo-merge-weights`` to a modular model's router; refuse them
+        for any other model, and ``ab`` for a direction whose two adapters' ranks differ."""
+        given = getattr(self.args, "lslo_merge_weights", None) is not None or \
+            getattr(self.args, "lslo_merge", "outputs") != "outputs"
+        modular = isinstance(model, LSLoTransformerModel) and model.lslo_config.modular
+        if not modular:
+            if given:
+                raise LSLoConfigError("--lslo-merge/--lslo-merge-weights apply to modular checkpoints "
+                                      "(trained with --lslo-modular) only")
+            return
+        weights, per_direction = read_merge_weights(getattr(self.args, "lslo_merge_weights", None))
+        mode = getattr(self.args, "lslo_merge", "outputs")
+        cfg = model.lslo_config
+        src, tgt = getattr(self.args, "source_lang", None), getattr(self.args, "target_lang", None)
+        if mode == "ab" and src in cfg.languages and tgt in cfg.languages and cfg.pivot not in (src, tgt):
+            w = per_direction.get((src, tgt), weights)
+            if min(w) > 0 and cfg.rank_of(src) != cfg.rank_of(tgt):
+                raise LSLoConfigError(
+                    f"--lslo-merge ab needs equal ranks of the input and output adapters: {src} has rank "
+                    f"{cfg.rank_of(src)} and {tgt} rank {cfg.rank_of(tgt)}; use --lslo-merge outputs")
+        model.lslo_router.configure_merge(cfg.pivot, cfg.ranks, mode, weights, per_direction)
 
     @staticmethod
     def check_langtoks(args) -> None:
@@ -93,6 +135,19 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
         """Fail fast, naming the flag: language maps, ranks, modules, per-layer indexes, langtoks."""
         self.check_langtoks(args)
         cfg = resolve_config(args, known_langs=self.langs)
+        if cfg.modular:
+            pairs = [p.split("-") for p in as_list(getattr(args, "lang_pairs", None))]
+            other = ["-".join(p) for p in pairs if cfg.pivot not in p]
+            if other:
+                raise LSLoConfigError(
+                    f"--lang-pairs: --lslo-modular trains on pairs with the pivot {cfg.pivot} only (X-{cfg.pivot} "
+                    f"trains LoRA_in(X), {cfg.pivot}-Y LoRA_out(Y)); {', '.join(other[:5])} "
+                    f"{'have' if len(other) > 1 else 'has'} no {cfg.pivot}. Translate those by merging at generation")
+        if cfg.train_langs is not None and float(getattr(args, "weight_decay", 0) or 0) > 0 and (
+                getattr(args, "fp16", False) or getattr(args, "bf16", False)):
+            raise LSLoConfigError(
+                "--lslo-train-langs with --weight-decay under --fp16/--bf16: the optimizer's fp32 copy of the "
+                "frozen languages' adapters would decay; use --weight-decay 0 (or --memory-efficient-fp16)")
         lang_token_ids(self.source_dictionary, cfg.languages, args.lang_tok_style)
         if cfg.prune.kind != "none":
             GradualPruningSchedule(cfg.prune.ratio, cfg.prune.start, cfg.prune.duration,
@@ -135,6 +190,14 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
             ctrl.step(update_num + 1)
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
+    def optimizer_step(self, optimizer, model, update_num):
+        """``--lslo-train-langs``: the frozen languages' adapter blocks are put back after the step."""
+        frozen = getattr(unwrap_model(model), "lslo_frozen", None)
+        saved = frozen.save() if frozen is not None else None
+        super().optimizer_step(optimizer, model, update_num)
+        if frozen is not None:
+            frozen.restore(saved)
+
     def begin_valid_epoch(self, epoch, model):
         """End of a training stretch: log the weight-learning weights and write them (with the
         chosen indexes) to SAVE_DIR/weight_learning.json."""
@@ -164,3 +227,24 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
             )
             sample = dict(sample, net_input=net_input)
         return super().inference_step(generator, models, sample, prefix_tokens, constraints)
+
+
+def read_merge_weights(spec):
+    """``--lslo-merge-weights``: ``W_IN,W_OUT`` or a JSON file ``{"weights": [w_in, w_out],
+    "directions": {"fr-oc": [w_in, w_out], ...}}`` -> ((w_in, w_out), {(src, tgt): (w_in, w_out)})."""
+    from ..config import DEFAULT_MERGE_WEIGHTS
+
+    flag = "--lslo-merge-weights"
+    if spec is None:
+        return DEFAULT_MERGE_WEIGHTS, {}
+    if not (str(spec).endswith(".json") or os.path.isfile(str(spec))):
+        return parse_merge_weights(spec), {}
+    try:
+        with open(spec, encoding="utf-8") as f:
+            data = json.load(f)
+        weights = parse_merge_weights(data.get("weights", DEFAULT_MERGE_WEIGHTS), f"{flag} {spec}: 'weights'")
+        per = {tuple(d.split("-")): parse_merge_weights(w, f"{flag} {spec}: direction {d}")
+               for d, w in (data.get("directions") or {}).items()}
+    except (OSError, ValueError, AttributeError) as e:
+        raise LSLoConfigError(f"{flag} {spec}: not a merge-weights JSON file ({e})") from None
+    return weights, per
