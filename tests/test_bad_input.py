@@ -523,6 +523,18 @@ CASES = [
          "lslo-score: error: --spm flores101: the FLORES-101 SentencePiece model is not at ... and cannot be "
          "downloaded from ...",
          with_setup(offline_spm, cli(SCORE, "--spm", "flores101", "--lang-groups", "lang12")), 2),
+    Case("score-metric-unknown", "lslo-score", "`--metric` of a metric it does not have (checked first)",
+         "lslo-score: error: --metric: unknown metric(s) 'bleu'; choose from spbleu, chrf++ (comma separated, "
+         "e.g. --metric spbleu,chrf++)",
+         cli(SCORE, "--metric", "chrf++,bleu", "--spm", "{tmp}/nowhere.model", "--lang-groups", "lang13",
+             "--run", "A={tmp}/nowhere"), 2),
+    Case("score-spm-needed", "lslo-score", "no `--spm` for spBLEU",
+         "lslo-score: error: --spm is required with --metric spbleu (the default): give a SentencePiece model or "
+         "'flores101'",
+         cli(SCORE, "--lang-groups", "lang12"), 2),
+    Case("score-paper-metric", "lslo-score", "`--paper` without spbleu in `--metric`",
+         "lslo-score: error: --paper: the paper's rows are spBLEU; add spbleu to --metric (got chrf++)",
+         with_setup(run_dir, cli(SCORE, *SPM, "--run", "A={tmp}/run", "--metric", "chrf++", "--paper", "table1")), 2),
     Case("score-lang-groups", "lslo-score", "`--lang-groups` that is no preset, file or list",
          "lslo-score: error: --lang-groups: 'lang13' is neither a preset ...",
          cli(SCORE, "--spm", "{spm}", "--lang-groups", "lang13"), 2),

@@ -289,6 +289,8 @@ def test_cli_scores_runs(two_runs, spm_model, tmp_path, capsys):
     assert score_cli.main(["--run", f"Bad={bad}", "--run", f"Good={good}", "--spm", spm_model,
                            "--lang-groups", GROUPS, "--out", prefix]) == 0
     out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("spBLEU by resource group")  # the metric named in the heading
+    out = out[1:]
     assert out[0].split() == ["Run", "H2H", "H2V", "V2H", "AVG"]
     assert out[1].split()[0] == "Bad" and out[2].split()[0] == "Good"  # order given
     assert out[2].split()[1:] == ["100.00"] * 4
@@ -429,7 +431,8 @@ def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkey
     assert f"fairseq's generation log: {res / 'generate.log'}" in captured.err
     assert "translate ck" in captured.err and "2/2 directions" in captured.err
     out = captured.out.splitlines()
-    assert out[0].split() == ["Run", "H2H", "V2H", "AVG"] and out[1].split() == ["ck", "100.00", "100.00", "100.00"]
+    assert out[0].startswith("spBLEU by resource group")
+    assert out[1].split() == ["Run", "H2H", "V2H", "AVG"] and out[2].split() == ["ck", "100.00", "100.00", "100.00"]
     doc = json.load(open(res / "spbleu.json"))
     assert doc["meta"]["runs"]["ck"]["generation"]["extra_args"] == ["--batch-size", "4"]
 

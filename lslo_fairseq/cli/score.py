@@ -1,4 +1,5 @@
-"""``lslo-score``: spBLEU of many directions, grouped by resource type (H2H, H2M, ..., AVG).
+"""``lslo-score``: spBLEU (and chrF++) of many directions, grouped by resource type (H2H, H2M, ...,
+AVG) and per language (l→: the directions out of l, →l: into l).
 
 Score existing ``fairseq-generate`` outputs::
 
@@ -10,6 +11,18 @@ or translate every direction first (in one process) and score the result::
     lslo-score --generate --data-dir data-bin --checkpoint ckpt/checkpoint_best.pt \\
         --pairs en-fr,fr-en --results-dir runs/lslo --spm flores101.spm --lang-groups lang12 \\
         -- --encoder-langtok src --decoder-langtok --langs en,fr --fixed-dictionary dict.txt
+
+``--metric spbleu,chrf++`` scores with several metrics (default: spbleu). Every table is printed
+and written per metric, under a heading naming it. Result files of a metric, for ``--out PREFIX``:
+
+- spBLEU: ``PREFIX.csv`` and ``PREFIX.json`` (the names lslo-score has always written), and
+  ``PREFIX.langs.csv`` (the per-language averages);
+- chrF++: ``PREFIX.chrfpp.csv``, ``PREFIX.chrfpp.json``, ``PREFIX.chrfpp.langs.csv``.
+
+Without ``--out`` the prefix is named after the metric: ``spbleu`` and ``chrfpp``, in
+``--results-dir`` with ``--generate``, else in the working directory. Each JSON holds its
+metric's table, per-direction and per-language scores, and the metric's definition and sacrebleu
+signature under ``meta``.
 """
 from __future__ import annotations
 
@@ -20,12 +33,14 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..config import parse_lang_groups
 from ..evaluation import DEFAULT_TASK, Direction, ScoringError
-from ..evaluation.bootstrap import compare_runs, format_intervals, significance_summary
+from ..evaluation.bootstrap import compare_runs, format_intervals, run_stats, significance_summary
 from ..evaluation.generation import generate_all_directions, parse_pairs
+from ..evaluation.metrics import DEFAULT_METRIC, METRICS, Metric, parse_metrics, results_prefix
 from ..evaluation.outputs import find_direction_outputs, missing_ids, read_generate_output
 from ..evaluation.paper import difference, paper_rows
-from ..evaluation.spbleu import load_spm, resolve_spm, scoring_meta, spbleu
-from ..evaluation.tables import check_grouped, format_table, group_table, merge_tables, write_results
+from ..evaluation.spbleu import load_spm, resolve_spm
+from ..evaluation.tables import (check_grouped, format_language_table, format_table, group_table, language_table,
+                                 merge_tables, write_language_results, write_results)
 from . import progress
 from .runner import run
 
@@ -37,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     before it runs)."""
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="spBLEU (FLORES-101 definition, offline) of translation directions, averaged "
-        "by resource group of source and target language, one table row per run.",
+        description="spBLEU (FLORES-101 definition, offline) and chrF++ of translation directions, "
+        "averaged by resource group of source and target language (one table row per run) and per "
+        "language (l->: the directions out of l, ->l: into l).",
         epilog="Arguments after a lone '--' are passed to fairseq's generation (--generate only), "
         "e.g. '-- --encoder-langtok src --decoder-langtok --langs en,fr,... --fixed-dictionary D'.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -50,10 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
         "DIR/<src>-<tgt>.txt). Repeat for several rows, printed in the order given.",
     )
     p.add_argument(
-        "--spm", required=True, metavar="PATH",
+        "--metric", default=DEFAULT_METRIC, metavar="M[,M]",
+        help=f"metrics, comma separated, from {', '.join(METRICS)} (default: {DEFAULT_METRIC}): "
+        "spbleu is BLEU on the --spm model's SentencePiece pieces (FLORES-101); chrf++ is sacrebleu's "
+        "CHRF with word_order=2 (character 6-grams and word 1-2-grams, beta 2) on the detokenized text. "
+        "Every table, interval and file is made per metric.",
+    )
+    p.add_argument(
+        "--spm", metavar="PATH",
         help="SentencePiece model that splits hypotheses and references for spBLEU, or 'flores101' "
         "for the FLORES-101 tokenizer model (sacrebleu's cached copy in $SACREBLEU/models, "
-        "downloaded there if missing and a network is up); its path and md5 are recorded.",
+        "downloaded there if missing and a network is up); its path and md5 are recorded. Required "
+        "with --metric spbleu (the default); chrf++ uses none.",
     )
     p.add_argument(
         "--paper", metavar="TABLE:ROW",
@@ -68,14 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out", metavar="PREFIX",
-        help="write PREFIX.csv and PREFIX.json (default: <results-dir>/spbleu with --generate, "
-        "./spbleu otherwise).",
+        help="write spBLEU's PREFIX.csv, PREFIX.json and PREFIX.langs.csv (per-language averages); "
+        "chrF++'s go to PREFIX.chrfpp.csv, .json, .langs.csv (default PREFIX: the metric's name, "
+        "spbleu or chrfpp, in <results-dir> with --generate, in the working directory otherwise).",
     )
     p.add_argument(
         "--bootstrap", type=int, default=0, metavar="N",
         help="also print every cell's 95%% confidence interval from N paired bootstrap resamples of the "
         "test sentences (e.g. 1000; default 0: off), and each run's difference to --baseline with its "
-        "interval; the JSON records them.",
+        "interval, for every --metric (the same resamples for each); the JSON records them, and those "
+        "of the per-language averages.",
     )
     p.add_argument(
         "--baseline", metavar="RUN",
@@ -146,8 +172,21 @@ class Generation(NamedTuple):
 # ---- the steps of lslo-score, in order; each raises an LSLoError naming the flag at fault --------
 
 
-def check_spm(spec: str) -> str:
-    """The SentencePiece model's path (``flores101`` resolved), loaded once to prove it works."""
+def check_metrics(spec: str) -> List[Metric]:
+    """The --metric list, checked before anything else."""
+    return parse_metrics(spec, flag="--metric")
+
+
+def check_spm(spec: Optional[str], metrics: Sequence[Metric] = (METRICS[DEFAULT_METRIC],)) -> Optional[str]:
+    """The SentencePiece model's path (``flores101`` resolved), loaded once to prove it works;
+    None when no metric needs one and none is given."""
+    if spec is None:
+        needing = [m.name for m in metrics if m.needs_spm]
+        if needing:
+            raise ScoringError(f"--spm is required with --metric {needing[0]}"
+                               f"{' (the default)' if needing[0] == DEFAULT_METRIC else ''}: give a "
+                               "SentencePiece model or 'flores101'")
+        return None
     try:
         path = resolve_spm(spec)
         load_spm(path)
@@ -165,6 +204,8 @@ def check_request(args, extra: List[str]) -> None:
         raise ScoringError(f"--bootstrap: 0 (off) or a number of resamples >= 2, got {args.bootstrap}")
     if args.baseline and not args.bootstrap:
         raise ScoringError("--baseline compares runs by bootstrap resampling: give --bootstrap N too")
+    if args.paper and DEFAULT_METRIC not in [m.name for m in args.metrics]:
+        raise ScoringError(f"--paper: the paper's rows are spBLEU; add spbleu to --metric (got {args.metric})")
 
 
 def check_baseline(args, names: List[str]) -> Optional[str]:
@@ -176,14 +217,14 @@ def check_baseline(args, names: List[str]) -> Optional[str]:
     return args.baseline or names[0]
 
 
-def bootstrap_intervals(args, texts, lang_groups, columns, baseline: str) -> dict:
-    """Print the table with 95% paired-bootstrap intervals and the significance summary; return
-    what the JSON records."""
-    cells, diffs, record = compare_runs(texts, args.spm, lang_groups, baseline, args.bootstrap,
-                                        args.bootstrap_seed)
+def bootstrap_intervals(args, metric: Metric, stats, lang_groups, columns, baseline: str) -> dict:
+    """Print the metric's table with 95% paired-bootstrap intervals and the significance summary;
+    return what the JSON records (the per-language averages' intervals included)."""
+    cells, diffs, record = compare_runs(None, args.spm, lang_groups, baseline, args.bootstrap, args.bootstrap_seed,
+                                        metric=metric, stats=stats, by_language=True)
     print()
-    print(f"95% confidence intervals, {args.bootstrap} paired bootstrap resamples (seed {args.bootstrap_seed}); "
-          f"* = the difference to {baseline} excludes 0:")
+    print(f"{metric.label}: 95% confidence intervals, {args.bootstrap} paired bootstrap resamples "
+          f"(seed {args.bootstrap_seed}); * = the difference to {baseline} excludes 0:")
     print(format_intervals(cells, columns, diffs, baseline))
     for line in significance_summary(diffs, baseline):
         print(line)
@@ -250,17 +291,29 @@ def warn_missing_ids(files: Dict[str, Dict[Direction, str]]) -> None:
                       "rest only", file=sys.stderr)
 
 
-def score_tables(texts, spm: str, lang_groups, paper):
-    """spBLEU per run and direction, the grouped table (columns, rows) and the paper comparison."""
+def warn_unpaired(texts) -> None:
+    """A warning when the runs score different sets of directions."""
+    direction_sets = {name: frozenset(by_dir) for name, by_dir in texts.items()}
+    if len(set(direction_sets.values())) > 1:
+        sizes = ", ".join(f"{n}: {len(s)}" for n, s in direction_sets.items())
+        print(f"lslo-score: warning: runs score different directions ({sizes}); rows are not "
+              "directly comparable", file=sys.stderr)
+
+
+def score_tables(stats, metric: Metric, lang_groups, paper):
+    """One metric's score per run and direction (from the sentence statistics ``stats`` of
+    :func:`..evaluation.bootstrap.run_stats`: exactly sacrebleu's corpus score), the grouped table
+    (columns, rows), the paper comparison (spBLEU only: the paper's rows are spBLEU) and the
+    per-language averages (run -> language -> {"out_of", "into"})."""
     per_direction = {
-        name: {d: spbleu(hyps, refs, spm) for d, (hyps, refs) in by_dir.items()}
-        for name, by_dir in texts.items()
+        name: {d: metric.score_from_stats(s.sum(axis=0)) for d, s in by_dir.items()}
+        for name, by_dir in stats.items()
     }
     tables = [(name, *group_table(scores, lang_groups)) for name, scores in per_direction.items()]
     columns, rows = merge_tables(tables)
     comparison: List[Tuple[str, List[Optional[float]]]] = []
     for name, values in rows:
-        if name not in paper:
+        if metric.name != DEFAULT_METRIC or name not in paper:
             continue
         label, paper_columns, paper_values = paper[name]
         aligned, diff = difference(values, columns, paper_columns, paper_values)
@@ -269,20 +322,17 @@ def score_tables(texts, spm: str, lang_groups, paper):
         if unscored:
             print(f"lslo-score: warning: the paper's row has columns run {name} does not score "
                   f"({', '.join(unscored)}): its languages are not the paper's subset", file=sys.stderr)
-    direction_sets = {name: frozenset(s) for name, s in per_direction.items()}
-    if len(set(direction_sets.values())) > 1:
-        sizes = ", ".join(f"{n}: {len(s)}" for n, s in direction_sets.items())
-        print(f"lslo-score: warning: runs score different directions ({sizes}); rows are not "
-              "directly comparable", file=sys.stderr)
-    return per_direction, columns, rows, comparison
+    per_language = {name: language_table(scores, lang_groups) for name, scores in per_direction.items()}
+    return per_direction, columns, rows, comparison, per_language
 
 
-def results_meta(args, extra, lang_groups, paper, runs, gen, files, texts, per_direction) -> dict:
-    """What the JSON records beside the scores: tokenizer, groups, paper rows, inputs per run."""
-    meta = scoring_meta(args.spm)
+def results_meta(args, metric: Metric, extra, lang_groups, paper, runs, gen, files, texts, per_direction) -> dict:
+    """What a metric's JSON records beside the scores: the metric (for spBLEU its tokenizer),
+    groups, paper rows (spBLEU), inputs per run."""
+    meta = metric.meta(args.spm)
     meta["lang_groups"] = {"spec": args.lang_groups, "groups": lang_groups}
     meta["gen_subset"] = args.gen_subset
-    if paper:
+    if paper and metric.name == DEFAULT_METRIC:
         meta["paper"] = {
             "spec": args.paper,
             "rows": {run: {"row": label, "columns": cols, "spbleu": vals} for run, (label, cols, vals) in paper.items()},
@@ -304,10 +354,49 @@ def results_meta(args, extra, lang_groups, paper, runs, gen, files, texts, per_d
     return meta
 
 
+def _arrow() -> str:
+    """``→`` where stdout can print it, else ``->``."""
+    try:
+        "\u2192".encode(getattr(sys.stdout, "encoding", None) or "ascii")
+        return "\u2192"
+    except (LookupError, UnicodeEncodeError):
+        return "->"
+
+
+def report_metric(args, metric: Metric, stats, lang_groups, paper, baseline, meta_inputs, first: bool):
+    """One metric's tables printed (group table, intervals, per-language averages) and its files
+    written; returns the paths written."""
+    per_direction, columns, rows, comparison, per_language = score_tables(stats, metric, lang_groups, paper)
+    meta = results_meta(args, metric, *meta_inputs, per_direction)
+    if not first:
+        print()
+    print(f"{metric.label} by resource group (each cell: the mean over its directions; AVG: over all directions):")
+    print(format_table([*rows, *comparison], columns))
+    if baseline is not None:
+        meta["bootstrap"] = bootstrap_intervals(args, metric, stats, lang_groups, columns, baseline)
+    arrow = _arrow()
+    print()
+    print(f"{metric.label} per language (l{arrow}: the mean over the directions out of l; {arrow}l: into l):")
+    print(format_language_table(per_language, lang_groups, arrow))
+    default_dir = args.results_dir if args.generate else ""
+    prefix = results_prefix(args.out, default_dir, metric)
+    csv_path, json_path = write_results(prefix, rows, columns, per_direction, meta, comparison, per_language)
+    langs_path = write_language_results(prefix + ".langs.csv", per_language, lang_groups)
+    if metric.needs_spm:
+        print(f"{metric.label}: spm {meta['spm_model']['path']} (md5 {meta['spm_model']['md5']}); "
+              f"{meta['sacrebleu']['spbleu_signature']}", file=sys.stderr)
+    else:
+        print(f"{metric.label}: {meta['sacrebleu']['signature']}", file=sys.stderr)
+    print(f"wrote {csv_path}, {json_path} and {langs_path}", file=sys.stderr)
+    return csv_path, json_path, langs_path
+
+
 def score(args, extra: List[str]) -> None:
     """lslo-score: every input is checked before any work; existing outputs are read before
-    generation (a broken file stops the run first); then generate, score, print and write."""
-    args.spm = check_spm(args.spm)
+    generation (a broken file stops the run first); then generate, score, print and write, one
+    metric after the other."""
+    args.metrics = check_metrics(args.metric)
+    args.spm = check_spm(args.spm, args.metrics)
     lang_groups = parse_lang_groups(args.lang_groups, flag="--lang-groups")
     check_request(args, extra)
     runs, files = existing_runs(args, lang_groups)
@@ -315,7 +404,6 @@ def score(args, extra: List[str]) -> None:
     names = [name for name, _ in runs] + ([gen.name] if gen else [])
     paper = paper_rows(args.paper, names) if args.paper else {}
     baseline = check_baseline(args, names)
-    out_prefix = args.out or (os.path.join(args.results_dir, "spbleu") if args.generate else "spbleu")
     texts = read_outputs(files)
     if gen is not None:
         os.makedirs(args.results_dir, exist_ok=True)
@@ -331,15 +419,11 @@ def score(args, extra: List[str]) -> None:
             )
         texts.update(read_outputs({gen.name: files[gen.name]}))
     warn_missing_ids(files)
-    per_direction, columns, rows, comparison = score_tables(texts, args.spm, lang_groups, paper)
-    meta = results_meta(args, extra, lang_groups, paper, runs, gen, files, texts, per_direction)
-    print(format_table([*rows, *comparison], columns))
-    if baseline is not None:
-        meta["bootstrap"] = bootstrap_intervals(args, texts, lang_groups, columns, baseline)
-    csv_path, json_path = write_results(out_prefix, rows, columns, per_direction, meta, comparison)
-    print(f"spm: {meta['spm_model']['path']} (md5 {meta['spm_model']['md5']}); "
-          f"{meta['sacrebleu']['spbleu_signature']}", file=sys.stderr)
-    print(f"wrote {csv_path} and {json_path}", file=sys.stderr)
+    warn_unpaired(texts)
+    for i, metric in enumerate(args.metrics):
+        stats = run_stats(texts, args.spm, metric)
+        report_metric(args, metric, stats, lang_groups, paper, baseline,
+                      (extra, lang_groups, paper, runs, gen, files, texts), first=i == 0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

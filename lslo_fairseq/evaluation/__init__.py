@@ -1,9 +1,14 @@
-"""Evaluation in the paper's format: translate every direction, score it with spBLEU, group the
-scores by resource level (H2H ... V2V, AVG) and set the paper's rows beside them.
+"""Evaluation in the paper's format: translate every direction, score it with spBLEU (or chrF++),
+group the scores by resource level (H2H ... V2V, AVG) and per language (l→, →l) and set the
+paper's rows beside them.
 
 - :mod:`.outputs`: ``fairseq-generate`` output files: finding them per direction, reading them;
 - :mod:`.spbleu`: spBLEU (FLORES-101 definition) with a given SentencePiece model;
-- :mod:`.tables`: the group tables, and the files ``lslo-score`` writes (their writer and readers);
+- :mod:`.metrics`: the metrics ``lslo-score --metric`` offers (spBLEU, chrF++) behind one interface,
+  and their result file names;
+- :mod:`.bootstrap`: paired-bootstrap confidence intervals of any of them;
+- :mod:`.tables`: the group and per-language tables, and the files ``lslo-score`` writes (their
+  writer and readers);
 - :mod:`.generation`: every direction translated with fairseq, in this process;
 - :mod:`.paper`: the paper's published rows (tables 1-4 and 8).
 """

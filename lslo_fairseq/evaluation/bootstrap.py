@@ -1,18 +1,22 @@
 """95% confidence intervals for the cells of the paper's table, by paired bootstrap resampling.
 
-A cell (``H2V``, ``AVG``, ...) is the mean spBLEU of its directions. One bootstrap sample draws, for
-every direction, as many test sentences as it has, with replacement (Koehn 2004); the *same* draw
-serves every run, which makes the comparison with the baseline paired. From sacrebleu's sufficient
-statistics of each sentence (the n-gram matches and lengths behind corpus BLEU, on SentencePiece
-pieces as :func:`.spbleu.spbleu` uses them), each sample's spBLEU is computed per direction and run,
-then averaged into the cells. Over N samples:
+A cell (``H2V``, ``AVG``, ...) is the mean score of its directions, for any metric of
+:mod:`.metrics` (spBLEU by default, chrF++). One bootstrap sample draws, for every direction, as many
+test sentences as it has, with replacement (Koehn 2004); the *same* draw serves every run, which
+makes the comparison with the baseline paired. From sacrebleu's sufficient statistics of each
+sentence (for spBLEU the n-gram matches and lengths behind corpus BLEU, on SentencePiece pieces as
+:func:`.spbleu.spbleu` uses them; for chrF++ the character and word n-gram counts and matches),
+each sample's corpus score is computed per direction and run, then averaged into the cells. Other
+columns than the table's (e.g. the per-language averages of :func:`.tables.language_directions`)
+can be given as lists of directions; they are averaged from the same samples. Over N samples:
 
 - the interval of a cell is the 2.5th and 97.5th percentile of its sampled values;
 - the interval of a run's difference to the baseline is the same percentiles of the paired sampled
   differences. The difference is *significant* (95%) when that interval excludes 0.
 
 Draws come from ``numpy.random.default_rng(seed)``, direction by direction in the order of the
-table, so a seed reproduces the intervals exactly.
+table, so a seed reproduces the intervals exactly; the draws depend on the seed and the number of
+sentences only, so every metric gets the same resamples.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import Direction, ScoringError
-from .spbleu import _bleu_metric, spm_pieces
+from .metrics import DEFAULT_METRIC, get_metric
+from .spbleu import _bleu_metric
 from .tables import check_grouped, order_groups
 
 
@@ -40,16 +45,12 @@ class Interval:
         return self.low > 0.0 or self.high < 0.0
 
 
-def sentence_stats(hyps: Sequence[str], refs: Sequence[str], spm_model_path: str) -> np.ndarray:
-    """sacrebleu's BLEU sufficient statistics of every sentence, on SentencePiece pieces:
-    an (n_sentences, 2 + 2 x max n-gram order) array whose column sums give corpus spBLEU."""
-    if len(hyps) != len(refs):
-        raise ScoringError(f"bootstrap: {len(hyps)} hypotheses but {len(refs)} references")
-    if not hyps:
-        raise ScoringError("bootstrap: no sentences to score")
-    metric = _bleu_metric()
-    stats = metric._extract_corpus_statistics(spm_pieces(hyps, spm_model_path), [spm_pieces(refs, spm_model_path)])
-    return np.asarray(stats, dtype=np.float64)
+def sentence_stats(hyps: Sequence[str], refs: Sequence[str], spm_model_path: Optional[str],
+                   metric=DEFAULT_METRIC) -> np.ndarray:
+    """sacrebleu's sufficient statistics of every sentence for ``metric`` (a name or a
+    :class:`.metrics.Metric`): for spBLEU an (n_sentences, 2 + 2 x max n-gram order) array on
+    SentencePiece pieces whose column sums give corpus spBLEU; for chrF++ (n_sentences, 3 x 8)."""
+    return get_metric(metric).sentence_stats(hyps, refs, spm_model_path)
 
 
 def bleu_of(stats_sum: np.ndarray) -> float:
@@ -76,13 +77,16 @@ def _percentiles(samples: np.ndarray) -> Tuple[float, float]:
 
 def paired_bootstrap(stats: Mapping[str, Mapping[Direction, np.ndarray]], lang_groups: Mapping[str, str],
                      baseline: Optional[str] = None, n_samples: int = 1000, seed: int = 1,
+                     metric=DEFAULT_METRIC, columns: Optional[Mapping[str, Sequence[Direction]]] = None,
                      ) -> Tuple[Dict[str, Dict[str, Interval]], Dict[str, Dict[str, Interval]]]:
     """Intervals of every run's cells, and of every other run's difference to ``baseline``.
 
-    ``stats``: run -> direction -> :func:`sentence_stats`; the runs must score the same directions
-    with the same number of sentences each (the sentences are paired by position). Returns
-    ``(cells, differences)``: run -> column -> :class:`Interval`; ``differences`` is empty without a
-    baseline."""
+    ``stats``: run -> direction -> :func:`sentence_stats` of ``metric``; the runs must score the
+    same directions with the same number of sentences each (the sentences are paired by position).
+    ``columns``: column -> the directions it averages (default: :func:`cell_directions`, the
+    table's). Returns ``(cells, differences)``: run -> column -> :class:`Interval`;
+    ``differences`` is empty without a baseline."""
+    score_of = get_metric(metric).score_from_stats
     if n_samples < 2:
         raise ScoringError(f"--bootstrap: needs at least 2 samples, got {n_samples}")
     runs = list(stats)
@@ -101,17 +105,20 @@ def paired_bootstrap(stats: Mapping[str, Mapping[Direction, np.ndarray]], lang_g
                     f"bootstrap: {d[0]}-{d[1]} has {len(stats[run][d])} sentences in run {run} and "
                     f"{len(stats[runs[0]][d])} in run {runs[0]}; paired intervals need the same test set")
     rng = np.random.default_rng(seed)
-    per_direction = {run: {} for run in runs}  # run -> direction -> (n_samples,) sampled spBLEU
+    per_direction = {run: {} for run in runs}  # run -> direction -> (n_samples,) sampled scores
     point = {run: {} for run in runs}
     for d in directions:
         n = len(stats[runs[0]][d])
         idx = rng.integers(0, n, size=(n_samples, n))
         for run in runs:
             s = stats[run][d]
-            point[run][d] = bleu_of(s.sum(axis=0))
+            point[run][d] = score_of(s.sum(axis=0))
             sums = s[idx].sum(axis=1)  # (n_samples, k)
-            per_direction[run][d] = np.array([bleu_of(row) for row in sums])
-    cells = cell_directions(directions, lang_groups)
+            per_direction[run][d] = np.array([score_of(row) for row in sums])
+    cells = cell_directions(directions, lang_groups) if columns is None else columns
+    for column, ds in cells.items():
+        if not ds or any(d not in point[runs[0]] for d in ds):
+            raise ScoringError(f"bootstrap: column {column} averages no direction or one that is not scored")
     intervals: Dict[str, Dict[str, Interval]] = {}
     samples: Dict[str, Dict[str, np.ndarray]] = {}
     for run in runs:
@@ -189,20 +196,60 @@ def significance_summary(differences: Mapping[str, Mapping[str, Interval]], base
     return out
 
 
-def compare_runs(texts: Mapping[str, Mapping[Direction, Tuple[Sequence[str], Sequence[str]]]], spm_model_path: str,
-                 lang_groups: Mapping[str, str], baseline: Optional[str], n_samples: int, seed: int,
+def run_stats(texts: Mapping[str, Mapping[Direction, Tuple[Sequence[str], Sequence[str]]]],
+              spm_model_path: Optional[str], metric=DEFAULT_METRIC) -> Dict[str, Dict[Direction, np.ndarray]]:
+    """:func:`sentence_stats` of every run and direction given as run -> direction -> (hypotheses,
+    references)."""
+    m = get_metric(metric)
+    return {name: {d: m.sentence_stats(hyps, refs, spm_model_path) for d, (hyps, refs) in by_dir.items()}
+            for name, by_dir in texts.items()}
+
+
+def compare_runs(texts: Optional[Mapping[str, Mapping[Direction, Tuple[Sequence[str], Sequence[str]]]]],
+                 spm_model_path: Optional[str], lang_groups: Mapping[str, str], baseline: Optional[str],
+                 n_samples: int, seed: int, metric=DEFAULT_METRIC,
+                 stats: Optional[Mapping[str, Mapping[Direction, np.ndarray]]] = None, by_language: bool = False,
                  ) -> Tuple[Dict[str, Dict[str, Interval]], Dict[str, Dict[str, Interval]], dict]:
-    """:func:`paired_bootstrap` of runs given as run -> direction -> (hypotheses, references);
-    returns ``(cells, differences, record)``, the record being what a results JSON keeps."""
-    stats = {name: {d: sentence_stats(hyps, refs, spm_model_path) for d, (hyps, refs) in by_dir.items()}
-             for name, by_dir in texts.items()}
-    cells, diffs = paired_bootstrap(stats, lang_groups, baseline if len(stats) > 1 else None, n_samples, seed)
+    """:func:`paired_bootstrap` of runs given as run -> direction -> (hypotheses, references)
+    (or their ``stats`` of :func:`run_stats`, computed once elsewhere); returns ``(cells,
+    differences, record)`` for the table's columns, the record being what a results JSON keeps.
+    ``by_language``: the record also keeps the intervals of the per-language averages
+    (:func:`.tables.language_directions`) under ``language_intervals``/``language_differences``,
+    run -> language -> {"out_of": [value, low, high], "into": [...]}."""
+    from .tables import language_directions
+
+    m = get_metric(metric)
+    if stats is None:
+        stats = run_stats(texts, spm_model_path, m)
+    runs = list(stats)
+    if not runs:
+        raise ScoringError("bootstrap: no runs")
+    directions = list(stats[runs[0]])
+    table_columns = cell_directions(directions, lang_groups)
+    columns = dict(table_columns)
+    by_lang = language_directions(directions, lang_groups) if by_language else {}
+    for lang, sides in by_lang.items():
+        columns.update({(lang, side): ds for side, ds in sides.items()})
+    cells, diffs = paired_bootstrap(stats, lang_groups, baseline if len(stats) > 1 else None, n_samples, seed,
+                                    m, columns)
 
     def as_lists(table):
-        return {run: {c: [i.value, i.low, i.high] for c, i in row.items()} for run, row in table.items()}
+        return {run: {c: [row[c].value, row[c].low, row[c].high] for c in table_columns} for run, row in table.items()}
 
-    record = {"samples": n_samples, "seed": seed, "baseline": baseline, "level": 0.95,
+    def by_language_lists(table):
+        return {run: {lang: {side: [row[lang, side].value, row[lang, side].low, row[lang, side].high]
+                             for side in sides} for lang, sides in by_lang.items()}
+                for run, row in table.items()}
+
+    record = {"metric": m.label, "samples": n_samples, "seed": seed, "baseline": baseline, "level": 0.95,
               "method": "paired bootstrap over each direction's test sentences (Koehn 2004); cells are means "
-                        "of per-direction spBLEU; [value, low, high] with the 2.5th/97.5th percentiles",
+                        f"of per-direction {m.label}; [value, low, high] with the 2.5th/97.5th percentiles",
               "intervals": as_lists(cells), "differences": as_lists(diffs)}
-    return cells, diffs, record
+    if by_language:
+        record["language_intervals"] = by_language_lists(cells)
+        record["language_differences"] = by_language_lists(diffs)
+
+    def table_only(table):
+        return {run: {c: row[c] for c in table_columns} for run, row in table.items()}
+
+    return table_only(cells), table_only(diffs), record

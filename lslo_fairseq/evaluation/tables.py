@@ -1,5 +1,6 @@
-"""The paper's table layout: spBLEU averaged per (source group, target group) and over all
-directions (AVG); the ``lslo-score`` result files (CSV and JSON) that hold them, written and read
+"""The paper's table layout: scores (spBLEU, chrF++) averaged per (source group, target group) and
+over all directions (AVG); the per-language averages ``l→`` (the directions out of language l) and
+``→l`` (into l); the ``lslo-score`` result files (CSV and JSON) that hold them, written and read
 here."""
 from __future__ import annotations
 
@@ -64,6 +65,80 @@ def group_table(
     return columns, values
 
 
+LANGUAGE_SIDES = ("out_of", "into")  # l→ (directions with source l) and →l (with target l)
+
+
+def order_languages(langs: Iterable[str], lang_groups: Mapping[str, str]) -> List[str]:
+    """Languages in table order: by group (:func:`order_groups`), then as ``lang_groups`` lists them."""
+    langs = set(langs)
+    position = {lang: i for i, lang in enumerate(lang_groups)}
+    groups = order_groups({lang_groups[lang] for lang in langs})
+    return sorted(langs, key=lambda lang: (groups.index(lang_groups[lang]), position[lang], lang))
+
+
+def language_directions(directions: Iterable[Direction], lang_groups: Mapping[str, str]
+                        ) -> "OrderedDict[str, Dict[str, List[Direction]]]":
+    """For each language l of ``directions`` (in :func:`order_languages` order), the directions
+    averaged in ``l→`` (``"out_of"``: source l) and ``→l`` (``"into"``: target l); a side without
+    any direction is left out."""
+    directions = list(directions)
+    check_grouped(directions, lang_groups)
+    out: "OrderedDict[str, Dict[str, List[Direction]]]" = OrderedDict()
+    for lang in order_languages({x for d in directions for x in d}, lang_groups):
+        sides = {"out_of": [d for d in directions if d[0] == lang], "into": [d for d in directions if d[1] == lang]}
+        out[lang] = {side: ds for side, ds in sides.items() if ds}
+    return out
+
+
+def language_table(scores: Mapping[Direction, float], lang_groups: Mapping[str, str]
+                   ) -> "OrderedDict[str, Dict[str, Optional[float]]]":
+    """The follow-up paper's per-language averages: ``{lang: {"out_of": l→, "into": →l}}``, where
+    l→ is the mean score of the directions with source l and →l that of the directions with target
+    l (``None`` where there is none), languages in :func:`order_languages` order."""
+    if not scores:
+        raise ScoringError("language_table: no scores")
+    out: "OrderedDict[str, Dict[str, Optional[float]]]" = OrderedDict()
+    for lang, sides in language_directions(scores, lang_groups).items():
+        out[lang] = {side: (sum(float(scores[d]) for d in sides[side]) / len(sides[side]) if side in sides else None)
+                     for side in LANGUAGE_SIDES}
+    return out
+
+
+def format_language_table(by_run: Mapping[str, Mapping[str, Mapping[str, Optional[float]]]],
+                          lang_groups: Mapping[str, str], arrow: str = "\u2192") -> str:
+    """Fixed-width text table of :func:`language_table` for several runs: one row per language
+    (with its group), columns ``<run> l→`` and ``<run> →l`` per run, 2 decimals (``-``: none)."""
+    langs = order_languages({lang for rows in by_run.values() for lang in rows}, lang_groups)
+    header = ["Language", "Group"]
+    for run in by_run:
+        header += [f"{run} l{arrow}", f"{run} {arrow}l"]
+    body = []
+    for lang in langs:
+        row = [lang, lang_groups[lang]]
+        for rows in by_run.values():
+            for side in LANGUAGE_SIDES:
+                v = rows.get(lang, {}).get(side)
+                row.append("-" if v is None else f"{v:.2f}")
+        body.append(row)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(row):  # language and group left-aligned, values right-aligned
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    return "\n".join(line(r) for r in [header, *body])
+
+
+def write_language_results(path: str, by_run: Mapping[str, Mapping[str, Mapping[str, Optional[float]]]],
+                           lang_groups: Mapping[str, str]) -> str:
+    """Write the per-language averages as a CSV ``run,language,group,out_of,into`` (``out_of``: l→,
+    the mean over the directions out of the language; ``into``: →l; empty: none); return the path."""
+    write_csv_atomic(path, ["run", "language", "group", *LANGUAGE_SIDES],
+                     ([run, lang, lang_groups[lang], *("" if v.get(side) is None else f"{v[side]:.4f}"
+                                                       for side in LANGUAGE_SIDES)]
+                      for run, rows in by_run.items() for lang, v in rows.items()))
+    return path
+
+
 def merge_tables(
     tables: Sequence[Tuple[str, List[str], List[float]]],
 ) -> Tuple[List[str], List[Tuple[str, List[Optional[float]]]]]:
@@ -102,10 +177,12 @@ def write_results(
     per_direction: Mapping[str, Mapping[Direction, float]],
     meta: Mapping,
     comparison_rows: Sequence[Tuple[str, Sequence[Optional[float]]]] = (),
+    per_language: Optional[Mapping[str, Mapping[str, Mapping[str, Optional[float]]]]] = None,
 ) -> Tuple[str, str]:
     """Write ``<prefix>.csv`` (the table, one row per run, then ``comparison_rows`` such as the
     paper's row and the differences) and ``<prefix>.json`` (the table, the comparison rows apart,
-    every run's per-direction scores keyed ``src-tgt``, and ``meta``); return both paths."""
+    every run's per-direction scores keyed ``src-tgt``, ``per_language`` when given: run ->
+    language -> {"out_of": l→, "into": →l}, and ``meta``); return both paths."""
     csv_path, json_path = path_prefix + ".csv", path_prefix + ".json"
     write_csv_atomic(csv_path, ["run"] + list(columns),
                      ([name] + ["" if v is None else f"{v:.4f}" for v in values]
@@ -119,8 +196,10 @@ def write_results(
             run: {f"{src}-{tgt}": value for (src, tgt), value in sorted(scores.items())}
             for run, scores in per_direction.items()
         },
-        "meta": dict(meta),
     }
+    if per_language is not None:
+        doc["per_language"] = {run: {lang: dict(v) for lang, v in rows.items()} for run, rows in per_language.items()}
+    doc["meta"] = dict(meta)
     write_json_atomic(json_path, doc, indent=2)
     return csv_path, json_path
 
