@@ -10,6 +10,8 @@
       put adapters back on the base they were trained on: a normal LSLo checkpoint.
   lslo-export info     FILE
       what FILE is (LSLo checkpoint, merged export, adapters file, plain checkpoint).
+  lslo-export hf | peft | ct2
+      leave fairseq: Hugging Face M2M100 + PEFT adapters, CTranslate2 (see lslo_fairseq/export/cli.py).
 
 Every output is written atomically (a temporary file, then a rename) and holds no optimizer state.
 """
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output .pt")
     i = sub.add_parser("info", help="describe a checkpoint or adapters file")
     i.add_argument("file")
+    from ..export import cli as leaving  # hf, peft, ct2: leaving fairseq
+    leaving.add_parsers(sub)
     return p
 
 
@@ -62,7 +66,10 @@ def run(args) -> None:
     if args.command != "info":
         _check_out(args)
     start = time.perf_counter()
-    if args.command == "merge":
+    from ..export import cli as leaving
+    if args.command in leaving.COMMANDS:
+        leaving.run(args)
+    elif args.command == "merge":
         state, model = reading.load_lslo_checkpoint(args.checkpoint, "--checkpoint")
         exported = merge.export_direction(model, state, args.source_lang, args.target_lang, args.checkpoint)
         merge.check_loads_as_stock_transformer(exported)
