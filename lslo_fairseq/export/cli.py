@@ -66,8 +66,10 @@ def run(args) -> None:
         for name, info in written.items():
             print(f"wrote {os.path.join(args.out, name)}: LoRA on {info['modules']} modules, ranks {info['ranks']}")
     else:
-        from .ct2 import check_direction, export_ct2
+        from .ct2 import QUANTIZATIONS, check_direction, export_ct2
 
+        if args.quantization is not None and args.quantization not in QUANTIZATIONS:
+            raise CheckpointError(f"--quantization: one of {', '.join(QUANTIZATIONS)}, got {args.quantization!r}")
         imports.ctranslate2()
         src = read_source(args.checkpoint, args.dict, args.spm, load_weights=False)
         check_direction(src, args.source_lang, args.target_lang)

@@ -136,7 +136,7 @@ def vocabulary_map(src: Source) -> Tuple[Dict[str, int], List[int], List[int], i
 
 def dead_row(gamma: torch.Tensor, beta: torch.Tensor, logit: float = DEAD_LOGIT) -> torch.Tensor:
     """An embedding row whose logit after the layer norm (gamma, beta) is ``-logit`` for every input."""
-    gamma, beta = gamma.double(), beta.double()
+    gamma, beta = gamma.detach().double(), beta.detach().double()
     if bool((gamma.abs() < 1e-6).any()):
         raise ArchitectureError("the decoder's final layer norm has a (near) zero gain: no constant-logit row "
                                 "exists for the tokenizer's unused language ids")

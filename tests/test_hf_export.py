@@ -1,0 +1,248 @@
+"""lslo-export hf / peft: the frozen base as a Hugging Face M2M100 model decodes exactly as
+fairseq-generate (greedy and beam 5), and the per-direction PEFT adapters as the plugin's LSLo model
+(same tokens, scores within 1e-3), one direction at a time or mixed in one batch; the LoRA factors
+are the merged export's updates; bad input is refused before any work."""
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import LSLO_ARGS, TRAIN_ARGS, USER_DIR, lslo_task_args, run_fairseq, task_args
+from lslo_fairseq.export import imports
+
+try:
+    imports.peft()
+    imports.transformers()
+except imports.MissingLibraryError as e:  # only where transformers/peft cannot be installed
+    pytest.skip(f"the hf extra is not installed: {e}", allow_module_level=True)
+
+from lslo_fairseq.cli.export import main as export_main  # noqa: E402
+from lslo_fairseq.export.generation import FairseqRules, translate  # noqa: E402
+
+DIRECTIONS = [("fr", "oc"), ("oc", "en")]
+MAX_LEN_B = 20
+# weight learning with the authors' sliced fc adapters at a non-zero offset (pruning cannot be combined
+# with weight learning; pruning masks are covered by test_lora_factors_are_the_merged_updates)
+HARD = ["--lslo-weight-learning", "--lslo-adapter-shape", "paper", "--lslo-fc-offset", "32", "--lslo-init", "paper",
+        "--max-update", "12", "--lr", "0.01"]
+
+
+def export(*argv):
+    assert export_main([str(a) for a in argv]) == 0
+
+
+def export_error(capsys, *argv) -> str:
+    assert export_main([str(a) for a in argv]) == 2
+    return capsys.readouterr().err
+
+
+def read_hypotheses(path):
+    """{sentence id: {score (base e), tokens, positional (base e)}} of fairseq-generate's H-/P- lines
+    (it prints base-2 scores)."""
+    hyps = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        tag, _, rest = line.partition("\t")
+        if tag.startswith("H-"):
+            score, _, tokens = rest.partition("\t")
+            hyps.setdefault(int(tag[2:]), {}).update(score=float(score) * math.log(2), tokens=tokens)
+        elif tag.startswith("P-"):
+            hyps.setdefault(int(tag[2:]), {})["positional"] = [float(x) * math.log(2) for x in rest.split()]
+    return hyps
+
+
+def fairseq_generate(data, checkpoint, s, t, beam, out_dir):
+    args = [*lslo_task_args(data), "--user-dir", USER_DIR, "--path", checkpoint, "--source-lang", s,
+            "--target-lang", t, "--gen-subset", "test", "--beam", str(beam), "--max-len-b", str(MAX_LEN_B),
+            "--required-batch-size-multiple", "1", "--cpu", "--results-path", out_dir]
+    run_fairseq("fairseq-generate", args, Path(str(out_dir) + ".log"))
+    return read_hypotheses(Path(out_dir) / "generate-test.txt")
+
+
+def source_rows(data, lang):
+    return Path(data["test_raw"][lang]).read_text(encoding="utf-8").splitlines()
+
+
+def assert_same(fs, hf, tgt):
+    """Same tokens (fairseq strips the target language token from H lines), scores within 1e-3."""
+    assert sorted(fs) == list(range(len(hf))) and len(hf) == 30
+    tok = f"__{tgt}__"
+    for i, h in enumerate(hf):
+        pieces = " ".join(p for p in h["pieces"].split() if p != tok)
+        assert pieces == fs[i]["tokens"], f"row {i}"
+        assert len(h["positional"]) == len(fs[i]["positional"]), f"row {i}"
+        assert abs(h["score"] - fs[i]["score"]) < 1e-3, f"row {i}: {h['score']} vs {fs[i]['score']}"
+        if h["hf_score"] is not None:  # HF's own beam score is the same number
+            assert abs(h["hf_score"] - h["score"]) < 1e-4
+
+
+def load_hf(path):
+    tf = imports.transformers()
+    return tf.M2M100ForConditionalGeneration.from_pretrained(path).eval(), tf.AutoTokenizer.from_pretrained(path)
+
+
+# ---- no training ----------------------------------------------------------------------------------
+
+def test_fairseq_rules_force_the_first_token_per_sentence_keep_scores_and_end_at_max_len():
+    rules = FairseqRules([5, 7], pad=1, eos=2, max_len=3)
+    scores = torch.log_softmax(torch.randn(4, 9), -1)  # 2 sentences x 2 beams
+    first = rules(torch.zeros(4, 1, dtype=torch.long), scores)
+    assert first[:2, 5].tolist() == scores[:2, 5].tolist() and first[2:, 7].tolist() == scores[2:, 7].tolist()
+    assert torch.isinf(first).sum() == 4 * 8
+    mid = rules(torch.zeros(4, 2, dtype=torch.long), scores)
+    assert torch.isinf(mid[:, 1]).all() and torch.equal(mid[:, 2:], scores[:, 2:])
+    last = rules(torch.zeros(4, 4, dtype=torch.long), scores)
+    assert torch.equal(last[:, 2], scores[:, 2]) and torch.isinf(last).sum() == 4 * 8
+
+
+def test_dead_rows_have_one_constant_logit_after_the_layer_norm():
+    from lslo_fairseq.export.hf import DEAD_LOGIT, dead_row
+
+    norm = torch.nn.LayerNorm(64)
+    with torch.no_grad():
+        norm.weight.uniform_(0.2, 1.5)
+        norm.bias.normal_(0, 0.3)
+    row = dead_row(norm.weight, norm.bias)
+    h = norm(torch.randn(1000, 64) * 30 + 5)
+    logits = h @ row
+    assert torch.allclose(logits, torch.full_like(logits, -DEAD_LOGIT), rtol=1e-3)
+
+
+@pytest.mark.parametrize("variant", ["indexed", "paper_pruned_alpha", "weight_learning_paper"])
+def test_lora_factors_are_the_merged_updates(variant):
+    """B @ A of every layer is what lslo-export merge folds into it (masks, slices, alpha, weights)."""
+    from torch.nn.utils import prune
+
+    from lslo_fairseq.checkpoints.merge import merged_weights
+    from lslo_fairseq.export.lora import direction_factors, direction_lora
+    from model_utils import build_tiny_model, randomize_adapters
+
+    paper = ["--lslo-adapter-shape", "paper", "--lslo-fc-offset", "32"]
+    if variant == "indexed":
+        model, _ = build_tiny_model()
+    elif variant == "paper_pruned_alpha":
+        model, _ = build_tiny_model(extra=[*paper, "--lslo-alpha", "8"])
+    else:
+        model, _ = build_tiny_model(extra=[*paper, "--lslo-weight-learning"], enc_index="paper", dec_index="paper")
+    randomize_adapters(model)
+    g = torch.Generator().manual_seed(3)
+    for layer in model.lslo_layers.values():
+        if variant == "paper_pruned_alpha":
+            for name in layer.param_names():
+                prune.custom_from_mask(layer, name, torch.rand(layer.raw(name).shape, generator=g) > 0.4)
+        if layer.index_weights is not None:
+            with torch.no_grad():
+                layer.index_weights.logits.copy_(torch.randn(2, generator=g))
+    for s, t in (("oc", "ko"), ("fr", "en")):
+        merged = merged_weights(model, s, t)
+        pairs = direction_factors(model, s, t)
+        for path, (b, a) in direction_lora(model, s, t).items():
+            layer = model.lslo_layers[path]
+            assert b.shape == (layer.out_features, a.shape[0]) and a.shape[1] == layer.in_features
+            assert a.shape[0] == sum(p[1].shape[0] for p in pairs[path])  # ranks add when stacked
+            torch.testing.assert_close(b @ a, merged[path] - layer.base_layer.weight.double(), rtol=0, atol=1e-12)
+        if variant == "weight_learning_paper":
+            assert all(len(p) == 2 for p in pairs.values())
+            fc1 = next(p for p in pairs if p.endswith("fc1"))
+            b, a = pairs[fc1][0]
+            assert b[:32].abs().max() == 0 and b[32:96].abs().max() > 0 and b[96:].abs().max() == 0
+
+
+# ---- through fairseq ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hard_run(tiny_data, tiny_base_checkpoint, tmp_path_factory):
+    """An LSLo run with weight learning and paper-shaped fc adapters (offset 32)."""
+    root = tmp_path_factory.mktemp("hf_hard")
+    assert LSLO_ARGS[-4::2] == ["--lslo-encoder-index", "--lslo-decoder-index"]  # dropped: every layer learns
+    run_fairseq("fairseq-train", [*lslo_task_args(tiny_data), *LSLO_ARGS[:-4],
+                                  *TRAIN_ARGS, *HARD, "--finetune-from-model", tiny_base_checkpoint,
+                                  "--save-dir", root / "ckpt"], root / "train.log")
+    return root / "ckpt" / "checkpoint_last.pt"
+
+
+@pytest.mark.slow
+def test_hf_base_decodes_like_fairseq_generate(tiny_data, tiny_base_checkpoint, tmp_path, monkeypatch):
+    export("hf", "--checkpoint", tiny_base_checkpoint, "--out", tmp_path / "hf")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    info = json.loads((tmp_path / "hf" / "lslo_export.json").read_text())
+    assert info["max_logprob_difference_to_fairseq"] < 1e-4 and info["unused_language_ids"] == 96
+    model, tok = load_hf(tmp_path / "hf")
+    assert type(tok).__name__ == "M2M100Tokenizer" and model.config.vocab_size == tok.vocab_size + 100
+    assert {lang: tok.get_lang_id(lang) for lang in info["languages"]} == info["language_token_ids"]
+    for s, t in DIRECTIONS:
+        rows = source_rows(tiny_data, s)
+        for beam in (1, 5):
+            fs = fairseq_generate(tiny_data, tiny_base_checkpoint, s, t, beam, tmp_path / f"{s}{t}{beam}")
+            assert_same(fs, translate(model, tok, rows, [f"{s}-{t}"] * len(rows), beam=beam, max_len_b=MAX_LEN_B), t)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", ["indexed", "hard"])
+def test_peft_adapters_decode_like_lslo_in_mixed_batches(run, lslo_run, hard_run, tiny_data, tmp_path, monkeypatch):
+    peft = imports.peft()
+    checkpoint = lslo_run["ckpt"] if run == "indexed" else hard_run
+    export("hf", "--checkpoint", checkpoint, "--out", tmp_path / "hf")
+    names = ",".join(f"{s}-{t}" for s, t in DIRECTIONS)
+    export("peft", "--checkpoint", checkpoint, "--directions", names, "--out", tmp_path / "peft",
+           "--base-model", tmp_path / "hf")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    base, tok = load_hf(tmp_path / "hf")
+    config = json.loads((tmp_path / "peft" / "fr-oc" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["lora_dropout"] == 0
+    if run == "hard":  # weight learning stacks two languages: the ranks add (fr 2 + oc 4)
+        assert config["r"] == 6 and not config["rank_pattern"]
+    else:  # source-indexed layers have fr's rank 2, target-indexed ones oc's 4
+        assert config["r"] == 4 and set(config["rank_pattern"].values()) == {2} == set(config["alpha_pattern"].values())
+    model = peft.PeftModel.from_pretrained(base, tmp_path / "peft" / "fr-oc", adapter_name="fr-oc")
+    model.load_adapter(tmp_path / "peft" / "oc-en", adapter_name="oc-en")
+    model.eval()
+    single = {}
+    for s, t in DIRECTIONS:
+        rows = source_rows(tiny_data, s)
+        fs = fairseq_generate(tiny_data, checkpoint, s, t, 5, tmp_path / f"{s}{t}")
+        single[s, t] = translate(model, tok, rows, [f"{s}-{t}"] * len(rows), beam=5, max_len_b=MAX_LEN_B, adapters=True)
+        assert_same(fs, single[s, t], t)
+    # one batch, directions interleaved, equals one direction at a time
+    order = [(d, i) for i in range(30) for d in DIRECTIONS][:40]
+    mixed = translate(model, tok, [source_rows(tiny_data, d[0])[i] for d, i in order], [f"{d[0]}-{d[1]}" for d, _ in order],
+                      beam=5, max_len_b=MAX_LEN_B, adapters=True)
+    for (d, i), h in zip(order, mixed):
+        assert h["tokens"] == single[d][i]["tokens"] and abs(h["score"] - single[d][i]["score"]) < 1e-4
+    # without its adapter the base gives other scores: the adapters matter
+    with model.disable_adapter():  # PEFT wrapped the base's layers in place
+        bare = translate(model, tok, source_rows(tiny_data, "fr"), ["fr-oc"] * 30, beam=5, max_len_b=MAX_LEN_B)
+    assert sum(abs(a["score"] - b["score"]) > 1e-3 for a, b in zip(bare, single["fr", "oc"])) > 15
+
+
+@pytest.mark.slow
+def test_bad_input_is_refused_before_any_work(tiny_base_checkpoint, lslo_run, tmp_path, capsys):
+    state = torch.load(tiny_base_checkpoint, map_location="cpu", weights_only=False)
+    out = tmp_path / "out"
+    for option, flag in (("encoder_normalize_before", "--encoder-normalize-before"),
+                         ("share_all_embeddings", "--share-all-embeddings"),
+                         ("decoder_learned_pos", "--decoder-learned-pos")):
+        changed = dict(state, cfg=dict(state["cfg"], model=type(state["cfg"]["model"])(**vars(state["cfg"]["model"]))))
+        setattr(changed["cfg"]["model"], option, not getattr(state["cfg"]["model"], option))
+        path = tmp_path / f"{option}.pt"
+        torch.save(changed, path)
+        err = export_error(capsys, "hf", "--checkpoint", path, "--out", out)
+        assert flag in err and "cannot be exported to M2M100" in err, err
+    err = export_error(capsys, "hf", "--checkpoint", tiny_base_checkpoint, "--spm", tmp_path / "none.model", "--out", out)
+    assert "--spm" in err and "none.model does not exist" in err
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    dict_txt = json.loads((Path(state["cfg"]["task"].data) / "prepared.json").read_text())["dict"]
+    (lonely / "dict.txt").write_text(Path(dict_txt).read_text())
+    err = export_error(capsys, "hf", "--checkpoint", tiny_base_checkpoint, "--dict", lonely / "dict.txt", "--out", out)
+    assert "--spm: no SentencePiece model beside" in err
+    err = export_error(capsys, "hf", "--checkpoint", tiny_base_checkpoint, "--dict", tmp_path / "x.txt", "--out", out)
+    assert "--dict" in err and "x.txt does not exist" in err
+    for directions, says in (("de-oc", "'de' has no adapters"), ("froc", "is not a direction"), ("fr-fr", "is not a direction")):
+        err = export_error(capsys, "peft", "--checkpoint", lslo_run["ckpt"], "--directions", directions, "--out", out)
+        assert "--directions" in err and says in err, err
+    err = export_error(capsys, "peft", "--checkpoint", tiny_base_checkpoint, "--directions", "fr-oc", "--out", out)
+    assert "has no adapters" in err or "not an LSLo checkpoint" in err
+    assert not out.exists()
