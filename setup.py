@@ -26,6 +26,8 @@ setup(
     extras_require={
         "fairseq": ["ve-fairseq==0.12.3", "hydra-core==1.3.8", "omegaconf==2.3.1"],
         "test": ["pytest"],
+        # lslo-export hf/peft/ct2 (Hugging Face M2M100 + PEFT adapters, CTranslate2)
+        "hf": ["transformers>=5,<6", "peft>=0.21", "ctranslate2>=4.5", "safetensors"],
     },
     entry_points={
         "console_scripts": [
