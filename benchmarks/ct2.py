@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    import lslo_fairseq  # noqa: F401
+    import lslo_fairseq  # noqa: F401  (registers fairseq pickles, the plugin)
     from lslo_fairseq.export.ct2 import export_ct2
 
     s, t = "en", "fr"

@@ -4,13 +4,12 @@ fairseq-generate (greedy and beam 5), and the per-direction PEFT adapters as the
 are the merged export's updates; bad input is refused before any work."""
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import LSLO_ARGS, TRAIN_ARGS, USER_DIR, lslo_task_args, run_fairseq, task_args
+from helpers import LSLO_ARGS, TRAIN_ARGS, USER_DIR, lslo_task_args, run_fairseq
 from lslo_fairseq.export import imports
 
 try:
