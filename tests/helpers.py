@@ -205,3 +205,29 @@ def losses(log: str) -> dict:
 def pruning_lines(log: str) -> dict:
     """update -> the controller's log line after 'ratio' (ratio, newly pruned, sparsity per group)."""
     return dict((int(u), rest) for u, rest in re.findall(r"pruning, update (\d+): (ratio .*)", log))
+
+
+# ---- fairseq-generate output ---------------------------------------------------------------------
+
+def read_hypotheses(path):
+    """{sentence id: {score, tokens, positional}} from H- and P- lines."""
+    hyps = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        tag, _, rest = line.partition("\t")
+        if tag.startswith("H-"):
+            score, _, tokens = rest.partition("\t")
+            hyps.setdefault(int(tag[2:]), {}).update(score=float(score), tokens=tokens)
+        elif tag.startswith("P-"):
+            hyps.setdefault(int(tag[2:]), {})["positional"] = [float(x) for x in rest.split()]
+    return hyps
+
+
+def assert_same_hypotheses(a, b, tol=1.5e-4):
+    """Same tokens; scores equal up to one unit of fairseq's 4 printed decimals (float rounding of
+    W + BA against W x + B A x can tip the last digit)."""
+    assert sorted(a) == sorted(b) and len(a) > 0
+    for i in a:
+        assert a[i]["tokens"] == b[i]["tokens"], f"sentence {i}"
+        assert abs(a[i]["score"] - b[i]["score"]) < tol, f"sentence {i}"
+        assert len(a[i]["positional"]) == len(b[i]["positional"])
+        assert max(abs(x - y) for x, y in zip(a[i]["positional"], b[i]["positional"])) < tol, f"sentence {i}"

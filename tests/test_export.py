@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import LSLO_ARGS, TRAIN_ARGS, USER_DIR, fairseq_bin, fairseq_env, lslo_task_args, run_fairseq, task_args
+from helpers import (LSLO_ARGS, TRAIN_ARGS, USER_DIR, assert_same_hypotheses, fairseq_bin, fairseq_env,
+                     lslo_task_args, read_hypotheses, run_fairseq, task_args)
 from lslo_fairseq.checkpoints import adapters as adapters_mod
 from lslo_fairseq.checkpoints.merge import EXPORT_KEY
 from lslo_fairseq.checkpoints.reading import (build_lslo_model, load_lslo_checkpoint,
@@ -94,30 +95,6 @@ def generate(data, runs):
     run_parallel(jobs)
     return [(read_hypotheses(Path(out_dir) / "generate-test.txt"), log.read_text(encoding="utf-8"))
             for (_, out_dir, _), (_, _, log) in zip(runs, jobs)]
-
-
-def read_hypotheses(path):
-    """{sentence id: {score, tokens, positional}} from H- and P- lines."""
-    hyps = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        tag, _, rest = line.partition("\t")
-        if tag.startswith("H-"):
-            score, _, tokens = rest.partition("\t")
-            hyps.setdefault(int(tag[2:]), {}).update(score=float(score), tokens=tokens)
-        elif tag.startswith("P-"):
-            hyps.setdefault(int(tag[2:]), {})["positional"] = [float(x) for x in rest.split()]
-    return hyps
-
-
-def assert_same_hypotheses(a, b, tol=1.5e-4):
-    """Same tokens; scores equal up to one unit of fairseq's 4 printed decimals (float rounding of
-    W + BA against W x + B A x can tip the last digit)."""
-    assert sorted(a) == sorted(b) and len(a) > 0
-    for i in a:
-        assert a[i]["tokens"] == b[i]["tokens"], f"sentence {i}"
-        assert abs(a[i]["score"] - b[i]["score"]) < tol, f"sentence {i}"
-        assert len(a[i]["positional"]) == len(b[i]["positional"])
-        assert max(abs(x - y) for x, y in zip(a[i]["positional"], b[i]["positional"])) < tol, f"sentence {i}"
 
 
 def nontrivial(checkpoint):

@@ -168,7 +168,7 @@ def test_train_langs_bad_values_name_the_flag(spec, match):
 
 @pytest.mark.parametrize("spec", ["0.5", "-0.1,1", "0,0", "a,b", "nan,1"])
 def test_bad_merge_weights_name_the_flag(spec):
-    from lslo_fairseq.tasks.translation_lslo import read_merge_weights
+    from lslo_fairseq.merging import read_merge_weights
 
     with pytest.raises(LSLoConfigError, match="--lslo-merge-weights: two weights"):
         read_merge_weights(spec)

@@ -166,7 +166,7 @@ def attach(base_path: str, adapters_path: str) -> Dict[str, Any]:
             f"{adapters_path}: these adapters were trained on another base model than {base_path}: its "
             f"vocabulary has {vocab_size(base['model'])} entries, the adapters' base had {data['vocab_size']} "
             "(another dict.txt or language list)")
-    model = build_lslo_model(cfg["model"], data["vocab_size"], f"--adapters: {adapters_path}")
+    model = build_lslo_model(cfg["model"], data["vocab_size"], f"--adapters: {adapters_path}", data.get("layout"))
     base_state = plain_base_state(base["model"])
     try:
         model.load_state_dict(base_state, strict=True)

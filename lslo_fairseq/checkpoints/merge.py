@@ -5,6 +5,9 @@ Every LSLo projection becomes a dense weight for that direction, with the prunin
 
     fixed index:    W' = W + B_l A_l,       l = src (source-indexed layer) or tgt (target-indexed)
     weight learning: W' = W + w_src B_src[src] A_src[src] + w_tgt B_tgt[tgt] A_tgt[tgt]   (eq. 5)
+    modular, outputs: W' = W + w_in B_in[src] A_in[src] + w_out B_out[tgt] A_out[tgt]  (follow-up eq. 3)
+    modular, ab:      W' = W + (sqrt w_in B_in[src] + sqrt w_out B_out[tgt])
+                               (sqrt w_in A_in[src] + sqrt w_out A_out[tgt])        (follow-up eq. 4)
 
 with (w_src, w_tgt) the softmax of the transformer layer's logits; in the paper adapter shape each
 B_l A_l lands in its slice of W (fc1: rows [s, s+d), fc2: columns [s, s+d)), and with
@@ -40,13 +43,19 @@ def lang_row(cfg, lang: str, flag: str) -> int:
 
 @torch.no_grad()
 def merged_weights(model, src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]":
-    """Module path of every LSLo layer -> its dense weight for the direction src -> tgt (float64)."""
+    """Module path of every LSLo layer -> its dense weight for the direction src -> tgt (float64).
+    A modular model uses the merge its router is configured with (``LanguageRouter.configure_merge``:
+    the pivot's directions their one adapter, the others the merge weights)."""
     cfg = model.lslo_config
     rows = {"src": lang_row(cfg, src, "--source-lang"), "tgt": lang_row(cfg, tgt, "--target-lang")}
     out = OrderedDict()
+    router = model.lslo_router
     for path, layer in model.lslo_layers.items():
         weight = layer.base_layer.weight.double()
-        if layer.index == "learned":
+        if layer.index == "modular":
+            w_in, w_out = router.pair_weights[rows["src"], rows["tgt"]].tolist()
+            weight = weight + layer.modular_delta_weight(rows["src"], rows["tgt"], w_in, w_out, router.merge)
+        elif layer.index == "learned":
             w = layer.index_weights().double()
             weight = weight + w[0] * layer.delta_weight(rows["src"], "src") + w[1] * layer.delta_weight(rows["tgt"], "tgt")
         else:
@@ -116,6 +125,9 @@ def export_direction(model, state: Dict[str, Any], src: str, tgt: str, source_pa
             "direction": f"{src}-{tgt}", "source_lang": src, "target_lang": tgt,
             "from_checkpoint": source_path,
             "lslo_languages": list(model.lslo_config.languages),
+            **({"merge": model.lslo_router.merge, "merge_weights": model.lslo_router.pair_weights[
+                model.lslo_config.languages.index(src), model.lslo_config.languages.index(tgt)].tolist()}
+               if model.lslo_config.modular else {}),
             "note": f"adapters folded for {src}->{tgt} only: translating any other direction with this "
                     "model uses the wrong adapters",
         },

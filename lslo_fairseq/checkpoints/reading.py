@@ -159,15 +159,20 @@ class StandInTask:
     to ``vocab_size`` rows."""
 
     def __init__(self, langs: Iterable[str], lang_tok_style: str = "multilingual", dictionary=None,
-                 vocab_size: Optional[int] = None):
+                 vocab_size: Optional[int] = None, token_ids: Optional[Dict[str, int]] = None):
         from fairseq.data import Dictionary
         from fairseq.data.multilingual.multilingual_utils import get_lang_tok
 
         d = dictionary if dictionary is not None else Dictionary()
         self.langs = list(langs)
         self.lang_tok_style = lang_tok_style
+        if token_ids:  # the language tokens where the checkpoint's dictionary has them
+            at = {int(i): get_lang_tok(lang, lang_tok_style) for lang, i in token_ids.items()}
+            while len(d) <= max(at):
+                d.add_symbol(at.get(len(d), f"<lslo-stand-in-{len(d)}>"))
         for lang in self.langs:
-            d.add_symbol(get_lang_tok(lang, lang_tok_style))
+            if not token_ids or lang in token_ids:
+                d.add_symbol(get_lang_tok(lang, lang_tok_style))
         if vocab_size is not None:
             if len(d) > vocab_size:
                 raise CheckpointError(f"embedding has {vocab_size} rows, fewer than the dictionary's {len(d)} "
@@ -182,9 +187,10 @@ class StandInTask:
         return self.source_dictionary.index(get_lang_tok(lang, self.lang_tok_style))
 
 
-def build_lslo_model(options: Dict[str, Any], vocab_size: int, where: str):
+def build_lslo_model(options: Dict[str, Any], vocab_size: int, where: str, layout: Optional[Dict] = None):
     """An LSLo model (CPU, eval mode, fresh weights) built from recorded model options; ``where``
-    names the file they come from, for errors."""
+    names the file they come from, for errors. ``layout`` (the checkpoint's ``lslo_layout``) puts the
+    language tokens at their recorded ids."""
     from ..models.lslo_transformer import LSLoTransformerModel
 
     args = argparse.Namespace(**copy.deepcopy(options))
@@ -195,9 +201,22 @@ def build_lslo_model(options: Dict[str, Any], vocab_size: int, where: str):
         )
     if not getattr(args, "lslo_langs", None):
         raise CheckpointError(f"{where} does not record --lslo-langs (written by an older lslo-fairseq)")
-    task = StandInTask(as_list(args.lslo_langs), getattr(args, "lang_tok_style", "multilingual"),
-                       vocab_size=vocab_size)
+    langs = as_list(args.lslo_langs)
+    langs += [lang for lang in as_list(getattr(args, "langs", None)) if lang not in langs]
+    token_ids = None
+    if layout and layout.get("token_ids") is not None:
+        token_ids = dict(zip(layout["languages"], layout["token_ids"]))
+    task = StandInTask(langs, getattr(args, "lang_tok_style", "multilingual"), vocab_size=vocab_size,
+                       token_ids=token_ids)
     return LSLoTransformerModel.build_model(args, task).eval()
+
+
+def layout_in(model_state: Dict[str, Any]) -> Optional[Dict]:
+    """The ``lslo_layout`` a checkpoint's weights record (None when absent)."""
+    import json
+
+    t = model_state.get(LAYOUT_KEY)
+    return None if t is None else json.loads(bytes(t.to(torch.uint8).tolist()).decode("utf-8"))
 
 
 def vocab_size(model_state: Dict[str, Any]) -> int:
@@ -207,6 +226,6 @@ def vocab_size(model_state: Dict[str, Any]) -> int:
 def load_lslo_checkpoint(path: str, what: str):
     """(state, model): a training checkpoint and its LSLo model with the weights loaded (strict)."""
     state = read_fairseq_checkpoint(path, what)
-    model = build_lslo_model(options(state), vocab_size(state["model"]), f"{what}: {path}")
+    model = build_lslo_model(options(state), vocab_size(state["model"]), f"{what}: {path}", layout_in(state["model"]))
     model.load_state_dict(dict(state["model"]), strict=True)
     return state, model

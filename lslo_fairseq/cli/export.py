@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--source-lang", "-s", required=True)
     m.add_argument("--target-lang", "-t", required=True)
     m.add_argument("--out", required=True, help="output .pt")
+    m.add_argument("--lslo-merge", default="outputs", choices=["outputs", "ab"],
+                   help="modular checkpoints: how input and output adapters merge (as at generation)")
+    m.add_argument("--lslo-merge-weights", default=None, metavar="W_IN,W_OUT|FILE",
+                   help="modular checkpoints: merge weights (default 0.5,0.5) or lslo-score --merge-search's JSON")
     a = sub.add_parser("adapters", help="adapters-only file of an LSLo checkpoint")
     a.add_argument("--checkpoint", required=True, help="LSLo training checkpoint")
     a.add_argument("--out", required=True, help="output .pt")
@@ -62,6 +66,7 @@ def _mb(path: str) -> str:
 def run(args) -> None:
     from ..checkpoints import adapters, merge, reading
     from ..files import torch_save_atomic
+    from ..merging import apply_merge
 
     if args.command != "info":
         _check_out(args)
@@ -71,6 +76,7 @@ def run(args) -> None:
         leaving.run(args)
     elif args.command == "merge":
         state, model = reading.load_lslo_checkpoint(args.checkpoint, "--checkpoint")
+        apply_merge(model, args.lslo_merge, args.lslo_merge_weights, args.source_lang, args.target_lang)
         exported = merge.export_direction(model, state, args.source_lang, args.target_lang, args.checkpoint)
         merge.check_loads_as_stock_transformer(exported)
         torch_save_atomic(args.out, exported)

@@ -448,7 +448,7 @@ class LSLoTransformerModel(TransformerModel):
             logger.info("plain transformer checkpoint: LSLo adapters start fresh (B = 0)")
             for k in adapter_keys:
                 state_dict[prefix + k] = own[k].clone()
-        if LAYOUT_KEY in own and prefix + LAYOUT_KEY not in state_dict:
+        if LAYOUT_KEY in own:  # agreed (or absent): the model's own, which may record more fields
             state_dict[prefix + LAYOUT_KEY] = own[LAYOUT_KEY].clone()
 
 

@@ -323,6 +323,29 @@ class LSLoLinear(nn.Module):
         out[self.out_span[0]:self.out_span[1], self.in_span[0]:self.in_span[1]] = self.scale(lang) * (b @ a)
         return out
 
+    def modular_delta_weight(self, src: int, tgt: int, w_in: float, w_out: float, merge: str = "outputs",
+                             dtype: torch.dtype = torch.float64) -> Tensor:
+        """What a modular layer adds to W for the direction of language rows src -> tgt (the dense
+        form of :meth:`modular_delta`): ``outputs`` w_in dW_in(src) + w_out dW_out(tgt); ``ab`` the
+        product of the mixed B and A factors (equal ranks wherever both weights are > 0)."""
+        if merge == "outputs":
+            out = 0.0
+            for lang, bank, w in ((src, "in", w_in), (tgt, "out", w_out)):
+                if w:
+                    out = out + w * self.delta_weight(lang, bank, dtype)
+            return out if torch.is_tensor(out) else torch.zeros(self.base_layer.weight.shape, dtype=dtype)
+        parts = [(lang, bank, w) for lang, bank, w in ((src, "in", w_in), (tgt, "out", w_out)) if w > 0]
+        if len({self.ranks[lang] for lang, _, _ in parts}) > 1:
+            raise ValueError(f"--lslo-merge ab needs equal ranks, got {[self.ranks[l] for l, _, _ in parts]}")
+        a = b = 0.0
+        for lang, bank, w in parts:
+            lo, hi = self.lang_columns(lang)
+            a = a + math.sqrt(w) * self.scale(lang) * self.effective(self.param_name("A", bank))[lo:hi].to(dtype)
+            b = b + math.sqrt(w) * self.effective(self.param_name("B", bank))[:, lo:hi].to(dtype)
+        out = torch.zeros(self.base_layer.weight.shape, dtype=dtype)
+        out[self.out_span[0]:self.out_span[1], self.in_span[0]:self.in_span[1]] = b @ a
+        return out
+
     # -- checkpoints: the same keys with and without pruning ------------------------------------
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)

@@ -13,16 +13,15 @@
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 
 import torch
 from fairseq.tasks import register_task
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
 from ..checkpoints.guard import check_checkpoint_to_load
-from ..config import MERGE_MODES, LSLoConfigError, as_list, parse_merge_weights, resolve_config
+from ..config import MERGE_MODES, LSLoConfigError, as_list, resolve_config
+from ..merging import apply_merge
 from ..runfiles import weight_learning
 from ..models.lslo_transformer import LSLoTransformerModel, lang_token_ids
 from ..pruning.controller import PruningController, is_master
@@ -95,27 +94,11 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
         return model
 
     def configure_merge(self, model) -> None:
-        """Hand ``--lslo-merge``/``--lslo-merge-weights`` to a modular model's router; refuse them
-        for any other model, and ``ab`` for a direction whose two adapters' ranks differ."""
-        given = getattr(self.args, "lslo_merge_weights", None) is not None or \
-            getattr(self.args, "lslo_merge", "outputs") != "outputs"
-        modular = isinstance(model, LSLoTransformerModel) and model.lslo_config.modular
-        if not modular:
-            if given:
-                raise LSLoConfigError("--lslo-merge/--lslo-merge-weights apply to modular checkpoints "
-                                      "(trained with --lslo-modular) only")
-            return
-        weights, per_direction = read_merge_weights(getattr(self.args, "lslo_merge_weights", None))
-        mode = getattr(self.args, "lslo_merge", "outputs")
-        cfg = model.lslo_config
-        src, tgt = getattr(self.args, "source_lang", None), getattr(self.args, "target_lang", None)
-        if mode == "ab" and src in cfg.languages and tgt in cfg.languages and cfg.pivot not in (src, tgt):
-            w = per_direction.get((src, tgt), weights)
-            if min(w) > 0 and cfg.rank_of(src) != cfg.rank_of(tgt):
-                raise LSLoConfigError(
-                    f"--lslo-merge ab needs equal ranks of the input and output adapters: {src} has rank "
-                    f"{cfg.rank_of(src)} and {tgt} rank {cfg.rank_of(tgt)}; use --lslo-merge outputs")
-        model.lslo_router.configure_merge(cfg.pivot, cfg.ranks, mode, weights, per_direction)
+        """Hand ``--lslo-merge``/``--lslo-merge-weights`` to a modular model's router
+        (:func:`..merging.apply_merge`; refused for other models)."""
+        apply_merge(model if isinstance(model, LSLoTransformerModel) else None,
+                    getattr(self.args, "lslo_merge", "outputs"), getattr(self.args, "lslo_merge_weights", None),
+                    getattr(self.args, "source_lang", None), getattr(self.args, "target_lang", None))
 
     @staticmethod
     def check_langtoks(args) -> None:
@@ -228,23 +211,3 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
             sample = dict(sample, net_input=net_input)
         return super().inference_step(generator, models, sample, prefix_tokens, constraints)
 
-
-def read_merge_weights(spec):
-    """``--lslo-merge-weights``: ``W_IN,W_OUT`` or a JSON file ``{"weights": [w_in, w_out],
-    "directions": {"fr-oc": [w_in, w_out], ...}}`` -> ((w_in, w_out), {(src, tgt): (w_in, w_out)})."""
-    from ..config import DEFAULT_MERGE_WEIGHTS
-
-    flag = "--lslo-merge-weights"
-    if spec is None:
-        return DEFAULT_MERGE_WEIGHTS, {}
-    if not (str(spec).endswith(".json") or os.path.isfile(str(spec))):
-        return parse_merge_weights(spec), {}
-    try:
-        with open(spec, encoding="utf-8") as f:
-            data = json.load(f)
-        weights = parse_merge_weights(data.get("weights", DEFAULT_MERGE_WEIGHTS), f"{flag} {spec}: 'weights'")
-        per = {tuple(d.split("-")): parse_merge_weights(w, f"{flag} {spec}: direction {d}")
-               for d, w in (data.get("directions") or {}).items()}
-    except (OSError, ValueError, AttributeError) as e:
-        raise LSLoConfigError(f"{flag} {spec}: not a merge-weights JSON file ({e})") from None
-    return weights, per

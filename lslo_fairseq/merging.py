@@ -1,0 +1,55 @@
+"""Merging a modular checkpoint's adapters for a direction (``--lslo-merge``, ``--lslo-merge-weights``):
+the options read and checked once, then handed to the model's router. Used by fairseq-generate (the
+task), ``lslo-export merge`` and ``lslo-score --merge-search``.
+
+    outputs: h = W x + w_in B_in A_in x + w_out B_out A_out x                      (follow-up eq. 3)
+    ab:      h = W x + (sqrt w_in B_in + sqrt w_out B_out)(sqrt w_in A_in + sqrt w_out A_out) x  (eq. 4)
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Optional, Tuple
+
+from .config import DEFAULT_MERGE_WEIGHTS, LSLoConfigError, parse_merge_weights
+
+FLAG = "--lslo-merge-weights"
+Weights = Tuple[float, float]
+
+
+def read_merge_weights(spec) -> Tuple[Weights, Dict[Tuple[str, str], Weights]]:
+    """``W_IN,W_OUT`` or a JSON file ``{"weights": [w_in, w_out], "directions": {"fr-oc": [w_in, w_out]}}``
+    -> ((w_in, w_out), {(src, tgt): (w_in, w_out)}); None -> the default 0.5,0.5."""
+    if spec is None:
+        return DEFAULT_MERGE_WEIGHTS, {}
+    if not (str(spec).endswith(".json") or os.path.isfile(str(spec))):
+        return parse_merge_weights(spec), {}
+    try:
+        with open(spec, encoding="utf-8") as f:
+            data = json.load(f)
+        weights = parse_merge_weights(data.get("weights", DEFAULT_MERGE_WEIGHTS), f"{FLAG} {spec}: 'weights'")
+        per = {tuple(d.split("-")): parse_merge_weights(w, f"{FLAG} {spec}: direction {d}")
+               for d, w in (data.get("directions") or {}).items()}
+    except (OSError, ValueError, AttributeError) as e:
+        raise LSLoConfigError(f"{FLAG} {spec}: not a merge-weights JSON file ({e})") from None
+    return weights, per
+
+
+def apply_merge(model, mode: str = "outputs", spec=None, src: Optional[str] = None,
+                tgt: Optional[str] = None) -> None:
+    """Configure ``model``'s router (a modular LSLo model; for any other model the options must be
+    the defaults). With ``src``/``tgt`` known, ``ab`` is refused up front for a direction whose input
+    and output adapters have different ranks."""
+    cfg = getattr(model, "lslo_config", None)
+    if cfg is None or not cfg.modular:
+        if mode != "outputs" or spec is not None:
+            raise LSLoConfigError("--lslo-merge/--lslo-merge-weights apply to modular checkpoints "
+                                  "(trained with --lslo-modular) only")
+        return
+    weights, per_direction = read_merge_weights(spec)
+    if mode == "ab" and src in cfg.languages and tgt in cfg.languages and cfg.pivot not in (src, tgt):
+        if min(per_direction.get((src, tgt), weights)) > 0 and cfg.rank_of(src) != cfg.rank_of(tgt):
+            raise LSLoConfigError(
+                f"--lslo-merge ab needs equal ranks of the input and output adapters: {src} has rank "
+                f"{cfg.rank_of(src)} and {tgt} rank {cfg.rank_of(tgt)}; use --lslo-merge outputs")
+    model.lslo_router.configure_merge(cfg.pivot, cfg.ranks, mode, weights, per_direction)
