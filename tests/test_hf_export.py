@@ -149,6 +149,85 @@ def test_lora_factors_are_the_merged_updates(variant):
             assert b[:32].abs().max() == 0 and b[32:96].abs().max() > 0 and b[96:].abs().max() == 0
 
 
+MODULAR_RANKS = "en:2,fr:3,ko:3,oc:5"  # en is the pivot (rank 0); fr-ko can merge by ab, fr-oc cannot
+
+
+def modular_tiny(extra=()):
+    from model_utils import build_tiny_model, randomize_adapters
+
+    model, _ = build_tiny_model(ranks=MODULAR_RANKS, enc_index="paper", dec_index="paper",
+                                extra=["--lslo-modular", *extra])
+    randomize_adapters(model)
+    with torch.no_grad():  # A as well, so that the in and out banks differ everywhere
+        for layer in model.lslo_layers.values():
+            for name in layer.param_names():
+                if "_A" in name:
+                    layer.raw(name).normal_()
+    return model
+
+
+@pytest.mark.parametrize("merge", ["outputs", "ab"])
+@pytest.mark.parametrize("shape", ["full", "paper_alpha"])
+def test_modular_lora_factors_are_the_merged_updates(merge, shape, tmp_path):
+    """Modular checkpoints: per direction, B @ A of every layer is modular_delta_weight with the router's
+    merge table (per-direction weights from a --merge-search JSON, the pivot's directions (1,0)/(0,1));
+    outputs stacks the two adapters (ranks add), ab is one LoRA of the common rank."""
+    from lslo_fairseq.checkpoints.merge import merged_weights
+    from lslo_fairseq.export.lora import direction_factors, direction_lora
+    from lslo_fairseq.merging import apply_merge
+
+    model = modular_tiny(["--lslo-adapter-shape", "paper", "--lslo-fc-offset", "32", "--lslo-alpha", "4"]
+                         if shape == "paper_alpha" else [])
+    spec = tmp_path / "weights.json"
+    spec.write_text(json.dumps({"weights": [0.3, 0.7], "directions": {"ko-fr": [0.8, 0.1]}}))
+    langs = model.lslo_config.languages
+    rank = dict(zip(langs, model.lslo_config.ranks))
+    directions = [("fr", "ko"), ("ko", "fr"), ("fr", "en"), ("en", "oc")] + ([("oc", "fr")] if merge == "outputs" else [])
+    for s, t in directions:
+        apply_merge(model, merge, str(spec), s, t)
+        w_in, w_out = model.lslo_router.pair_weights[langs.index(s), langs.index(t)].tolist()
+        assert (w_in, w_out) == pytest.approx({("ko", "fr"): (0.8, 0.1), ("fr", "en"): (1, 0), ("en", "oc"): (0, 1)}
+                                              .get((s, t), (0.3, 0.7)))
+        merged = merged_weights(model, s, t)
+        pairs = direction_factors(model, s, t)
+        loras = direction_lora(model, s, t)
+        assert list(loras) == list(model.lslo_layers)
+        for path, (b, a) in loras.items():
+            layer = model.lslo_layers[path]
+            want = layer.modular_delta_weight(langs.index(s), langs.index(t), w_in, w_out, merge)
+            assert b.shape == (layer.out_features, a.shape[0]) and a.shape[1] == layer.in_features
+            torch.testing.assert_close(b @ a, want, rtol=0, atol=1e-12)
+            torch.testing.assert_close(b @ a, merged[path] - layer.base_layer.weight.double(), rtol=0, atol=1e-12)
+            used = [lang for lang, w in ((s, w_in), (t, w_out)) if w > 0 and rank[lang] > 0]
+            if merge == "outputs":
+                assert len(pairs[path]) == len(used) and a.shape[0] == sum(rank[lang] for lang in used)
+            else:
+                assert len(pairs[path]) == 1 and a.shape[0] == rank[used[0]]
+    if merge == "ab":  # unequal ranks (fr 3, oc 5) are refused, naming the option
+        from lslo_fairseq.config import LSLoConfigError
+
+        model.lslo_router.configure_merge("en", model.lslo_config.ranks, "ab", (0.5, 0.5))
+        with pytest.raises(LSLoConfigError, match="--lslo-merge ab needs equal ranks"):
+            direction_factors(model, "fr", "oc")
+
+
+def test_modular_peft_adapters_record_the_merge(tmp_path, monkeypatch):
+    """adapter_files of a modular model: outputs stacks (rank 3 + 3 for fr-ko), ab keeps rank 3; the
+    factors are what PEFT loads (lora_alpha = r: scale 1)."""
+    from lslo_fairseq.export.peft import adapter_files
+    from lslo_fairseq.merging import apply_merge
+
+    model = modular_tiny()
+    for merge, r in (("outputs", 6), ("ab", 3)):
+        apply_merge(model, merge, "0.4,0.6", "fr", "ko")
+        config, tensors = adapter_files(model, "fr", "ko", None)
+        assert config.r == r and not config.rank_pattern and config.lora_alpha == r
+        assert len(tensors) == 2 * len(model.lslo_layers)
+    apply_merge(model, "outputs", "0.4,0.6", "oc", "en")  # into the pivot: LoRA_in(oc) alone, rank 5
+    config, _ = adapter_files(model, "oc", "en", None)
+    assert config.r == 5
+
+
 # ---- through fairseq ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
   lslo-export hf   --checkpoint CKPT --out DIR [--dict dict.txt] [--spm spm.model]
       the frozen base as a Hugging Face M2M100ForConditionalGeneration directory (with tokenizer)
   lslo-export peft --checkpoint CKPT --directions fr-oc,oc-en --out DIR [--base-model HF_DIR]
+                   [--lslo-merge outputs|ab --lslo-merge-weights W_IN,W_OUT|FILE]   (modular checkpoints)
       one PEFT LoRA adapter per direction, in DIR/<src>-<tgt>/
   lslo-export ct2  --checkpoint CKPT -s SRC -t TGT --out DIR [--quantization int8]
       the merged direction as a CTranslate2 model, its SentencePiece model beside it
@@ -26,6 +27,11 @@ def add_parsers(sub) -> None:
     _sources(p)
     p.add_argument("--directions", required=True, help="comma-separated SRC-TGT, e.g. fr-oc,oc-en")
     p.add_argument("--base-model", default=None, help="the directory lslo-export hf wrote (recorded in the adapters)")
+    p.add_argument("--lslo-merge", default="outputs", choices=["outputs", "ab"],
+                   help="modular checkpoints: how input and output adapters merge, as at generation (outputs: "
+                        "two stacked LoRAs, the ranks add; ab: one LoRA of the common rank)")
+    p.add_argument("--lslo-merge-weights", default=None, metavar="W_IN,W_OUT|FILE",
+                   help="modular checkpoints: merge weights (default 0.5,0.5) or lslo-score --merge-search's JSON")
     c = sub.add_parser("ct2", help="one merged direction as a CTranslate2 model")
     _sources(c)
     c.add_argument("--source-lang", "-s", required=True)
@@ -62,7 +68,7 @@ def run(args) -> None:
         directions = parse_directions(args.directions, src)
         if args.base_model is not None:
             read_info(args.base_model)
-        written = export_peft(src, directions, args.out, args.base_model)
+        written = export_peft(src, directions, args.out, args.base_model, args.lslo_merge, args.lslo_merge_weights)
         for name, info in written.items():
             print(f"wrote {os.path.join(args.out, name)}: LoRA on {info['modules']} modules, ranks {info['ranks']}")
     else:

@@ -8,14 +8,23 @@ For the direction src -> tgt every LSLo layer adds ``delta = sum_i B_i A_i`` to 
   stacked they are one LoRA whose rank is the sum;
 - the paper's sliced fc adapters: ``B`` gets zero rows outside the output slice (fc1), ``A`` zero
   columns outside the input slice (fc2), so the pair has the matrix's full shape;
-- pruning masks are applied (``LSLoLinear.effective``) and every scale (alpha / r_l, the learned
-  weights) is folded into ``B``: the LoRA needs no scaling (PEFT: lora_alpha = r).
+- modular checkpoints (``--lslo-modular``), with the merge the model's router holds
+  (:func:`..merging.apply_merge`: the pivot's directions (1, 0) / (0, 1), the others the merge weights
+  (w_in, w_out) of the direction):
 
-Modular checkpoints are the next case here (Setting 1 stacks the input and output adapters, Setting 2
-is one pair); :func:`direction_factors` refuses them until then.
+  - ``outputs`` (the follow-up's Setting 1, eq. 3): two pairs, ``(w_in scale B_in[src], A_in[src])``
+    and ``(w_out scale B_out[tgt], A_out[tgt])``; stacked, the ranks add;
+  - ``ab`` (Setting 2, eq. 4): one pair, ``B = sqrt(w_in) B_in[src] + sqrt(w_out) B_out[tgt]`` and
+    ``A = sqrt(w_in) scale A_in[src] + sqrt(w_out) scale A_out[tgt]`` (equal ranks, hence equal
+    scales, wherever both weights are > 0; the rank stays r);
+
+  a bank whose weight is 0 (or whose language is the pivot, rank 0) contributes no pair;
+- pruning masks are applied (``LSLoLinear.effective``) and every scale (alpha / r_l, the learned or
+  merge weights) is folded into the factors: the LoRA needs no scaling (PEFT: lora_alpha = r).
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Dict, List, Tuple
 
@@ -27,30 +36,60 @@ from ..config import LSLoConfigError
 Pair = Tuple[torch.Tensor, torch.Tensor]  # (B: out x r, A: r x in)
 
 
-def language_pair(layer, lang: int, bank: str, weight: float = 1.0) -> Pair:
-    """Full-shape (B, A) of language row ``lang`` in ``bank`` (float64, masks and scales applied)."""
+def language_pair(layer, lang: int, bank: str, weight: float = 1.0, scale_into: str = "B") -> Pair:
+    """Full-shape (B, A) of language row ``lang`` in ``bank`` (float64, masks applied); ``weight`` and
+    the language's scale are folded into B, or the scale into A with ``scale_into="A"``."""
     lo, hi = layer.lang_columns(lang)
     a = layer.effective(layer.param_name("A", bank))[lo:hi].double()
     b = layer.effective(layer.param_name("B", bank))[:, lo:hi].double()
     out_f, in_f = layer.base_layer.weight.shape
     full_a = torch.zeros(hi - lo, in_f, dtype=torch.float64)
     full_b = torch.zeros(out_f, hi - lo, dtype=torch.float64)
-    full_a[:, layer.in_span[0]:layer.in_span[1]] = a
-    full_b[layer.out_span[0]:layer.out_span[1]] = b * (weight * layer.scale(lang))
+    if scale_into == "A":
+        full_a[:, layer.in_span[0]:layer.in_span[1]] = a * layer.scale(lang)
+        full_b[layer.out_span[0]:layer.out_span[1]] = b * weight
+    else:
+        full_a[:, layer.in_span[0]:layer.in_span[1]] = a
+        full_b[layer.out_span[0]:layer.out_span[1]] = b * (weight * layer.scale(lang))
     return full_b, full_a
+
+
+def modular_pairs(layer, src: int, tgt: int, w_in: float, w_out: float, merge: str) -> List[Pair]:
+    """The (B, A) pairs of a modular layer for language rows src -> tgt merged by ``merge`` with
+    weights (w_in, w_out): ``outputs`` one pair per bank used, ``ab`` one pair in all."""
+    parts = [(lang, bank, float(w)) for lang, bank, w in ((src, "in", w_in), (tgt, "out", w_out))
+             if w > 0 and layer.ranks[lang] > 0]
+    if merge == "outputs":
+        return [language_pair(layer, lang, bank, w) for lang, bank, w in parts]
+    if merge != "ab":
+        raise LSLoConfigError(f"--lslo-merge: outputs or ab, got {merge!r}")
+    if len({layer.ranks[lang] for lang, _, _ in parts}) > 1:
+        r_in, r_out = (layer.ranks[lang] for lang, _, _ in parts)
+        raise LSLoConfigError(f"--lslo-merge ab needs equal ranks of the input and output adapters (ranks {r_in} "
+                              f"and {r_out} here); use --lslo-merge outputs")
+    if not parts:
+        return []
+    b_sum = a_sum = 0.0
+    for lang, bank, w in parts:
+        b, a = language_pair(layer, lang, bank, scale_into="A")  # as the forward: the scale goes with A
+        b_sum = b_sum + math.sqrt(w) * b
+        a_sum = a_sum + math.sqrt(w) * a
+    return [(b_sum, a_sum)]
 
 
 @torch.no_grad()
 def direction_factors(model, src: str, tgt: str) -> "OrderedDict[str, List[Pair]]":
-    """fairseq module path of every LSLo layer -> the (B, A) pairs of its update for src -> tgt."""
+    """fairseq module path of every LSLo layer -> the (B, A) pairs of its update for src -> tgt (a
+    modular model: by the merge its router is configured with, see :func:`..merging.apply_merge`)."""
     cfg = model.lslo_config
-    if getattr(cfg, "modular", False):
-        raise LSLoConfigError("--checkpoint: a modular (--lslo-modular) checkpoint: its PEFT export is not "
-                              "implemented yet; use lslo-export merge for one direction")
     rows = {"src": lang_row(cfg, src, "--directions (source)"), "tgt": lang_row(cfg, tgt, "--directions (target)")}
     out: "OrderedDict[str, List[Pair]]" = OrderedDict()
+    router = model.lslo_router
     for path, layer in model.lslo_layers.items():
-        if layer.index == "learned":
+        if layer.index == "modular":
+            w_in, w_out = router.pair_weights[rows["src"], rows["tgt"]].tolist()
+            out[path] = modular_pairs(layer, rows["src"], rows["tgt"], w_in, w_out, router.merge)
+        elif layer.index == "learned":
             w = layer.index_weights().double().tolist()
             out[path] = [language_pair(layer, rows[bank], bank, w[i]) for i, bank in enumerate(("src", "tgt"))]
         elif layer.index in rows:
@@ -67,5 +106,7 @@ def stacked(pairs: List[Pair]) -> Pair:
 
 
 def direction_lora(model, src: str, tgt: str) -> Dict[str, Pair]:
-    """fairseq module path -> one (B, A) per LSLo layer for src -> tgt; ``B @ A`` is the layer's update."""
-    return OrderedDict((path, stacked(pairs)) for path, pairs in direction_factors(model, src, tgt).items())
+    """fairseq module path -> one (B, A) per LSLo layer for src -> tgt; ``B @ A`` is the layer's update.
+    A layer without any update for the direction (no pair: e.g. a modular layer whose only weighted bank
+    is the pivot's, of rank 0) is left out."""
+    return OrderedDict((path, stacked(pairs)) for path, pairs in direction_factors(model, src, tgt).items() if pairs)

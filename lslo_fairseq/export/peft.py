@@ -4,8 +4,13 @@
 Each direction's adapter holds, for every LSLo layer, the (B, A) of :func:`.lora.direction_lora`
 (masks, slices, scales and weight-learning weights folded in) under HF's module name
 (``model.`` + fairseq's path: M2M100 keeps fairseq's layer names). Ranks differ per module (weight
-learning stacks two languages), so ``rank_pattern`` gives each module its rank and ``alpha_pattern``
+learning and a modular checkpoint's ``outputs`` merge stack two languages), so ``rank_pattern`` gives each module its rank and ``alpha_pattern``
 the same value: PEFT's scale alpha / r is 1, as the factors already carry every scale.
+
+A modular checkpoint (``--lslo-modular``) is merged per direction as at generation: ``merge`` and
+``merge_weights`` are ``--lslo-merge`` and ``--lslo-merge-weights`` (W_IN,W_OUT or lslo-score
+--merge-search's JSON; :func:`..merging.apply_merge`), the pivot's directions use their one adapter;
+both are refused for other checkpoints, and every direction is checked before anything is written.
 
 Serving several directions in one batch::
 
@@ -21,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoints.reading import CheckpointError
 from ..config import as_list
+from ..merging import apply_merge
 from . import imports
 from .lora import direction_lora
 from .source import Source, load_lslo_model
@@ -70,14 +76,24 @@ def adapter_files(model, s: str, t: str, base_model: Optional[str]):
     return config, tensors
 
 
-def export_peft(src: Source, directions: Sequence[Tuple[str, str]], out: str, base_model: Optional[str] = None) -> Dict:
-    """Write ``out/<src>-<tgt>/`` (adapter_config.json, adapter_model.safetensors) per direction."""
+def export_peft(src: Source, directions: Sequence[Tuple[str, str]], out: str, base_model: Optional[str] = None,
+                merge: str = "outputs", merge_weights: Optional[str] = None) -> Dict:
+    """Write ``out/<src>-<tgt>/`` (adapter_config.json, adapter_model.safetensors) per direction; a
+    modular checkpoint's adapters merged by ``merge`` with ``merge_weights`` (checked for every
+    direction first)."""
     from safetensors.torch import save_file
 
     imports.peft()
     model = load_lslo_model(src)
-    written = {}
+    cfg = model.lslo_config
+    for s, t in directions:  # refusals (other checkpoints, ab with unequal ranks) before any file
+        apply_merge(model, merge, merge_weights, s, t)
+    written, merged = {}, {}
     for s, t in directions:
+        apply_merge(model, merge, merge_weights, s, t)
+        if cfg.modular:
+            row = model.lslo_router.pair_weights[cfg.languages.index(s), cfg.languages.index(t)]
+            merged[f"{s}-{t}"] = [float(w) for w in row.tolist()]
         config, tensors = adapter_files(model, s, t, base_model)
         folder = os.path.join(out, f"{s}-{t}")
         os.makedirs(folder, exist_ok=True)
@@ -85,6 +101,12 @@ def export_peft(src: Source, directions: Sequence[Tuple[str, str]], out: str, ba
         save_file(tensors, os.path.join(folder, WEIGHTS_NAME), metadata={"format": "pt"})
         written[f"{s}-{t}"] = dict(modules=len(tensors) // 2, ranks=sorted({int(v.shape[0]) for k, v in tensors.items()
                                                                               if k.endswith("lora_A.weight")}))
+        if cfg.modular:
+            written[f"{s}-{t}"]["merge_weights"] = merged[f"{s}-{t}"]
+    info = {"from_checkpoint": os.path.abspath(src.path), "base_model": base_model, "adapters": written}
+    if cfg.modular:
+        info["merge"] = {"mode": merge, "spec": merge_weights, "pivot": cfg.pivot,
+                         "note": "(w_in, w_out) per direction; the pivot's directions use their one adapter"}
     with open(os.path.join(out, "lslo_export.json"), "w", encoding="utf-8") as f:
-        json.dump({"from_checkpoint": os.path.abspath(src.path), "base_model": base_model, "adapters": written}, f, indent=1)
+        json.dump(info, f, indent=1)
     return written
