@@ -25,9 +25,12 @@ setup(
     ],
     extras_require={
         "fairseq": ["ve-fairseq==0.12.3", "hydra-core==1.3.8", "omegaconf==2.3.1"],
-        "test": ["pytest"],
+        # the tests exercise lslo-score --merge-search bayes too
+        "test": ["pytest", "bayesian-optimization>=3.4,<4"],
         # lslo-export hf/peft/ct2 (Hugging Face M2M100 + PEFT adapters, CTranslate2)
         "hf": ["transformers>=5,<6", "peft>=0.21", "ctranslate2>=4.5", "safetensors"],
+        # lslo-score --merge-search bayes (Gaussian-process Bayesian optimisation of the merge ratio)
+        "search": ["bayesian-optimization>=3.4,<4"],
     },
     entry_points={
         "console_scripts": [

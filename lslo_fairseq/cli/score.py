@@ -23,6 +23,15 @@ Without ``--out`` the prefix is named after the metric: ``spbleu`` and ``chrfpp`
 ``--results-dir`` with ``--generate``, else in the working directory. Each JSON holds its
 metric's table, per-direction and per-language scores, and the metric's definition and sacrebleu
 signature under ``meta``.
+
+Search the merge ratio of a modular checkpoint (``--lslo-modular``) on validation data instead
+(:mod:`..evaluation.merge_search`: w_in in [0, 1], w_out = 1 - w_in, spBLEU of ``--gen-subset valid``)::
+
+    lslo-score --merge-search [grid|bayes] --data-dir data-bin --checkpoint ckpt/checkpoint_last.pt \
+        --pairs fr-oc,oc-fr --results-dir runs/merge --spm flores101.spm [--merge-search-scope global] \
+        -- --encoder-langtok src --decoder-langtok --langs en,fr,oc --fixed-dictionary dict.txt
+
+writes ``<results-dir>/merge_weights.json`` (for ``--lslo-merge-weights FILE``), ``.csv`` and ``.png``.
 """
 from __future__ import annotations
 
@@ -35,6 +44,7 @@ from ..config import parse_lang_groups
 from ..evaluation import DEFAULT_TASK, Direction, ScoringError
 from ..evaluation.bootstrap import compare_runs, format_intervals, run_stats, significance_summary
 from ..evaluation.generation import generate_all_directions, parse_pairs
+from ..evaluation.merge_search import DEFAULT_GRID, DEFAULT_TRIALS, METHODS, SCOPES
 from ..evaluation.metrics import DEFAULT_METRIC, METRICS, Metric, parse_metrics, results_prefix
 from ..evaluation.outputs import find_direction_outputs, missing_ids, read_generate_output
 from ..evaluation.paper import difference, paper_rows
@@ -86,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(tables table1-4 and table8; rows named as in the paper).",
     )
     p.add_argument(
-        "--lang-groups", required=True, metavar="SPEC",
+        "--lang-groups", metavar="SPEC",
         help="language -> resource group: a preset (lang12, lang30), a list like 'en:H,fr:H,oc:V', "
-        "or a file of 'lang group' lines.",
+        "or a file of 'lang group' lines (required, except with --merge-search).",
     )
     p.add_argument(
         "--out", metavar="PREFIX",
@@ -110,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-seed", type=int, default=1, metavar="S",
                    help="seed of the bootstrap draws (default 1): the same seed gives the same intervals.")
     p.add_argument(
-        "--gen-subset", default="test", metavar="SUBSET",
-        help="data subset to translate and whose generate-<SUBSET>.txt files are scored (default: test).",
+        "--gen-subset", default=None, metavar="SUBSET",
+        help="data subset to translate and whose generate-<SUBSET>.txt files are scored (default: test; "
+        "valid with --merge-search, which refuses test).",
     )
     g = p.add_argument_group("generation", "translate every direction first (one process), then score it")
     g.add_argument("--generate", action="store_true",
@@ -133,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--verbose", action="store_true",
                    help="print fairseq's generation log instead of a progress bar (default: the log goes "
                    "to <results-dir>/generate.log).")
+    m = p.add_argument_group(
+        "merge search", "modular checkpoints (--lslo-modular): search the merge weights of directions without "
+        "the pivot on validation data, one number w_in in [0, 1] with w_out = 1 - w_in; uses --data-dir, "
+        "--checkpoint, --pairs, --results-dir, --spm, --beam and the arguments after '--' (add '--lslo-merge "
+        "ab' there for eq. 4; outputs, eq. 3, by default)")
+    m.add_argument("--merge-search", nargs="?", const="grid", default=None, choices=METHODS,
+                   help="search instead of scoring a table: grid (the default) translates every --merge-grid "
+                   "point; bayes is Gaussian-process Bayesian optimisation over --merge-trials points (needs "
+                   "the bayesian-optimization package: pip install -e '.[search]').")
+    m.add_argument("--merge-grid", default=",".join(f"{w:g}" for w in DEFAULT_GRID), metavar="W,W,...",
+                   help="grid search: the w_in values, each in [0, 1] (default: 0,0.1,...,1, 11 points).")
+    m.add_argument("--merge-trials", type=int, default=DEFAULT_TRIALS, metavar="N",
+                   help=f"bayes: distinct points per search (default {DEFAULT_TRIALS}; the first is 0.5).")
+    m.add_argument("--merge-search-scope", default="direction", choices=SCOPES,
+                   help="direction (default): each direction its best w_in (bayes: one search each); global: "
+                   "one w_in for all, the best average spBLEU over the directions.")
+    m.add_argument("--merge-seed", type=int, default=1, metavar="S", help="bayes: random seed (default 1).")
     return p
 
 
@@ -391,10 +419,97 @@ def report_metric(args, metric: Metric, stats, lang_groups, paper, baseline, met
     return csv_path, json_path, langs_path
 
 
+def _option_value(extra: Sequence[str], flag: str) -> Optional[str]:
+    """The value of ``flag`` among the extra fairseq arguments (``--flag V`` or ``--flag=V``; the last wins)."""
+    value = None
+    for i, a in enumerate(extra):
+        if a == flag and i + 1 < len(extra):
+            value = extra[i + 1]
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def merge_search(args, extra: List[str]) -> None:
+    """``--merge-search``: every input checked before the first translation (a modular checkpoint,
+    directions without the pivot and with validation data, the grid, the library), then search,
+    print the choice and write PREFIX.json, .csv and the plot."""
+    from ..evaluation import merge_search as ms
+
+    if args.run or args.generate:
+        raise ScoringError("--merge-search searches the merge weights on validation data; score a table "
+                           "separately (--generate ... -- --lslo-merge-weights <the JSON it writes>), not with "
+                           f"{'--run' if args.run else '--generate'} in the same command")
+    if args.gen_subset == "test":
+        raise ScoringError("--gen-subset test: --merge-search tunes the merge weights, which on the test set would "
+                           "make its scores optimistic; search on valid (the default) and score test afterwards")
+    args.gen_subset = args.gen_subset or "valid"
+    if args.metric != DEFAULT_METRIC:
+        raise ScoringError(f"--metric: --merge-search maximises spBLEU only, got {args.metric}")
+    for flag in ("data_dir", "checkpoint", "pairs", "results_dir"):
+        if not getattr(args, flag):
+            raise ScoringError(f"--merge-search needs --{flag.replace('_', '-')}")
+    if _option_value(extra, "--lslo-merge-weights") is not None:
+        raise ScoringError("--lslo-merge-weights (after '--'): --merge-search sets the weights of every point "
+                           "itself; drop it")
+    merge = _option_value(extra, "--lslo-merge") or "outputs"
+    if merge not in ("outputs", "ab"):
+        raise ScoringError(f"--lslo-merge: outputs or ab, got {merge!r}")
+    if args.merge_trials < 1:
+        raise ScoringError(f"--merge-trials must be >= 1, got {args.merge_trials}")
+    if args.beam < 1:
+        raise ScoringError(f"--beam must be >= 1, got {args.beam}")
+    grid = ms.parse_grid(args.merge_grid) if args.merge_search == "grid" else None
+    if args.merge_search == "bayes":
+        ms.bayes_library()
+    spm = check_spm(args.spm)
+    if not os.path.isdir(args.data_dir.split(os.pathsep)[0]):
+        raise ScoringError(f"--data-dir: {args.data_dir} does not exist")
+    ckpt = ms.read_modular_checkpoint(args.checkpoint)
+    try:
+        pairs = parse_pairs(args.pairs)
+    except ScoringError as e:
+        raise ScoringError(f"--pairs: {e}") from None
+    ms.check_directions(pairs, ckpt, merge, grid)
+    ms.check_valid_data(args.data_dir, pairs, args.gen_subset)
+    user_dir = args.user_dir if args.user_dir else _default_user_dir(args.task)
+    if user_dir and not os.path.isdir(user_dir):
+        raise ScoringError(f"--user-dir: {user_dir} does not exist")
+    os.makedirs(args.results_dir, exist_ok=True)
+    log = os.path.join(args.results_dir, "generate.log")
+    if not args.verbose:
+        print(f"fairseq's generation log: {log}", file=sys.stderr)
+    points = (len(grid) if grid is not None else args.merge_trials) * len(pairs)  # translations of one direction
+    with progress.bar(f"merge search ({args.merge_search})", points, "translations", args.verbose) as b, \
+            progress.logs_to(log, args.verbose):
+        scorer = ms.generation_scorer(args.data_dir, args.checkpoint, args.results_dir, user_dir, extra, spm,
+                                      beam=args.beam, gen_subset=args.gen_subset, task=args.task,
+                                      progress=None if args.verbose else (lambda *_: b.update(1)))
+        result = ms.search(pairs, scorer, args.merge_search, args.merge_search_scope,
+                           grid if grid is not None else DEFAULT_GRID, args.merge_trials, args.merge_seed)
+    prefix = args.out or os.path.join(args.results_dir, "merge_weights")
+    meta = {"merge": merge, "gen_subset": args.gen_subset, "beam": args.beam,
+            "checkpoint": os.path.abspath(args.checkpoint), "data_dir": os.path.abspath(args.data_dir),
+            "spm_model": spm, "extra_args": list(extra), "pivot": ckpt.pivot,
+            **({"grid": grid} if grid is not None else {"trials": args.merge_trials, "seed": args.merge_seed})}
+    json_path, csv_path, plots = ms.write_outputs(result, prefix, meta)
+    print(f"merge search ({args.merge_search}, scope {args.merge_search_scope}, --lslo-merge {merge}), spBLEU on "
+          f"{args.gen_subset}; w_out = 1 - w_in:")
+    print(ms.format_result(result))
+    print(f"wrote {json_path} (use: --lslo-merge {merge} --lslo-merge-weights {json_path}), {csv_path} and "
+          f"{', '.join(plots)}", file=sys.stderr)
+
+
 def score(args, extra: List[str]) -> None:
     """lslo-score: every input is checked before any work; existing outputs are read before
     generation (a broken file stops the run first); then generate, score, print and write, one
     metric after the other."""
+    if args.merge_search:
+        return merge_search(args, extra)
+    args.gen_subset = args.gen_subset or "test"
+    if not args.lang_groups:
+        raise ScoringError("--lang-groups is required: a preset (lang12, lang30), a list like 'en:H,fr:H,oc:V' "
+                           "or a file of 'lang group' lines")
     args.metrics = check_metrics(args.metric)
     args.spm = check_spm(args.spm, args.metrics)
     lang_groups = parse_lang_groups(args.lang_groups, flag="--lang-groups")
