@@ -8,7 +8,8 @@ many-to-many model, fine-tuned on a small multi-parallel set whose V languages i
    stand-in's SentencePiece model and dictionary;
 3. fine-tuning of the stand-in, each from the same start, with fairseq-train: Ft-all (every
    parameter), LSLo H:2,M:2,V:8 (base frozen) and LSLo H:2,M:2,V:8 + GPS(0.9);
-4. beam-5 generation of the test rows of every direction for the four models;
+4. translation of the test rows of every direction by the four models (greedy by default, so that the
+   demo fits its 15 minutes on two cores; ``--beam 5`` is the paper's setting);
 5. the table (rows Pretrain, Ft-all, LSLo, LSLo+GPS; columns H2H ... V2V, AVG), each cell with its
    95% paired-bootstrap interval, the differences to Pretrain and which ones are significant.
 
@@ -35,7 +36,10 @@ from . import progress, runner
 
 QUICK_LANGS = ["en", "fr", "ko", "oc"]
 # The table's test directions (stand_in.build.EVAL_LANGS): two languages per resource group, so that
-# beam-5 decoding of four models fits the demo's time on two CPU cores; --eval-langs all decodes all 90.
+# decoding of four models fits the demo's time on two CPU cores; --eval-langs all decodes all 90.
+# Greedy by default: a weak model's beams often run to the length limit, and beam 5 took 13 of the demo's
+# 25 minutes (measured); --beam 5 decodes as the paper.
+DEFAULT_BEAM = 1
 RANKS = "H:2,M:2,V:8"
 # The paper trains Ft-all with lr 1e-4 and LSLo with 3e-3 (section 5). Adam's step moves each weight
 # by about lr, and the change of a layer's output grows with its width; the stand-in is 4 times
@@ -74,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-langs", default=None, metavar="LANGS",
                    help="languages whose directions the table scores, comma separated, or 'all' (default: "
                         f"{','.join(EVAL_LANGS)}: every cell gets at least two directions; with --quick: all four)")
+    p.add_argument("--beam", type=int, default=DEFAULT_BEAM, metavar="K",
+                   help=f"beam size of the table's translations (default {DEFAULT_BEAM}: greedy, to fit the demo's "
+                        "time; the paper decodes with 5, about 4 times slower here)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="paired bootstrap resamples for the 95%% intervals (default 1000)")
     p.add_argument("--stand-in", default=None, metavar="DIR",
@@ -83,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the paper's architecture learning on the demo data: weight learning "
                         "(figure 1), intrinsic subspace estimation (figures 2, 5), language-specific "
                         "pruning (figures 4, 6) and LSLo+WL+GPS(0.9) as a fifth row; about twice the time")
+    p.add_argument("--modular", action="store_true",
+                   help="modular fine-tuning instead of the mini table 1: English-centric input/output adapters "
+                        "(one run on en<->X), zero-shot directions by merging (LoRA_in only, LoRA_out only, "
+                        "Setting 1 and 2 at a weight searched on the validation rows) against Pretrain and "
+                        "multi-parallel LSLo; then 'or' added without touching the others (hypotheses compared)")
     p.add_argument("--verbose", action="store_true", help="print fairseq's full logs instead of progress bars")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--force", action="store_true", help="redo every step even if its output exists")
@@ -94,6 +106,10 @@ def settings(a) -> Dict:
     updates = a.updates if a.updates is not None else (12 if quick else 100)
     if updates < 1:
         raise LSLoError(f"--updates must be >= 1, got {updates}")
+    if a.modular and a.analysis:
+        raise LSLoError("--modular and --analysis are separate demos; run one, then the other")
+    if a.beam < 1:
+        raise LSLoError(f"--beam must be >= 1, got {a.beam}")
     if a.bootstrap < 2:
         raise LSLoError(f"--bootstrap: a number of resamples >= 2, got {a.bootstrap}")
     langs = QUICK_LANGS if quick else list(LANGS)
@@ -151,7 +167,7 @@ def lslo_options(extra: List[str]) -> List[str]:
             "--lslo-adapter-shape", "paper", "--lslo-init", "paper", *extra]
 
 
-def planned_runs(s: Dict, analysis: bool) -> List[Run]:
+def planned_runs(s: Dict, analysis: bool, modular: bool = False) -> List[Run]:
     prune = ["--lslo-prune-unit", "update", "--lslo-prune-start", str(s["prune_start"]),
              "--lslo-prune-duration", str(s["prune_duration"])]
     runs = [
@@ -168,6 +184,8 @@ def planned_runs(s: Dict, analysis: bool) -> List[Run]:
     ]
     if analysis:
         runs += analysis_runs(prune)
+    if modular:  # the modular table compares with Pretrain and multi-parallel LSLo only
+        runs = [r for r in runs if r.key in ("pretrain", "lslo")]
     return runs
 
 
@@ -200,9 +218,10 @@ def trainable_from_log(lines: List[str], log_path: str) -> int:
     raise LSLoError(f"{log_path}: fairseq-train printed no parameter count")
 
 
-def train_run(run: Run, a, s, data: Dict, stand_in: Dict, out: str, manifest: dict) -> None:
-    """fairseq-train of one row from the stand-in; skipped when the same command already finished
-    (its trainable count and command are kept in ``trainable.json``)."""
+def train_run(run: Run, a, s, data: Dict, stand_in: Dict, out: str, manifest: dict,
+              start: Optional[str] = None) -> None:
+    """fairseq-train of one row from the stand-in (or from the checkpoint ``start``); skipped when the
+    same command already finished (its trainable count and command are kept in ``trainable.json``)."""
     save = os.path.join(out, run.key)
     run.checkpoint = os.path.join(save, "checkpoint_last.pt")
     log = os.path.join(out, "logs", f"train_{run.key}.log")
@@ -216,7 +235,7 @@ def train_run(run: Run, a, s, data: Dict, stand_in: Dict, out: str, manifest: di
         options[options.index("--disable-validation")] = "--validate-interval-updates"
         options.insert(options.index("--validate-interval-updates") + 1, str(s["updates"]))
     cmd = [fairseq_bin("fairseq-train"), *options,
-           *extra, *model_args(manifest), "--finetune-from-model", str(stand_in[package.CHECKPOINT])]
+           *extra, *model_args(manifest), "--finetune-from-model", str(start or stand_in[package.CHECKPOINT])]
     record = read_json_or_none(done)
     if a.force or not os.path.exists(run.checkpoint) or record is None or record.get("command") != cmd:
         if os.path.isdir(save):  # a changed command starts again: fairseq would resume the old run
@@ -236,20 +255,22 @@ def read_json_or_none(path: str):
 
 
 def generate_run(run: Run, a, data: Dict, test_data: Dict, out: str) -> str:
-    """Beam-5 translation of the test rows of ``test_data``'s directions (the task knows all of
-    ``data``'s, as in training)."""
+    """Translation (beam ``--beam``) of the test rows of ``test_data``'s directions (the task knows all
+    of ``data``'s, as in training)."""
     from ..evaluation import generation
 
     results = os.path.join(out, "generate", run.key)
     done = os.path.join(results, "done.json")
-    record = {"checkpoint_sha256": package.sha256(run.checkpoint), "pairs": test_data["pairs"]}
+    subset, options = run.extra.get("subset", "test"), list(run.extra.get("generate", []))
+    record = {"checkpoint_sha256": package.sha256(run.checkpoint), "pairs": test_data["pairs"], "beam": a.beam,
+              "subset": subset, "options": options}
     if a.force or read_json_or_none(done) != record:
         with progress.bar(f"translate {run.name}", len(test_data["pairs"]), "directions", a.verbose) as b, \
                 progress.logs_to(os.path.join(out, "logs", f"generate_{run.key}.log"), a.verbose):
             generation.generate_all_directions(
                 data["dir"], run.checkpoint, test_data["pairs"], results, package.user_dir(),
-                extra_args=task_args(data["dir"], LANGS, data["pairs"])[2:] + GENERATION_LIMITS,
-                beam=5, task=run.task, progress=lambda *_: b.update(1))
+                extra_args=task_args(data["dir"], LANGS, data["pairs"])[2:] + GENERATION_LIMITS + options,
+                beam=a.beam, gen_subset=subset, task=run.task, progress=lambda *_: b.update(1))
         write_json_atomic(done, record)
     return results
 
@@ -327,7 +348,7 @@ def demo(a) -> int:
           f"{info['rows']['test']} test rows x {len(test_data['pairs'])} directions "
           f"({' '.join(s['eval_langs'])})", flush=True)
 
-    runs = planned_runs(s, a.analysis)
+    runs = planned_runs(s, a.analysis, a.modular)
     for run in runs:
         t = time.time()
         if run.train is None:
@@ -364,17 +385,26 @@ def demo(a) -> int:
     timings["total"] = time.time() - t0
     params = {r.name: short_count(r.trainable) for r in rows}
     print()
-    print(f"spBLEU on {info['rows']['test']} test rows per direction (beam 5); [95% interval], "
+    decoding = "greedy" if a.beam == 1 else f"beam {a.beam}"
+    print(f"spBLEU on {info['rows']['test']} test rows per direction ({decoding}); [95% interval], "
           f"{a.bootstrap} paired bootstrap resamples; * = differs significantly from Pretrain")
     print(format_intervals(cells, columns, diffs, "Pretrain", digits=1, params=params, stacked=True))
     print()
     for line in significance_summary(diffs, "Pretrain") + ft_all_comparison(cells, rows):
         print(line)
-    meta = dict(spbleu.scoring_meta(spm_model), bootstrap=record, timings_s=timings, settings=s,
+    meta = dict(spbleu.scoring_meta(spm_model), bootstrap=record, timings_s=timings, settings=dict(s, beam=a.beam),
                 stand_in=dict(dir=str(stand_in_dir), recipe=manifest["recipe"]),
                 trainable={r.name: r.trainable for r in rows},
                 learning_rates={r.name: r.lr for r in rows if r.train is not None},
                 note="LibreOffice interface-text demo with a small stand-in; not the paper's FLORES-101 numbers")
+    if a.modular:
+        from . import demo_modular
+
+        lslo = next(r for r in rows if r.key == "lslo")
+        result = demo_modular.run_modular(a, s, data, stand_in, out, manifest, lslo, spm_model, timings)
+        demo_modular.report(a, result, texts, lslo.name, spm_model, s["eval_langs"])
+        meta["modular"] = result["record"]
+        timings["total"] = time.time() - t0
     prefix = os.path.join(out, "results")
     tables.write_results(prefix, table_rows, columns, per_direction, meta)
     plot_table(columns, table_rows, prefix + ".png")

@@ -230,6 +230,8 @@ class LSLoLinear(nn.Module):
         languages) 1498 vs 942. At small widths dense wins clearly (per-sentence bmm overhead)."""
         if self.kernel_choice != "auto":
             return self.kernel_choice
+        if self.index == "modular":  # a direction's result must not depend on which other languages exist:
+            return "gather"  # dense's GEMM spans every language's ranks, so adding one changes its rounding
         return "dense" if self.offsets[-1] <= self.dense_max_ratio * self.rank_rows.size(1) else "gather"
 
     def _delta_gather(self, x, langs, lora_a, lora_b):
@@ -275,12 +277,48 @@ class LSLoLinear(nn.Module):
     def modular_delta(self, x: Tensor) -> Tensor:
         """Each sentence's (w_in, w_out) mix of its source's input adapter and its target's output
         adapter, by the router's merge mode. In eval mode a bank whose weight is 0 for the whole batch
-        is skipped (decoding one direction into or out of the pivot costs one bank)."""
+        is skipped (decoding one direction into or out of the pivot costs one bank).
+
+        Two faster paths, same result: in eval mode, a batch of one direction (as fairseq-generate
+        decodes) merges that direction's blocks once, ``outputs`` as one LoRA of rank r_src + r_tgt
+        (the weights on A's rows), ``ab`` as its one LoRA of rank r: two small GEMMs, no gather. A
+        mixed batch under ``outputs`` with the dense kernel runs both banks as one: A_in and A_out
+        stacked, each sentence's columns weighted (w_in on its source's, w_out on its target's)."""
         batch = x.size(1)
         src, tgt = self.router.ids("src", batch), self.router.ids("tgt", batch)
         w = self.router.merge_weights(batch)  # (B, 2)
-        if self.router.merge == "ab":
+        merge = self.router.merge
+        if not self.training:
+            s0, t0 = int(src[0]), int(tgt[0])
+            if bool((src == s0).all()) and bool((tgt == t0).all()):
+                w_in, w_out = (float(v) for v in w[0])
+                parts = [(lang, bank, wt) for lang, bank, wt in ((s0, "in", w_in), (t0, "out", w_out))
+                         if wt > 0 and self.ranks[lang] > 0]
+                if not parts:
+                    return x.new_zeros(x.shape[:-1] + (self.adapter_out,))
+                a_parts, b_parts = [], []
+                for lang, bank, wt in parts:
+                    lo, hi = self.lang_columns(lang)
+                    root = math.sqrt(wt) if merge == "ab" else 1.0  # ab: sqrt(w) on both factors
+                    a_parts.append(getattr(self, self.param_name("A", bank))[lo:hi] *
+                                   ((root if merge == "ab" else wt) * self.scale(lang)))
+                    b_block = getattr(self, self.param_name("B", bank))[:, lo:hi]
+                    b_parts.append(b_block * root if merge == "ab" else b_block)
+                if merge == "ab":
+                    a_m, b_m = sum(a_parts), sum(b_parts)
+                else:
+                    a_m, b_m = torch.cat(a_parts, 0), torch.cat(b_parts, 1)
+                z = nn.functional.linear(x, a_m.to(x.dtype))
+                return nn.functional.linear(z, b_m.to(z.dtype))
+        if merge == "ab":
             return self._delta_ab(x, src, tgt, w)
+        if self.kernel() == "dense":
+            a_all = torch.cat([getattr(self, self.param_name("A", "in")), getattr(self, self.param_name("A", "out"))], 0)
+            b_all = torch.cat([getattr(self, self.param_name("B", "in")), getattr(self, self.param_name("B", "out"))], 1)
+            cols = torch.cat([self.col_mask[src] * w[:, :1].to(self.col_mask.dtype),
+                              self.col_mask[tgt] * w[:, 1:].to(self.col_mask.dtype)], 1)  # (B, 2 sum_r)
+            z = nn.functional.linear(x, a_all.to(x.dtype)) * cols.to(x.dtype).unsqueeze(0)
+            return nn.functional.linear(z, b_all.to(z.dtype))
         delta = None
         for i, (bank, langs) in enumerate((("in", src), ("out", tgt))):
             if not self.training and not bool(w[:, i].any()):
