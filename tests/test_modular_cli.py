@@ -9,6 +9,7 @@ import torch
 
 from helpers import (TINY_ARCH_ARGS, TRAIN_ARGS, USER_DIR, assert_same_hypotheses, fairseq_bin, fairseq_env,
                      lslo_task_args, read_hypotheses, run_fairseq, task_args)
+from lslo_fairseq.checkpoints.reading import options, read_fairseq_checkpoint
 from lslo_fairseq.cli.export import main as export_main
 
 MODULAR = ["--user-dir", USER_DIR, "--arch", "lslo_transformer", *TINY_ARCH_ARGS, "--lslo-modular",
@@ -130,3 +131,27 @@ def test_generation_refuses_ab_with_unequal_ranks_and_merge_options_on_other_mod
     assert "--lslo-merge/--lslo-merge-weights apply to modular checkpoints" in out
     out = fails(["fairseq-generate", *base, "--path", modular_runs["old"], "--lslo-merge-weights=-1,2"])
     assert "--lslo-merge-weights: two weights W_IN,W_OUT >= 0" in out
+
+
+@pytest.mark.slow
+def test_adapter_pool_per_language_files_attach_in_any_set(modular_runs, tiny_data, tiny_base_checkpoint, tmp_path):
+    """lslo-export adapters --langs writes one language's in/out adapters; attach unites any set of
+    them on the base, and the result decodes as the checkpoint they came from."""
+    files = {}
+    for langs in ("fr", "ko,oc"):
+        files[langs] = tmp_path / f"{langs.replace(',', '_')}.pt"
+        assert export_main(["adapters", "--checkpoint", str(modular_runs["new"]), "--langs", langs,
+                            "--out", str(files[langs])]) == 0
+    pooled = torch.load(files["ko,oc"], map_location="cpu", weights_only=False)
+    assert pooled["layout"]["languages"] == ["en", "ko", "oc"] and pooled["layout"]["ranks"] == [0, 2, 2]
+    assert all(v.shape[0 if "lora_A" in k else 1] == 4 for k, v in pooled["tensors"].items() if "lora_" in k)
+    full = tmp_path / "attached.pt"
+    assert export_main(["attach", "--base", str(tiny_base_checkpoint), "--adapters", str(files["ko,oc"]),
+                        str(files["fr"]), "--out", str(full)]) == 0
+    assert options(read_fairseq_checkpoint(str(full), "test"))["lslo_langs"] == "en,ko,oc,fr"  # the files' order; rows moved by name
+    for src, tgt in (("fr", "ko"), ("oc", "fr")):
+        want = generate(tiny_data, modular_runs["new"], src, tgt, tmp_path / f"want-{src}-{tgt}")
+        got = generate(tiny_data, full, src, tgt, tmp_path / f"got-{src}-{tgt}")
+        assert_same_hypotheses(want, got)
+    assert export_main(["attach", "--base", str(tiny_base_checkpoint), "--adapters", str(files["fr"]),
+                        str(files["fr"]), "--out", str(tmp_path / "twice.pt")]) == 2  # fr in two files

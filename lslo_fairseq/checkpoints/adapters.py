@@ -18,13 +18,14 @@ import argparse
 import copy
 import hashlib
 from collections import OrderedDict
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
 from ..config import LSLoConfigError, layout_differences, layout_of
 from ..config import LAYOUT_KEY
 from ..models.lslo_transformer import decode_layout
+from . import pool
 from .merge import EXPORT_KEY, FRESH_ITERATOR
 from .reading import (CheckpointError, build_lslo_model, is_lslo_key, load, load_lslo_checkpoint,
                       read_fairseq_checkpoint, to_plain, vocab_size)
@@ -79,8 +80,14 @@ def lslo_tensors(model, state_model: Dict[str, torch.Tensor]) -> "OrderedDict[st
     return out
 
 
-def extract(path: str) -> Dict[str, Any]:
-    """The adapters file of the LSLo training checkpoint ``path`` (a dict for ``torch.save``)."""
+def extract(path: str, langs: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The adapters file of the LSLo training checkpoint ``path`` (a dict for ``torch.save``); with
+    ``langs``, those languages' adapters only (:mod:`.pool`)."""
+    data = extract_all(path)
+    return data if not langs else pool.select_languages(data, langs, path)
+
+
+def extract_all(path: str) -> Dict[str, Any]:
     state, model = load_lslo_checkpoint(path, "--checkpoint")
     if state.get("cfg") is None:
         raise CheckpointError(f"--checkpoint: {path} has no cfg (written by a fairseq older than 0.10)")
@@ -152,10 +159,14 @@ def plain_base_state(state_model: Dict[str, torch.Tensor]) -> "OrderedDict[str, 
     return OrderedDict((canonical_name(k), v) for k, v in state_model.items() if not is_lslo_key(k))
 
 
-def attach(base_path: str, adapters_path: str) -> Dict[str, Any]:
+def attach(base_path: str, adapters_path: Union[str, Sequence[str]]) -> Dict[str, Any]:
     """A normal LSLo checkpoint (dict for ``torch.save``): the base of ``base_path`` (a plain or an
-    LSLo fairseq checkpoint) with the adapters of ``adapters_path``, after both checks."""
-    data = read_adapters(adapters_path)
+    LSLo fairseq checkpoint) with the adapters of ``adapters_path``, after both checks; several
+    (per-language) adapters files are united first (:func:`.pool.combine`)."""
+    paths = [adapters_path] if isinstance(adapters_path, str) else list(adapters_path)
+    files = [read_adapters(p) for p in paths]
+    data = files[0] if len(files) == 1 else pool.combine(files, paths)
+    adapters_path = ", ".join(paths)
     base = read_fairseq_checkpoint(base_path, "--base")
     if EXPORT_KEY in base:
         raise CheckpointError(f"--base: {base_path} is a merged export ({base[EXPORT_KEY]['direction']}) whose "

@@ -4,10 +4,12 @@
       fold the adapters (and pruning masks) for one direction into the base weights: a plain
       fairseq transformer that stock fairseq-generate loads without --user-dir; valid for that
       direction only (recorded in the file as 'lslo_export').
-  lslo-export adapters --checkpoint CKPT --out adapters.pt
-      keep only the LSLo tensors, masks, options and a fingerprint of the base (MBs, not GBs).
-  lslo-export attach   --base model.pt --adapters adapters.pt --out full.pt
-      put adapters back on the base they were trained on: a normal LSLo checkpoint.
+  lslo-export adapters --checkpoint CKPT --out adapters.pt [--langs oc]
+      keep only the LSLo tensors, masks, options and a fingerprint of the base (MBs, not GBs);
+      with --langs, only those languages' adapters (a per-language adapter pool).
+  lslo-export attach   --base model.pt --adapters adapters.pt [more.pt ...] --out full.pt
+      put adapters back on the base they were trained on: a normal LSLo checkpoint (several
+      per-language files are united first).
   lslo-export info     FILE
       what FILE is (LSLo checkpoint, merged export, adapters file, plain checkpoint).
   lslo-export hf | peft | ct2
@@ -42,9 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("adapters", help="adapters-only file of an LSLo checkpoint")
     a.add_argument("--checkpoint", required=True, help="LSLo training checkpoint")
     a.add_argument("--out", required=True, help="output .pt")
+    a.add_argument("--langs", default=None, metavar="LANGS",
+                   help="only these languages' adapters (comma list; a modular checkpoint: their input and output "
+                        "adapters), for a per-language adapter pool that lslo-export attach combines")
     t = sub.add_parser("attach", help="adapters file + base checkpoint -> LSLo checkpoint")
     t.add_argument("--base", required=True, help="the base the adapters were trained on (e.g. model.pt)")
-    t.add_argument("--adapters", required=True, help="file written by lslo-export adapters")
+    t.add_argument("--adapters", required=True, nargs="+", metavar="FILE",
+                   help="file(s) written by lslo-export adapters: one, or per-language files (--langs) of the same "
+                        "base and configuration, united in the order given")
     t.add_argument("--out", required=True, help="output .pt")
     i = sub.add_parser("info", help="describe a checkpoint or adapters file")
     i.add_argument("file")
@@ -54,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_out(args) -> None:
-    ins = [getattr(args, k) for k in ("checkpoint", "base", "adapters") if getattr(args, k, None)]
+    ins = [getattr(args, k) for k in ("checkpoint", "base") if getattr(args, k, None)]
+    ins += list(getattr(args, "adapters", None) or [])
     if any(os.path.abspath(x) == os.path.abspath(args.out) for x in ins):
         raise LSLoConfigError(f"--out {args.out} is also an input; write to another file")
 
@@ -85,7 +93,7 @@ def run(args) -> None:
               f"--task translation_multi_simple_epoch (no --user-dir) and --source-lang {args.source_lang} "
               f"--target-lang {args.target_lang}")
     elif args.command == "adapters":
-        data = adapters.extract(args.checkpoint)
+        data = adapters.extract(args.checkpoint, [l for l in (args.langs or "").split(",") if l])
         torch_save_atomic(args.out, data)
         lay = data["layout"]
         print(f"wrote {args.out} ({_mb(args.out)}; checkpoint {_mb(args.checkpoint)}): {len(data['tensors'])} "
@@ -95,7 +103,7 @@ def run(args) -> None:
         state = adapters.attach(args.base, args.adapters)
         torch_save_atomic(args.out, state)
         print(f"wrote {args.out} ({_mb(args.out)}): LSLo checkpoint (base {args.base}, adapters "
-              f"{args.adapters}); use it with --user-dir lslo_fairseq")
+              f"{' '.join(args.adapters)}); use it with --user-dir lslo_fairseq")
     else:
         print(describe(args.file))
         return
