@@ -286,30 +286,33 @@ class LSLoLinear(nn.Module):
         stacked, each sentence's columns weighted (w_in on its source's, w_out on its target's)."""
         batch = x.size(1)
         src, tgt = self.router.ids("src", batch), self.router.ids("tgt", batch)
-        w = self.router.merge_weights(batch)  # (B, 2)
         merge = self.router.merge
-        if not self.training:
+        if not self.training and torch.equal(src, src[:1].expand(batch)) and torch.equal(tgt, tgt[:1].expand(batch)):
             s0, t0 = int(src[0]), int(tgt[0])
-            if bool((src == s0).all()) and bool((tgt == t0).all()):
-                w_in, w_out = (float(v) for v in w[0])
-                parts = [(lang, bank, wt) for lang, bank, wt in ((s0, "in", w_in), (t0, "out", w_out))
-                         if wt > 0 and self.ranks[lang] > 0]
-                if not parts:
-                    return x.new_zeros(x.shape[:-1] + (self.adapter_out,))
-                a_parts, b_parts = [], []
-                for lang, bank, wt in parts:
-                    lo, hi = self.lang_columns(lang)
-                    root = math.sqrt(wt) if merge == "ab" else 1.0  # ab: sqrt(w) on both factors
-                    a_parts.append(getattr(self, self.param_name("A", bank))[lo:hi] *
-                                   ((root if merge == "ab" else wt) * self.scale(lang)))
-                    b_block = getattr(self, self.param_name("B", bank))[:, lo:hi]
-                    b_parts.append(b_block * root if merge == "ab" else b_block)
-                if merge == "ab":
-                    a_m, b_m = sum(a_parts), sum(b_parts)
-                else:
-                    a_m, b_m = torch.cat(a_parts, 0), torch.cat(b_parts, 1)
-                z = nn.functional.linear(x, a_m.to(x.dtype))
-                return nn.functional.linear(z, b_m.to(z.dtype))
+            w_in, w_out = self.router.pair_weights[s0, t0].tolist()
+            if merge == "ab" and w_in > 0 and w_out > 0 and self.ranks[s0] != self.ranks[t0]:
+                self.router.merge_weights(batch)  # raises the router's error, naming --lslo-merge ab
+            parts = [(lang, bank, wt) for lang, bank, wt in ((s0, "in", w_in), (t0, "out", w_out))
+                     if wt > 0 and self.ranks[lang] > 0]
+            if not parts:
+                return x.new_zeros(x.shape[:-1] + (self.adapter_out,))
+            a_parts, b_parts = [], []
+            for lang, bank, wt in parts:
+                lo, hi = self.lang_columns(lang)
+                root = math.sqrt(wt) if merge == "ab" else 1.0  # ab: sqrt(w) on both factors
+                a_parts.append(getattr(self, self.param_name("A", bank))[lo:hi] *
+                               ((root if merge == "ab" else wt) * self.scale(lang)))
+                b_block = getattr(self, self.param_name("B", bank))[:, lo:hi]
+                b_parts.append(b_block * root if merge == "ab" else b_block)
+            if len(parts) == 1:
+                a_m, b_m = a_parts[0], b_parts[0]
+            elif merge == "ab":
+                a_m, b_m = a_parts[0] + a_parts[1], b_parts[0] + b_parts[1]
+            else:
+                a_m, b_m = torch.cat(a_parts, 0), torch.cat(b_parts, 1)
+            z = nn.functional.linear(x, a_m.to(x.dtype))
+            return nn.functional.linear(z, b_m.to(z.dtype))
+        w = self.router.merge_weights(batch)  # (B, 2)
         if merge == "ab":
             return self._delta_ab(x, src, tgt, w)
         if self.kernel() == "dense":
