@@ -206,3 +206,16 @@ def test_train_langs_keep_every_other_tensor_bitwise():
         else:
             assert torch.equal(new, old), key
     assert moved > 0
+
+
+def test_train_langs_on_plain_lslo_restrict_pruning_to_them():
+    """--lslo-train-langs works without --lslo-modular too; pruning never touches a frozen language
+    (GPS and LSP targets are cut to the trained languages; ISE, which pools all languages, is refused)."""
+    model, _ = build_tiny_model(extra=["--lslo-train-langs", "oc", "--lslo-prune", "gps", "--lslo-prune-targets",
+                                       "fr,oc", "--lslo-prune-unit", "update"])
+    assert model.lslo_config.train_langs == ["oc"] and model.lslo_config.prune.targets == ["oc"]
+    assert model.lslo_frozen is not None
+    model, _ = build_tiny_model(extra=["--lslo-train-langs", "fr,ko", "--lslo-prune", "lsp"])
+    assert model.lslo_config.prune.targets == ["fr", "ko"]
+    with pytest.raises(LSLoConfigError, match="--lslo-prune ise .* --lslo-train-langs"):
+        build_tiny_model(extra=["--lslo-train-langs", "oc", "--lslo-prune", "ise"])

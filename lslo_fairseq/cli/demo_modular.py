@@ -22,7 +22,7 @@ from ..config import PRESETS
 from ..evaluation import spbleu
 from ..evaluation.outputs import find_direction_outputs, read_generate_output
 from ..files import write_json_atomic
-from . import demo
+from . import demo, progress
 
 PIVOT = "en"
 HELD_BACK = "or"
@@ -69,16 +69,23 @@ def decode(run: demo.Run, a, data, pairs: List[str], out: str, key: str, merge: 
 
 
 def merge_search(run, a, data, pairs, out, spm_model) -> Dict[str, Dict[float, float]]:
-    """Mean spBLEU of the zero-shot directions' validation rows at every w_in of GRID, per mode."""
+    """Mean spBLEU of the zero-shot directions' validation rows at every w_in of GRID, per mode
+    (:func:`..evaluation.merge_search.search`, global scope)."""
+    from ..evaluation import merge_search as ms
+    from ..stand_in import package
+    from ..stand_in.build import LANGS, task_args
+
     found: Dict[str, Dict[float, float]] = {}
+    directions = [tuple(p.split("-")) for p in pairs]
     for mode in ("outputs", "ab"):
-        found[mode] = {}
-        for w in GRID:
-            texts = decode(run, a, data, pairs, out, f"search_{mode}_{w}",
-                           ["--lslo-merge", mode, "--lslo-merge-weights", f"{w},{1 - w}"], subset="valid",
-                           name=f"search {mode} w_in={w} (valid)")
-            scores = [spbleu.spbleu(h, r, spm_model) for h, r in texts.values()]
-            found[mode][w] = sum(scores) / len(scores)
+        with progress.bar(f"merge search {mode} (valid)", len(GRID) * len(pairs), "directions", a.verbose) as b, \
+                progress.logs_to(os.path.join(out, "logs", f"merge_search_{mode}.log"), a.verbose):
+            scorer = ms.generation_scorer(
+                data["dir"], run.checkpoint, os.path.join(out, "search", mode), package.user_dir(),
+                [*task_args(data["dir"], LANGS, data["pairs"])[2:], *demo.GENERATION_LIMITS, "--lslo-merge", mode],
+                spm_model, beam=a.beam, gen_subset="valid", task=run.task, progress=lambda *_: b.update(1))
+            result = ms.search(directions, scorer, "grid", "global", grid=GRID)
+        found[mode] = {w: sum(t.score for t in result.trials if t.w_in == w) / len(directions) for w in GRID}
     return found
 
 
