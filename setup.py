@@ -1,9 +1,32 @@
 """lslo-fairseq: Language-Specific LoRA for fairseq multilingual translation models.
 
 fairseq itself is deliberately *not* a hard requirement here: users who built fairseq from source
-keep their build. `pip install .[fairseq]` pulls the tested PyPI build (ve-fairseq 0.12.3).
+keep their build. `pip install .[fairseq]` pulls a tested PyPI build, chosen by Python version
+(README, "Set-up"; `scripts/check_python_versions.sh` installs and runs each):
+
+- 3.11, 3.12: the ve-fairseq 0.12.3 wheel (cp311, cp312), with hydra-core 1.3.8, omegaconf 2.3.1;
+- 3.13 and newer: fairseq-fixed 0.12.3.1, which has only an sdist for them: it compiles here
+  (C++ and Cython) and imports torch in its setup.py, so install torch, cython, numpy, setuptools
+  and wheel first and then this with `--no-build-isolation`. It pins hydra-core 1.3.2 and
+  omegaconf 2.3.0. Only 3.13 is tested.
+- 3.9, 3.10: no fairseq build for them on PyPI works (fairseq 0.12.2's own sdist is untested here),
+  so the extra asks for the ve-fairseq wheel and pip stops with "No matching distribution found
+  for ve-fairseq==0.12.3". pip cannot show a sentence of ours there: a PEP 517 build never learns
+  which extras were asked for, and a marker can only drop a requirement. Use Python 3.11 or 3.12.
 """
 from setuptools import find_packages, setup
+
+# Environment markers of the `fairseq` extra (see the docstring).
+WHEEL_PYTHONS = 'python_version < "3.13"'   # ve-fairseq wheels: cp311, cp312
+SDIST_PYTHONS = 'python_version >= "3.13"'  # fairseq-fixed sdist, built locally
+FAIRSEQ_EXTRA = [
+    f"ve-fairseq==0.12.3; {WHEEL_PYTHONS}",
+    f"hydra-core==1.3.8; {WHEEL_PYTHONS}",
+    f"omegaconf==2.3.1; {WHEEL_PYTHONS}",
+    f"fairseq-fixed==0.12.3.1; {SDIST_PYTHONS}",
+    f"hydra-core==1.3.2; {SDIST_PYTHONS}",  # fairseq-fixed pins these two exactly
+    f"omegaconf==2.3.0; {SDIST_PYTHONS}",
+]
 
 setup(
     name="lslo-fairseq",
@@ -24,7 +47,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "fairseq": ["ve-fairseq==0.12.3", "hydra-core==1.3.8", "omegaconf==2.3.1"],
+        "fairseq": FAIRSEQ_EXTRA,
         # the tests exercise lslo-score --merge-search bayes too
         "test": ["pytest", "bayesian-optimization>=3.4,<4"],
         # lslo-export hf/peft/ct2 (Hugging Face M2M100 + PEFT adapters, CTranslate2)
