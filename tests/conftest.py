@@ -1,14 +1,19 @@
 """Shared fixtures: a tiny prepared data set, a plain fairseq transformer trained on it and one
 standard LSLo run fine-tuned from that (session-wide), and the routing-kernel parametrization."""
+import os
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import TINY_ARCH_ARGS, TINY_TRAIN_ARGS, run_fairseq, task_args, train_lslo
 from lslo_fairseq.data.multiparallel import LIBREOFFICE_TSV, prepare
 
 TINY_LANGS = ("en", "fr", "ko", "oc")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: share the cores among the workers
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 # Fixtures that train with fairseq-train. A test that uses one, directly or through another fixture,
 # trains (or waits for the run): it must be marked slow, so that -m "not slow" stays a unit-test run.
