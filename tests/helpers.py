@@ -8,11 +8,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
 import lslo_fairseq
+from lslo_fairseq.stand_in.build import fairseq_bin  # noqa: F401  (the plugin's own; tests import it from here)
 from lslo_fairseq.config import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
 
 # Tiny model shape (no --arch: add "--arch transformer" for a plain model, or a plugin arch).
@@ -52,12 +52,6 @@ def task_args(data: Union[Mapping, str, os.PathLike]) -> list:
         "--encoder-langtok", "src", "--decoder-langtok",
         "--fixed-dictionary", info["dict"],
     ]
-
-
-def fairseq_bin(name: str) -> str:
-    """Path of a fairseq console script (``fairseq-train`` ...) of the running interpreter's env."""
-    path = Path(sys.executable).parent / name
-    return str(path) if path.exists() else name
 
 
 def fairseq_env(threads: int = 1) -> dict:

@@ -86,6 +86,7 @@ def log(msg: str) -> None:
 
 
 def fairseq_bin(name: str) -> str:
+    """Path of a fairseq console script (``fairseq-train`` ...): the running interpreter's env first."""
     exe = os.path.join(os.path.dirname(sys.executable), name)
     return exe if os.path.exists(exe) else (shutil.which(name) or name)
 
