@@ -233,6 +233,7 @@ def run_dir(ctx):
 # ---- the table ---------------------------------------------------------------------------------
 
 OPT = "fairseq-train"
+MODULAR_DROP = ["--lslo-encoder-index", "--lslo-decoder-index"]  # --lslo-modular sets every layer's index
 GEN = "fairseq-generate --path LSLO.pt"
 LOAD = "fairseq-train: the checkpoint it loads"
 SPM = ["--spm", "{spm}", "--lang-groups", "en:H,fr:H,ko:M,oc:V"]
@@ -301,6 +302,24 @@ CASES = [
     Case("weight-learning-with-index", OPT, "`--lslo-weight-learning` with fixed indexes",
          "--lslo-weight-learning learns every layer's index; drop --lslo-encoder-index src,tgt",
          train_opts("--lslo-weight-learning", None), LSLoError),
+    Case("modular-pair-without-pivot", OPT, "`--lslo-modular` with pairs that do not have the pivot",
+         "--lang-pairs: --lslo-modular trains on pairs with the pivot en only (X-en trains LoRA_in(X), en-Y "
+         "LoRA_out(Y)); ... have no en. Translate those by merging at generation",
+         train_opts("--lslo-modular", None, drop=MODULAR_DROP), LSLoError),
+    Case("modular-with-weight-learning", OPT, "`--lslo-modular` with `--lslo-weight-learning`",
+         "--lslo-modular gives every layer an input (source-routed) and an output (target-routed) bank; drop "
+         "--lslo-weight-learning",
+         train_opts("--lslo-modular", None, "--lslo-weight-learning", None, drop=MODULAR_DROP), LSLoError),
+    Case("modular-pivot-unknown", OPT, "a pivot that is not an LSLo language",
+         "--lslo-pivot de: not one of the LSLo languages ['en', 'fr', 'ko', 'oc'] ...",
+         train_opts("--lslo-modular", None, "--lslo-pivot", "de", drop=MODULAR_DROP), LSLoError),
+    Case("train-langs-unknown", OPT, "`--lslo-train-langs` with a language without adapters",
+         "--lslo-train-langs: ['xx'] are not LSLo languages (en, fr, ko, oc)",
+         train_opts("--lslo-train-langs", "xx"), LSLoError),
+    Case("train-langs-ise", OPT, "`--lslo-train-langs` with ISE pruning",
+         "--lslo-prune ise prunes every language's adapters of a layer as one pool, so it would change the "
+         "adapters that --lslo-train-langs keeps fixed; use gps or lsp",
+         train_opts("--lslo-train-langs", "oc", "--lslo-prune", "ise"), LSLoError),
     Case("prune-with-weight-learning", OPT, "pruning and weight learning in one run",
          "--lslo-prune with --lslo-weight-learning: learn the indexes first, then prune with "
          "--lslo-encoder-index/--lslo-decoder-index set to the learned JSON (as the paper does)",
