@@ -43,7 +43,6 @@ class LanguageRouter(nn.Module):
         self.register_buffer("pair_weights", torch.zeros(n, n, 2), persistent=False)
         self.register_buffer("lang_ranks", torch.zeros(n, dtype=torch.long), persistent=False)
         self.merge = "outputs"
-        self.pivot: Optional[int] = None
         self.src: Optional[Tensor] = None
         self.tgt: Optional[Tensor] = None
         self.beam_size = 1
@@ -88,14 +87,14 @@ class LanguageRouter(nn.Module):
 
         if mode not in MERGE_MODES:
             raise RoutingError(f"--lslo-merge: one of {', '.join(MERGE_MODES)}, got {mode!r}")
-        self.merge, self.pivot = mode, self.languages.index(pivot)
+        self.merge, pivot_row = mode, self.languages.index(pivot)
         table = torch.empty_like(self.pair_weights, device="cpu")
         table[:, :] = torch.tensor([float(w) for w in weights])
         for (s, t), w in (per_direction or {}).items():
             if s in self.languages and t in self.languages:
                 table[self.languages.index(s), self.languages.index(t)] = torch.tensor([float(x) for x in w])
-        table[:, self.pivot] = torch.tensor([1.0, 0.0])
-        table[self.pivot, :] = torch.tensor([0.0, 1.0])
+        table[:, pivot_row] = torch.tensor([1.0, 0.0])
+        table[pivot_row, :] = torch.tensor([0.0, 1.0])
         self.pair_weights.copy_(table)
         self.lang_ranks.copy_(torch.tensor([int(r) for r in ranks]))
 

@@ -12,19 +12,19 @@ For the direction src -> tgt every LSLo layer adds ``delta = sum_i B_i A_i`` to 
   (:func:`..merging.apply_merge`: the pivot's directions (1, 0) / (0, 1), the others the merge weights
   (w_in, w_out) of the direction):
 
-  - ``outputs`` (the follow-up's Setting 1, eq. 3): two pairs, ``(w_in scale B_in[src], A_in[src])``
-    and ``(w_out scale B_out[tgt], A_out[tgt])``; stacked, the ranks add;
+  - ``outputs`` (the follow-up's Setting 1, eq. 3): two pairs, ``(B_in[src], w_in scale A_in[src])``
+    and ``(B_out[tgt], w_out scale A_out[tgt])``; stacked, the ranks add;
   - ``ab`` (Setting 2, eq. 4): one pair, ``B = sqrt(w_in) B_in[src] + sqrt(w_out) B_out[tgt]`` and
     ``A = sqrt(w_in) scale A_in[src] + sqrt(w_out) scale A_out[tgt]`` (equal ranks, hence equal
     scales, wherever both weights are > 0; the rank stays r);
 
-  a bank whose weight is 0 (or whose language is the pivot, rank 0) contributes no pair;
+  a bank whose weight is 0 (or whose language is the pivot, rank 0) contributes no pair (these are
+  ``LSLoLinear.direction_pairs``, the factors the layer itself decodes a direction with, padded);
 - pruning masks are applied (``LSLoLinear.effective``) and every scale (alpha / r_l, the learned or
   merge weights) is folded into the factors: the LoRA needs no scaling (PEFT: lora_alpha = r).
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Dict, List, Tuple
 
@@ -36,45 +36,32 @@ from ..config import LSLoConfigError
 Pair = Tuple[torch.Tensor, torch.Tensor]  # (B: out x r, A: r x in)
 
 
-def language_pair(layer, lang: int, bank: str, weight: float = 1.0, scale_into: str = "B") -> Pair:
+def full_shape(layer, b: torch.Tensor, a: torch.Tensor) -> Pair:
+    """A pair on the adapter's spans padded with zeros to the matrix's full shape (float64)."""
+    out_f, in_f = layer.base_layer.weight.shape
+    full_a = torch.zeros(a.shape[0], in_f, dtype=torch.float64)
+    full_b = torch.zeros(out_f, b.shape[1], dtype=torch.float64)
+    full_a[:, layer.in_span[0]:layer.in_span[1]] = a.double()
+    full_b[layer.out_span[0]:layer.out_span[1]] = b.double()
+    return full_b, full_a
+
+
+def language_pair(layer, lang: int, bank: str, weight: float = 1.0) -> Pair:
     """Full-shape (B, A) of language row ``lang`` in ``bank`` (float64, masks applied); ``weight`` and
-    the language's scale are folded into B, or the scale into A with ``scale_into="A"``."""
+    the language's scale are folded into B."""
     lo, hi = layer.lang_columns(lang)
     a = layer.effective(layer.param_name("A", bank))[lo:hi].double()
     b = layer.effective(layer.param_name("B", bank))[:, lo:hi].double()
-    out_f, in_f = layer.base_layer.weight.shape
-    full_a = torch.zeros(hi - lo, in_f, dtype=torch.float64)
-    full_b = torch.zeros(out_f, hi - lo, dtype=torch.float64)
-    if scale_into == "A":
-        full_a[:, layer.in_span[0]:layer.in_span[1]] = a * layer.scale(lang)
-        full_b[layer.out_span[0]:layer.out_span[1]] = b * weight
-    else:
-        full_a[:, layer.in_span[0]:layer.in_span[1]] = a
-        full_b[layer.out_span[0]:layer.out_span[1]] = b * (weight * layer.scale(lang))
-    return full_b, full_a
+    return full_shape(layer, b * (weight * layer.scale(lang)), a)
 
 
 def modular_pairs(layer, src: int, tgt: int, w_in: float, w_out: float, merge: str) -> List[Pair]:
     """The (B, A) pairs of a modular layer for language rows src -> tgt merged by ``merge`` with
-    weights (w_in, w_out): ``outputs`` one pair per bank used, ``ab`` one pair in all."""
-    parts = [(lang, bank, float(w)) for lang, bank, w in ((src, "in", w_in), (tgt, "out", w_out))
-             if w > 0 and layer.ranks[lang] > 0]
-    if merge == "outputs":
-        return [language_pair(layer, lang, bank, w) for lang, bank, w in parts]
-    if merge != "ab":
+    weights (w_in, w_out) (``LSLoLinear.direction_pairs``): ``outputs`` one pair per bank used, ``ab``
+    one pair in all; full shape."""
+    if merge not in ("outputs", "ab"):
         raise LSLoConfigError(f"--lslo-merge: outputs or ab, got {merge!r}")
-    if len({layer.ranks[lang] for lang, _, _ in parts}) > 1:
-        r_in, r_out = (layer.ranks[lang] for lang, _, _ in parts)
-        raise LSLoConfigError(f"--lslo-merge ab needs equal ranks of the input and output adapters (ranks {r_in} "
-                              f"and {r_out} here); use --lslo-merge outputs")
-    if not parts:
-        return []
-    b_sum = a_sum = 0.0
-    for lang, bank, w in parts:
-        b, a = language_pair(layer, lang, bank, scale_into="A")  # as the forward: the scale goes with A
-        b_sum = b_sum + math.sqrt(w) * b
-        a_sum = a_sum + math.sqrt(w) * a
-    return [(b_sum, a_sum)]
+    return [full_shape(layer, b, a) for b, a in layer.direction_pairs(src, tgt, w_in, w_out, merge, torch.float64)]
 
 
 @torch.no_grad()

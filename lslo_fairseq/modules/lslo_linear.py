@@ -52,7 +52,6 @@ from ..routing import LanguageRouter
 
 INDEXES = ("src", "tgt", "learned", "modular")
 BANKS = {"src": ["src"], "tgt": ["tgt"], "learned": ["src", "tgt"], "modular": ["in", "out"]}
-ROUTE = {"src": "src", "tgt": "tgt", "in": "src", "out": "tgt"}  # bank -> language it is routed by
 Span = Tuple[int, int]
 
 
@@ -279,49 +278,25 @@ class LSLoLinear(nn.Module):
         adapter, by the router's merge mode. In eval mode a bank whose weight is 0 for the whole batch
         is skipped (decoding one direction into or out of the pivot costs one bank).
 
-        Two faster paths, same result: in eval mode, a batch of one direction (as fairseq-generate
-        decodes) merges that direction's blocks once, ``outputs`` as one LoRA of rank r_src + r_tgt
-        (the weights on A's rows), ``ab`` as its one LoRA of rank r: two small GEMMs, no gather. A
-        mixed batch under ``outputs`` with the dense kernel runs both banks as one: A_in and A_out
-        stacked, each sentence's columns weighted (w_in on its source's, w_out on its target's)."""
+        A faster path, same result: in eval mode a batch of one direction (as fairseq-generate
+        decodes) applies that direction's :meth:`direction_pairs` stacked into one LoRA (rank
+        r_src + r_tgt under ``outputs``, r under ``ab``): two small GEMMs, no gather."""
         batch = x.size(1)
         src, tgt = self.router.ids("src", batch), self.router.ids("tgt", batch)
-        merge = self.router.merge
         if not self.training and torch.equal(src, src[:1].expand(batch)) and torch.equal(tgt, tgt[:1].expand(batch)):
             s0, t0 = int(src[0]), int(tgt[0])
             w_in, w_out = self.router.pair_weights[s0, t0].tolist()
-            if merge == "ab" and w_in > 0 and w_out > 0 and self.ranks[s0] != self.ranks[t0]:
+            if self.router.merge == "ab" and w_in > 0 and w_out > 0 and self.ranks[s0] != self.ranks[t0]:
                 self.router.merge_weights(batch)  # raises the router's error, naming --lslo-merge ab
-            parts = [(lang, bank, wt) for lang, bank, wt in ((s0, "in", w_in), (t0, "out", w_out))
-                     if wt > 0 and self.ranks[lang] > 0]
-            if not parts:
+            pairs = self.direction_pairs(s0, t0, w_in, w_out, self.router.merge)
+            if not pairs:
                 return x.new_zeros(x.shape[:-1] + (self.adapter_out,))
-            a_parts, b_parts = [], []
-            for lang, bank, wt in parts:
-                lo, hi = self.lang_columns(lang)
-                root = math.sqrt(wt) if merge == "ab" else 1.0  # ab: sqrt(w) on both factors
-                a_parts.append(getattr(self, self.param_name("A", bank))[lo:hi] *
-                               ((root if merge == "ab" else wt) * self.scale(lang)))
-                b_block = getattr(self, self.param_name("B", bank))[:, lo:hi]
-                b_parts.append(b_block * root if merge == "ab" else b_block)
-            if len(parts) == 1:
-                a_m, b_m = a_parts[0], b_parts[0]
-            elif merge == "ab":
-                a_m, b_m = a_parts[0] + a_parts[1], b_parts[0] + b_parts[1]
-            else:
-                a_m, b_m = torch.cat(a_parts, 0), torch.cat(b_parts, 1)
+            a_m, b_m = torch.cat([a for _, a in pairs], 0), torch.cat([b for b, _ in pairs], 1)
             z = nn.functional.linear(x, a_m.to(x.dtype))
             return nn.functional.linear(z, b_m.to(z.dtype))
         w = self.router.merge_weights(batch)  # (B, 2)
-        if merge == "ab":
+        if self.router.merge == "ab":
             return self._delta_ab(x, src, tgt, w)
-        if self.kernel() == "dense":
-            a_all = torch.cat([getattr(self, self.param_name("A", "in")), getattr(self, self.param_name("A", "out"))], 0)
-            b_all = torch.cat([getattr(self, self.param_name("B", "in")), getattr(self, self.param_name("B", "out"))], 1)
-            cols = torch.cat([self.col_mask[src] * w[:, :1].to(self.col_mask.dtype),
-                              self.col_mask[tgt] * w[:, 1:].to(self.col_mask.dtype)], 1)  # (B, 2 sum_r)
-            z = nn.functional.linear(x, a_all.to(x.dtype)) * cols.to(x.dtype).unsqueeze(0)
-            return nn.functional.linear(z, b_all.to(z.dtype))
         delta = None
         for i, (bank, langs) in enumerate((("in", src), ("out", tgt))):
             if not self.training and not bool(w[:, i].any()):
@@ -364,27 +339,43 @@ class LSLoLinear(nn.Module):
         out[self.out_span[0]:self.out_span[1], self.in_span[0]:self.in_span[1]] = self.scale(lang) * (b @ a)
         return out
 
-    def modular_delta_weight(self, src: int, tgt: int, w_in: float, w_out: float, merge: str = "outputs",
-                             dtype: torch.dtype = torch.float64) -> Tensor:
-        """What a modular layer adds to W for the direction of language rows src -> tgt (the dense
-        form of :meth:`modular_delta`): ``outputs`` w_in dW_in(src) + w_out dW_out(tgt); ``ab`` the
-        product of the mixed B and A factors (equal ranks wherever both weights are > 0)."""
-        if merge == "outputs":
-            out = 0.0
-            for lang, bank, w in ((src, "in", w_in), (tgt, "out", w_out)):
-                if w:
-                    out = out + w * self.delta_weight(lang, bank, dtype)
-            return out if torch.is_tensor(out) else torch.zeros(self.base_layer.weight.shape, dtype=dtype)
-        parts = [(lang, bank, w) for lang, bank, w in ((src, "in", w_in), (tgt, "out", w_out)) if w > 0]
-        if len({self.ranks[lang] for lang, _, _ in parts}) > 1:
-            raise ValueError(f"--lslo-merge ab needs equal ranks, got {[self.ranks[l] for l, _, _ in parts]}")
-        a = b = 0.0
+    def direction_pairs(self, src: int, tgt: int, w_in: float, w_out: float, merge: str = "outputs",
+                        dtype: Optional[torch.dtype] = None) -> List[Tuple[Tensor, Tensor]]:
+        """The (B, A) factors, on the adapter's spans (masks applied, in ``dtype``, default the
+        parameters'), of a modular layer's update for language rows src -> tgt, the weights and
+        scales folded into A: ``outputs`` one pair per bank with a weight > 0 and a rank > 0,
+        (B_in, w_in s A_in) and (B_out, w_out s A_out); ``ab`` one pair
+        (sqrt(w_in) B_in + sqrt(w_out) B_out, sqrt(w_in) s A_in + sqrt(w_out) s A_out), which needs
+        equal ranks."""
+        from ..config import LSLoConfigError
+
+        parts = [(lang, bank, float(w)) for lang, bank, w in ((src, "in", w_in), (tgt, "out", w_out))
+                 if w > 0 and self.ranks[lang] > 0]
+        if merge == "ab" and len({self.ranks[lang] for lang, _, _ in parts}) > 1:
+            r_in, r_out = (self.ranks[lang] for lang, _, _ in parts)
+            raise LSLoConfigError(f"--lslo-merge ab needs equal ranks of the input and output adapters (ranks {r_in} "
+                                  f"and {r_out} here); use --lslo-merge outputs")
+        pairs = []
         for lang, bank, w in parts:
             lo, hi = self.lang_columns(lang)
-            a = a + math.sqrt(w) * self.scale(lang) * self.effective(self.param_name("A", bank))[lo:hi].to(dtype)
-            b = b + math.sqrt(w) * self.effective(self.param_name("B", bank))[:, lo:hi].to(dtype)
-        out = torch.zeros(self.base_layer.weight.shape, dtype=dtype)
-        out[self.out_span[0]:self.out_span[1], self.in_span[0]:self.in_span[1]] = b @ a
+            root = math.sqrt(w) if merge == "ab" else 1.0
+            a = self.effective(self.param_name("A", bank))[lo:hi]
+            b = self.effective(self.param_name("B", bank))[:, lo:hi]
+            if dtype is not None:
+                a, b = a.to(dtype), b.to(dtype)
+            pairs.append((b * root, a * ((root if merge == "ab" else w) * self.scale(lang))))
+        if merge == "ab" and len(pairs) == 2:
+            pairs = [(pairs[0][0] + pairs[1][0], pairs[0][1] + pairs[1][1])]
+        return pairs
+
+    def modular_delta_weight(self, src: int, tgt: int, w_in: float, w_out: float, merge: str = "outputs",
+                             dtype: torch.dtype = torch.float64) -> Tensor:
+        """What a modular layer adds to W for the direction of language rows src -> tgt: the sum of
+        its :meth:`direction_pairs`' B A, placed at the adapter's spans (the dense form of
+        :meth:`modular_delta`)."""
+        out = torch.zeros(self.base_layer.weight.shape, dtype=dtype, device=self.base_layer.weight.device)
+        for b, a in self.direction_pairs(src, tgt, w_in, w_out, merge, dtype):
+            out[self.out_span[0]:self.out_span[1], self.in_span[0]:self.in_span[1]] += b @ a
         return out
 
     # -- checkpoints: the same keys with and without pruning ------------------------------------
