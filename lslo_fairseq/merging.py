@@ -11,10 +11,17 @@ import json
 import os
 from typing import Dict, Optional, Tuple
 
-from .config import DEFAULT_MERGE_WEIGHTS, LSLoConfigError, parse_merge_weights
+from .config import DEFAULT_MERGE_WEIGHTS, MERGE_MODES, LSLoConfigError, parse_merge_weights
 
 FLAG = "--lslo-merge-weights"
 Weights = Tuple[float, float]
+
+
+def add_merge_options(parser, merge_help: str, weights_help: str) -> None:
+    """``--lslo-merge`` and ``--lslo-merge-weights`` on ``parser`` (fairseq-generate's task options,
+    ``lslo-export merge``, ``lslo-export peft``), each with its command's help text."""
+    parser.add_argument("--lslo-merge", type=str, default="outputs", choices=MERGE_MODES, help=merge_help)
+    parser.add_argument("--lslo-merge-weights", type=str, default=None, metavar="W_IN,W_OUT|FILE", help=weights_help)
 
 
 def read_merge_weights(spec) -> Tuple[Weights, Dict[Tuple[str, str], Weights]]:

@@ -43,17 +43,29 @@ def check_token_ids(theirs: Dict, ours: Dict) -> None:
             "start (M2M-100's fixed --lang-dict never moves them)")
 
 
+def lang_offsets(layout: Dict) -> Dict[str, tuple]:
+    """Each language's [lo, hi) on the rank axis of every adapter tensor of ``layout``."""
+    out, at = {}, 0
+    for lang, r in zip(layout["languages"], layout["ranks"]):
+        out[lang] = (at, at + r)
+        at += r
+    return out
+
+
+def rank_axis(key: str) -> int:
+    """The axis that holds the languages' blocks: rows of ``lora_A*``, columns of ``lora_B*``."""
+    return 0 if key.rsplit(".", 1)[-1].startswith("lora_A") else 1
+
+
+def block(t, key: str, lo: int, hi: int):
+    """A language's block [lo, hi) of adapter tensor ``t`` (state-dict key ``key``)."""
+    return t[lo:hi] if rank_axis(key) == 0 else t[:, lo:hi]
+
+
 def expand_state(state_dict: Dict, prefix: str, layers: Dict, theirs: Dict, ours: Dict, own: Dict) -> None:
     """Rewrite every adapter tensor of ``state_dict`` from ``theirs`` layout to ``ours``: old languages'
     blocks copied by name into the model's own (freshly initialised) tensors ``own``."""
-    def offsets(layout):
-        out, at = {}, 0
-        for lang, r in zip(layout["languages"], layout["ranks"]):
-            out[lang] = (at, at + r)
-            at += r
-        return out
-
-    old_at, new_at = offsets(theirs), offsets(ours)
+    old_at, new_at = lang_offsets(theirs), lang_offsets(ours)
     for path, lslo in layers.items():
         for name in lslo.param_names():
             for key in (f"{path}.{name}", f"{path}.{name}_mask"):
@@ -61,11 +73,6 @@ def expand_state(state_dict: Dict, prefix: str, layers: Dict, theirs: Dict, ours
                     continue
                 old = state_dict[prefix + key]
                 new = own[key].clone().to(old.dtype)
-                axis = 0 if name.startswith("lora_A") else 1
                 for lang, (lo, hi) in old_at.items():
-                    n_lo, n_hi = new_at[lang]
-                    if axis == 0:
-                        new[n_lo:n_hi] = old[lo:hi]
-                    else:
-                        new[:, n_lo:n_hi] = old[:, lo:hi]
+                    block(new, key, *new_at[lang]).copy_(block(old, key, lo, hi))
                 state_dict[prefix + key] = new

@@ -16,25 +16,14 @@ from typing import Dict, List, Sequence
 import torch
 
 from ..config import LAYOUT_KEY, layout_differences
+from .languages import block, lang_offsets, rank_axis
 from .reading import CheckpointError
 
 KEEP_LAYOUT_FIELDS = ("languages:", "ranks:", "token_ids:")
 
 
-def _offsets(layout: Dict) -> Dict[str, tuple]:
-    out, at = {}, 0
-    for lang, r in zip(layout["languages"], layout["ranks"]):
-        out[lang] = (at, at + r)
-        at += r
-    return out
-
-
-def _block(t: torch.Tensor, key: str, lo: int, hi: int) -> torch.Tensor:
-    return t[lo:hi] if key.rsplit(".", 1)[-1].startswith("lora_A") else t[:, lo:hi]
-
-
 def _cat(parts: List[torch.Tensor], key: str) -> torch.Tensor:
-    return torch.cat(parts, dim=0 if key.rsplit(".", 1)[-1].startswith("lora_A") else 1)
+    return torch.cat(parts, dim=rank_axis(key))
 
 
 def _sub_layout(layout: Dict, langs: Sequence[str]) -> Dict:
@@ -75,12 +64,12 @@ def select_languages(data: Dict, langs: Sequence[str], path: str) -> Dict:
                               "all languages share; export all languages (no --langs)")
     pivot = layout.get("pivot")
     keep = [l for l in layout["languages"] if l in langs or l == pivot]
-    at = _offsets(layout)
+    at = lang_offsets(layout)
     tensors = OrderedDict()
     for key, value in data["tensors"].items():
         if key == LAYOUT_KEY:
             continue
-        tensors[key] = _cat([_block(value, key, *at[l]) for l in keep], key).clone()
+        tensors[key] = _cat([block(value, key, *at[l]) for l in keep], key).clone()
     return _with_layout(data, _sub_layout(layout, keep), tensors)
 
 
@@ -113,14 +102,12 @@ def combine(files: Sequence[Dict], paths: Sequence[str]) -> Dict:
         layout["token_ids"].append(None if src.get("token_ids") is None else src["token_ids"][j])
     if None in layout["token_ids"]:
         layout["token_ids"] = None
+    at = [lang_offsets(data["layout"]) for data in files]
     tensors = OrderedDict()
     for key in first["tensors"]:
         if key == LAYOUT_KEY:
             continue
-        parts = []
-        for lang in langs:
-            data = files[owner.get(lang, 0)]
-            lo, hi = _offsets(data["layout"])[lang]
-            parts.append(_block(data["tensors"][key], key, lo, hi))
-        tensors[key] = _cat(parts, key).clone()
+        i = [owner.get(lang, 0) for lang in langs]
+        tensors[key] = _cat([block(files[f]["tensors"][key], key, *at[f][lang]) for f, lang in zip(i, langs)],
+                            key).clone()
     return _with_layout(first, layout, tensors)

@@ -213,10 +213,10 @@ def build_lslo_model(options: Dict[str, Any], vocab_size: int, where: str, layou
 
 def layout_in(model_state: Dict[str, Any]) -> Optional[Dict]:
     """The ``lslo_layout`` a checkpoint's weights record (None when absent)."""
-    import json
+    from ..models.lslo_transformer import decode_layout  # the model imports this module
 
     t = model_state.get(LAYOUT_KEY)
-    return None if t is None else json.loads(bytes(t.to(torch.uint8).tolist()).decode("utf-8"))
+    return None if t is None else decode_layout(t)
 
 
 def vocab_size(model_state: Dict[str, Any]) -> int:

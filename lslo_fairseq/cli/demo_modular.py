@@ -20,6 +20,7 @@ from typing import Dict, List
 
 from ..config import PRESETS
 from ..evaluation import spbleu
+from ..evaluation.merge_search import weights_arg
 from ..evaluation.outputs import find_direction_outputs, read_generate_output
 from ..files import write_json_atomic
 from . import demo, progress
@@ -27,7 +28,7 @@ from . import demo, progress
 PIVOT = "en"
 HELD_BACK = "or"
 # equal ranks, so that Setting 2 (which adds the input and output adapters' A and B) applies to every
-# direction; 4 is the mean of the main demo's H:2,M:2,V:8 over the ten languages' groups
+# direction; 4 lies between the main demo's ranks 2 (H, M) and 8 (V)
 MODULAR_RANKS = "H:4,M:4,V:4"
 GRID = [0.25, 0.5, 0.75]  # w_in; 0 and 1 are the LoRA_out-only and LoRA_in-only rows
 
@@ -68,14 +69,15 @@ def decode(run: demo.Run, a, data, pairs: List[str], out: str, key: str, merge: 
     return {d: read_generate_output(p) for d, p in find_direction_outputs(results, subset).items()}
 
 
-def merge_search(run, a, data, pairs, out, spm_model) -> Dict[str, Dict[float, float]]:
-    """Mean spBLEU of the zero-shot directions' validation rows at every w_in of GRID, per mode
-    (:func:`..evaluation.merge_search.search`, global scope)."""
+def merge_search(run, a, data, pairs, out, spm_model):
+    """Per mode, the mean spBLEU of the zero-shot directions' validation rows at every w_in of GRID and
+    the w_in with the best mean (:func:`..evaluation.merge_search.search`, global scope)."""
     from ..evaluation import merge_search as ms
     from ..stand_in import package
     from ..stand_in.build import LANGS, task_args
 
     found: Dict[str, Dict[float, float]] = {}
+    best: Dict[str, float] = {}
     directions = [tuple(p.split("-")) for p in pairs]
     for mode in ("outputs", "ab"):
         with progress.bar(f"merge search {mode} (valid)", len(GRID) * len(pairs), "directions", a.verbose) as b, \
@@ -86,7 +88,8 @@ def merge_search(run, a, data, pairs, out, spm_model) -> Dict[str, Dict[float, f
                 spm_model, beam=a.beam, gen_subset="valid", task=run.task, progress=lambda *_: b.update(1))
             result = ms.search(directions, scorer, "grid", "global", grid=GRID)
         found[mode] = {w: sum(t.score for t in result.trials if t.w_in == w) / len(directions) for w in GRID}
-    return found
+        best[mode] = result.weights
+    return found, best
 
 
 def hypothesis_lines(path: str) -> List[str]:
@@ -110,23 +113,21 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
     eval_old = [l for l in s["eval_langs"] if l != held]
     pairs = zero_shot(eval_old)
     t = time.time()
-    search = merge_search(runs["modular"], a, data, pairs, out, spm_model)
-    best = {mode: max(grid, key=grid.get) for mode, grid in search.items()}
+    search, best = merge_search(runs["modular"], a, data, pairs, out, spm_model)
     timings["merge_search"] = time.time() - t
     rows = {
         "LoRA_in only (1,0)": ["--lslo-merge-weights", "1,0"],
         "LoRA_out only (0,1)": ["--lslo-merge-weights", "0,1"],
-        f"Setting 1 (outputs, w_in={best['outputs']})": ["--lslo-merge", "outputs", "--lslo-merge-weights",
-                                                        f"{best['outputs']},{1 - best['outputs']}"],
-        f"Setting 2 (ab, w_in={best['ab']})": ["--lslo-merge", "ab", "--lslo-merge-weights",
-                                              f"{best['ab']},{1 - best['ab']}"],
+        **{f"Setting {i} ({mode}, w_in={best[mode]})": ["--lslo-merge", mode, "--lslo-merge-weights",
+                                                       weights_arg(best[mode])]
+           for i, mode in ((1, "outputs"), (2, "ab"))},
     }
     t = time.time()
     texts = {}
     for i, (name, merge) in enumerate(rows.items()):
         texts[name] = decode(runs["modular"], a, data, pairs, out, f"modular_row{i}", merge, name=name)
     timings["generate_modular"] = time.time() - t
-    # 4. or added: every old direction (zero-shot and English-centric) decoded again, files compared
+    # 4. or added: every old direction (zero-shot and English-centric) decoded again, hypotheses compared
     t = time.time()
     setting1 = list(rows.values())[2]
     old_pairs = pairs + english_centric(eval_old)

@@ -25,6 +25,7 @@ import sys
 import time
 
 from ..config import LSLoConfigError
+from ..merging import add_merge_options
 from . import runner
 
 
@@ -37,10 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--source-lang", "-s", required=True)
     m.add_argument("--target-lang", "-t", required=True)
     m.add_argument("--out", required=True, help="output .pt")
-    m.add_argument("--lslo-merge", default="outputs", choices=["outputs", "ab"],
-                   help="modular checkpoints: how input and output adapters merge (as at generation)")
-    m.add_argument("--lslo-merge-weights", default=None, metavar="W_IN,W_OUT|FILE",
-                   help="modular checkpoints: merge weights (default 0.5,0.5) or lslo-score --merge-search's JSON")
+    add_merge_options(m, "modular checkpoints: how input and output adapters merge (as at generation)",
+                      "modular checkpoints: merge weights (default 0.5,0.5) or lslo-score --merge-search's JSON")
     a = sub.add_parser("adapters", help="adapters-only file of an LSLo checkpoint")
     a.add_argument("--checkpoint", required=True, help="LSLo training checkpoint")
     a.add_argument("--out", required=True, help="output .pt")

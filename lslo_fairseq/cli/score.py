@@ -40,7 +40,7 @@ import os
 import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..config import parse_lang_groups
+from ..config import MERGE_MODES, parse_lang_groups
 from ..evaluation import DEFAULT_TASK, Direction, ScoringError
 from ..evaluation.bootstrap import compare_runs, format_intervals, run_stats, significance_summary
 from ..evaluation.generation import generate_all_directions, parse_pairs
@@ -453,7 +453,7 @@ def merge_search(args, extra: List[str]) -> None:
         raise ScoringError("--lslo-merge-weights (after '--'): --merge-search sets the weights of every point "
                            "itself; drop it")
     merge = _option_value(extra, "--lslo-merge") or "outputs"
-    if merge not in ("outputs", "ab"):
+    if merge not in MERGE_MODES:
         raise ScoringError(f"--lslo-merge: outputs or ab, got {merge!r}")
     if args.merge_trials < 1:
         raise ScoringError(f"--merge-trials must be >= 1, got {args.merge_trials}")

@@ -10,6 +10,8 @@
 """
 from __future__ import annotations
 
+from ..merging import add_merge_options
+
 COMMANDS = ("hf", "peft", "ct2")
 
 
@@ -27,11 +29,9 @@ def add_parsers(sub) -> None:
     _sources(p)
     p.add_argument("--directions", required=True, help="comma-separated SRC-TGT, e.g. fr-oc,oc-en")
     p.add_argument("--base-model", default=None, help="the directory lslo-export hf wrote (recorded in the adapters)")
-    p.add_argument("--lslo-merge", default="outputs", choices=["outputs", "ab"],
-                   help="modular checkpoints: how input and output adapters merge, as at generation (outputs: "
-                        "two stacked LoRAs, the ranks add; ab: one LoRA of the common rank)")
-    p.add_argument("--lslo-merge-weights", default=None, metavar="W_IN,W_OUT|FILE",
-                   help="modular checkpoints: merge weights (default 0.5,0.5) or lslo-score --merge-search's JSON")
+    add_merge_options(p, "modular checkpoints: how input and output adapters merge, as at generation (outputs: "
+                         "two stacked LoRAs, the ranks add; ab: one LoRA of the common rank)",
+                      "modular checkpoints: merge weights (default 0.5,0.5) or lslo-score --merge-search's JSON")
     c = sub.add_parser("ct2", help="one merged direction as a CTranslate2 model")
     _sources(c)
     c.add_argument("--source-lang", "-s", required=True)

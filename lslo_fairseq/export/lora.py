@@ -31,7 +31,7 @@ from typing import Dict, List, Tuple
 import torch
 
 from ..checkpoints.merge import lang_row
-from ..config import LSLoConfigError
+from ..config import MERGE_MODES, LSLoConfigError
 
 Pair = Tuple[torch.Tensor, torch.Tensor]  # (B: out x r, A: r x in)
 
@@ -59,7 +59,7 @@ def modular_pairs(layer, src: int, tgt: int, w_in: float, w_out: float, merge: s
     """The (B, A) pairs of a modular layer for language rows src -> tgt merged by ``merge`` with
     weights (w_in, w_out) (``LSLoLinear.direction_pairs``): ``outputs`` one pair per bank used, ``ab``
     one pair in all; full shape."""
-    if merge not in ("outputs", "ab"):
+    if merge not in MERGE_MODES:
         raise LSLoConfigError(f"--lslo-merge: outputs or ab, got {merge!r}")
     return [full_shape(layer, b, a) for b, a in layer.direction_pairs(src, tgt, w_in, w_out, merge, torch.float64)]
 

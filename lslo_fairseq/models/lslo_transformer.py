@@ -421,8 +421,7 @@ class LSLoTransformerModel(TransformerModel):
                 logger.info("LSLo: languages %s added to the checkpoint's %s: fresh adapters (B = 0) for them, "
                             "the others loaded", added, theirs["languages"])
                 expand_state(state_dict, prefix, self.lslo_layers, theirs, ours, own)
-                state_dict[prefix + LAYOUT_KEY] = own[LAYOUT_KEY].clone()
-            diff = layout_differences(decode_layout(state_dict[prefix + LAYOUT_KEY]), ours, "the checkpoint")
+            diff = [] if added else layout_differences(theirs, ours, "the checkpoint")
             if diff:
                 raise LSLoConfigError(
                     "the checkpoint's LSLo adapters were trained with another configuration than this "

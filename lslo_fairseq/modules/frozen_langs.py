@@ -18,6 +18,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..checkpoints.languages import rank_axis
 from .lslo_linear import LSLoLinear
 
 
@@ -26,7 +27,7 @@ class FrozenLanguages:
     ``train_langs`` (``languages`` gives the adapter row order)."""
 
     def __init__(self, layers: Dict[str, LSLoLinear], languages: Sequence[str], train_langs: Sequence[str]):
-        self.entries: List[Tuple[Tensor, Tensor, int]] = []  # (parameter, keep mask, axis of the rank)
+        self.entries: List[Tuple[Tensor, Tensor]] = []  # (parameter, mask of its trained blocks)
         for lslo in layers.values():
             keep = torch.zeros(lslo.offsets[-1], dtype=torch.bool)
             for row, lang in enumerate(languages):
@@ -35,19 +36,18 @@ class FrozenLanguages:
                     keep[lo:hi] = True
             for name in lslo.param_names():
                 param = lslo.raw(name)
-                axis = 0 if name.startswith("lora_A") else 1
-                mask = keep.view(-1, 1) if axis == 0 else keep.view(1, -1)
+                mask = keep.view(-1, 1) if rank_axis(name) == 0 else keep.view(1, -1)
                 mask = mask.to(device=param.device)
                 param.register_hook(lambda g, m=mask: g * m.to(g.dtype))
-                self.entries.append((param, mask, axis))
+                self.entries.append((param, mask))
 
     @torch.no_grad()
     def save(self) -> List[Tensor]:
         """A copy of every adapter tensor's frozen blocks (its trained blocks zeroed)."""
-        return [param.detach().masked_fill(mask.expand_as(param), 0) for param, mask, _ in self.entries]
+        return [param.detach().masked_fill(mask.expand_as(param), 0) for param, mask in self.entries]
 
     @torch.no_grad()
     def restore(self, saved: List[Tensor]) -> None:
         """Write the saved frozen blocks back; the trained blocks keep their new values."""
-        for (param, mask, _), old in zip(self.entries, saved):
+        for (param, mask), old in zip(self.entries, saved):
             param.data.copy_(torch.where(mask.expand_as(param), param.data, old))

@@ -20,8 +20,8 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
 from ..checkpoints.guard import check_checkpoint_to_load
-from ..config import MERGE_MODES, LSLoConfigError, as_list, resolve_config
-from ..merging import apply_merge
+from ..config import LSLoConfigError, as_list, resolve_config
+from ..merging import add_merge_options, apply_merge
 from ..runfiles import weight_learning
 from ..models.lslo_transformer import LSLoTransformerModel, lang_token_ids
 from ..pruning.controller import PruningController, is_master
@@ -51,14 +51,14 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
     @staticmethod
     def add_args(parser):
         TranslationMultiSimpleEpochTask.add_args(parser)
-        parser.add_argument("--lslo-merge", type=str, default="outputs", choices=MERGE_MODES,
-                            help="modular checkpoints, directions without the pivot: outputs (default): h = Wx "
-                                 "+ w_in B_in A_in x + w_out B_out A_out x (any ranks); ab: (sqrt(w_in) B_in + "
-                                 "sqrt(w_out) B_out)(sqrt(w_in) A_in + sqrt(w_out) A_out) x (equal ranks)")
-        parser.add_argument("--lslo-merge-weights", type=str, default=None, metavar="W_IN,W_OUT|FILE",
-                            help="modular checkpoints: the merge weights (default 0.5,0.5; both >= 0; 1,0 = "
-                                 "LoRA_in only, 0,1 = LoRA_out only), or a JSON file written by lslo-score "
-                                 "--merge-search ({'weights': [w_in, w_out], 'directions': {'fr-oc': [...]}})")
+        add_merge_options(
+            parser,
+            "modular checkpoints, directions without the pivot: outputs (default): h = Wx + w_in B_in A_in x + "
+            "w_out B_out A_out x (any ranks); ab: (sqrt(w_in) B_in + sqrt(w_out) B_out)(sqrt(w_in) A_in + "
+            "sqrt(w_out) A_out) x (equal ranks)",
+            "modular checkpoints: the merge weights (default 0.5,0.5; both >= 0; 1,0 = LoRA_in only, 0,1 = "
+            "LoRA_out only), or a JSON file written by lslo-score --merge-search ({'weights': [w_in, w_out], "
+            "'directions': {'fr-oc': [...]}})")
 
     @classmethod
     def setup_task(cls, args, **kwargs):
