@@ -225,3 +225,12 @@ def assert_same_hypotheses(a, b, tol=1.5e-4):
         assert abs(a[i]["score"] - b[i]["score"]) < tol, f"sentence {i}"
         assert len(a[i]["positional"]) == len(b[i]["positional"])
         assert max(abs(x - y) for x, y in zip(a[i]["positional"], b[i]["positional"])) < tol, f"sentence {i}"
+
+
+def write_generate(path, hyps, refs):
+    """A fairseq-generate output file at ``path`` with these hypotheses and references (S/T/H/D/P lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (h, r) in enumerate(zip(hyps, refs)):
+        lines += [f"S-{i}\tsource {i}", f"T-{i}\t{r}", f"H-{i}\t-0.5\t{h}", f"D-{i}\t-0.5\t{h}", f"P-{i}\t-0.5"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ import random
 import numpy as np
 import pytest
 
+from helpers import write_generate
 from lslo_fairseq.cli import score as score_cli
 from lslo_fairseq.data.multiparallel import LIBREOFFICE_TSV, load_table
 from lslo_fairseq.evaluation import ScoringError
@@ -88,18 +89,10 @@ def test_runs_must_share_their_test_sentences(refs, tiny_data):
         paired_bootstrap({"a": a}, GROUPS, "c", n_samples=10)
 
 
-def _write_generate(path, hyps, refs):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, (h, r) in enumerate(zip(hyps, refs)):
-        lines += [f"S-{i}\tsource {i}", f"T-{i}\t{r}", f"H-{i}\t-0.5\t{h}", f"D-{i}\t-0.5\t{h}", f"P-{i}\t-0.5"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 def test_lslo_score_bootstrap_prints_intervals_and_significance(refs, tiny_data, tmp_path, capsys):
     for name, drop in (("Base", 0.5), ("Better", 0.1)):
         for i, (s, t) in enumerate(DIRECTIONS):
-            _write_generate(tmp_path / name / f"{s}-{t}" / "generate-test.txt", degrade(refs[t], drop, i), refs[t])
+            write_generate(tmp_path / name / f"{s}-{t}" / "generate-test.txt", degrade(refs[t], drop, i), refs[t])
     groups = ",".join(f"{k}:{v}" for k, v in GROUPS.items())
     argv = ["--run", f"Base={tmp_path / 'Base'}", "--run", f"Better={tmp_path / 'Better'}", "--spm",
             tiny_data["spm_model"], "--lang-groups", groups, "--out", str(tmp_path / "t"), "--bootstrap", "200"]

@@ -8,6 +8,7 @@ import pytest
 import sacrebleu
 from sacrebleu.metrics import CHRF
 
+from helpers import write_generate
 from lslo_fairseq.cli import score as score_cli
 from lslo_fairseq.data.multiparallel import LIBREOFFICE_TSV, load_table
 from lslo_fairseq.evaluation import ScoringError
@@ -149,19 +150,11 @@ def test_bootstrap_of_the_language_averages(refs):
 # ---- through lslo-score --------------------------------------------------------------------------
 
 
-def _write_generate(path, hyps, refs):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, (h, r) in enumerate(zip(hyps, refs)):
-        lines += [f"S-{i}\tsource {i}", f"T-{i}\t{r}", f"H-{i}\t-0.5\t{h}", f"D-{i}\t-0.5\t{h}", f"P-{i}\t-0.5"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 @pytest.fixture
 def runs(refs, tmp_path):
     for name, drop in (("Base", 0.5), ("Better", 0.1)):
         for (s, t), (hyps, r) in texts_of(refs, drop).items():
-            _write_generate(tmp_path / name / f"{s}-{t}" / "generate-test.txt", hyps, r)
+            write_generate(tmp_path / name / f"{s}-{t}" / "generate-test.txt", hyps, r)
     return ["--run", f"Base={tmp_path / 'Base'}", "--run", f"Better={tmp_path / 'Better'}", "--lang-groups", GROUP_SPEC]
 
 
