@@ -10,3 +10,7 @@ else is a bug and keeps its traceback. ``LSLoError`` is a ``ValueError``, so cod
 
 class LSLoError(ValueError):
     """Bad input (an option, a file, data); the message names what is wrong and what was expected."""
+
+
+class CheckpointError(LSLoError):
+    """A file that is not what the command expects (missing, truncated, foreign, wrong kind)."""

@@ -27,11 +27,8 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 import torch
 
 from ..config import LAYOUT_KEY, as_list
-from ..errors import LSLoError
-
-
-class CheckpointError(LSLoError):
-    """A file that is not what the command expects (missing, truncated, foreign, wrong kind)."""
+from ..errors import CheckpointError, LSLoError  # noqa: F401 (CheckpointError: re-exported)
+from . import frozen_base
 
 
 def allow_fairseq_pickles() -> None:
@@ -101,11 +98,43 @@ def problem(path: str) -> Optional[str]:
 
 
 def read_fairseq_checkpoint(path: str, what: str, mmap: bool = False) -> Dict[str, Any]:
+    """A fairseq checkpoint; an adapter-only one (:mod:`.frozen_base`) with its frozen base put back."""
     state = load(path, what, mmap=mmap)
     if not is_fairseq_checkpoint(state):
         kind = "an LSLo adapters file" if isinstance(state, dict) and state.get("format") else type(state).__name__
         raise CheckpointError(f"{what}: {path} is not a fairseq checkpoint (no 'model' state; found {kind})")
+    state["model"] = complete_frozen_base(state["model"], f"{what}: {path}", mmap=mmap)
     return state
+
+
+def frozen_base_path(ref: Dict[str, Any], where: str) -> str:
+    """The file holding an adapter-only checkpoint's frozen base (``$LSLO_FROZEN_BASE``, else the
+    recorded path), refused unless its size and SHA-256 are the recorded ones."""
+    override = os.environ.get(frozen_base.ENV)
+    path = override or ref["path"]
+    origin = f"from ${frozen_base.ENV}" if override else "the path recorded in it"
+    fix = (f"put that file back, or set {frozen_base.ENV}=/path/to/model.pt: the file the run's fairseq-train "
+           f"--finetune-from-model read ({ref['size']:,} bytes, sha256 {ref['sha256']})")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{where} holds adapters only, and its frozen base {path} ({origin}) does not exist: {fix}")
+    size = os.path.getsize(path)
+    digest = frozen_base.sha256(path) if size == ref["size"] else None
+    if digest != ref["sha256"]:
+        found = f"{size:,} bytes" + (f", sha256 {digest}" if digest else "")
+        raise CheckpointError(f"{where} holds adapters only, and {path} ({origin}) is not its frozen base: "
+                              f"{found}; {fix}")
+    return path
+
+
+def complete_frozen_base(model_state: Dict[str, Any], where: str, mmap: bool = True) -> Dict[str, Any]:
+    """``model_state`` with the frozen tensors an adapter-only checkpoint leaves out read back from its
+    base (checked by :func:`frozen_base_path`); any other state as it is."""
+    ref = frozen_base.reference_of(model_state)
+    if ref is None:
+        return model_state
+    path = frozen_base_path(ref, where)
+    base = read_fairseq_checkpoint(path, f"the frozen base of {where}", mmap=mmap)
+    return frozen_base.fill(model_state, ref, base["model"], path, where)
 
 
 def to_plain(value):

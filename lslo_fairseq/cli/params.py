@@ -5,6 +5,8 @@ those of the real model: sum over adapted matrices of r_l (k + d), with k x d th
 In ``--lslo-adapter-shape paper`` (the authors' code) every adapter is d_model x d_model, which gives
 the paper's #Params (15,335,424 for lang12 All 2;2;8); in ``full`` fc1/fc2 adapters span
 d_model x ffn, and the paper-shape count of the same configuration is printed beside it.
+``--checkpoint`` counts a trained LSLo checkpoint's model instead (full or adapter-only), with its
+real dictionary size and pruned share.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import List, Optional
 
 import torch
 
-from ..checkpoints.reading import StandInTask
+from ..checkpoints.reading import StandInTask, load_lslo_checkpoint
 from ..config import LSLoConfigError, parse_lang_groups, parse_ranks
 from .runner import run
 
@@ -25,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="lslo_m2m100_615m",
                    help="an lslo_transformer architecture (default: lslo_m2m100_615m)")
-    p.add_argument("--lslo-ranks", required=True, help="as for fairseq-train, e.g. H:2,M:2,V:8")
+    p.add_argument("--checkpoint", default=None, metavar="PT",
+                   help="count a trained LSLo checkpoint (checkpoint*.pt, full or adapter-only) instead of a "
+                        "configuration; the --lslo-* options then come from it")
+    p.add_argument("--lslo-ranks", default=None, help="as for fairseq-train, e.g. H:2,M:2,V:8 (required "
+                                                      "without --checkpoint)")
     p.add_argument("--lslo-lang-groups", default=None, help="preset (lang12, lang30), list or file")
     p.add_argument("--lslo-modules", default="all", help="all, fc, attn or a list of q,k,v,c-q,c-k,c-v,fc1,fc2")
     p.add_argument("--lslo-adapter-shape", default="full", choices=["full", "paper"],
@@ -82,22 +88,39 @@ def count(model) -> dict:
                 shape=cfg.adapter_shape)
 
 
-def report(a) -> None:
-    import lslo_fairseq.models  # noqa: F401  (registers the architectures)
-
+def configured_model(a):
+    """The meta-device model of the --lslo-* options given."""
     if a.dict and not os.path.isfile(a.dict):
         raise LSLoConfigError(f"--dict: {a.dict} does not exist")
+    if not a.lslo_ranks:
+        raise LSLoConfigError("--lslo-ranks is required (or give --checkpoint)")
     if a.langs:
         langs = [x for x in a.langs.split(",") if x]
     elif a.lslo_lang_groups:
         langs = list(parse_lang_groups(a.lslo_lang_groups))
     else:
         langs = list(parse_ranks(a.lslo_ranks))
-    model = build_meta_model(a.arch, a.lslo_ranks, a.lslo_lang_groups, a.lslo_modules, langs,
-                             a.dict, a.model_arg, a.lslo_adapter_shape, a.lslo_fc_offset)
+    return build_meta_model(a.arch, a.lslo_ranks, a.lslo_lang_groups, a.lslo_modules, langs,
+                            a.dict, a.model_arg, a.lslo_adapter_shape, a.lslo_fc_offset)
+
+
+def pruned_share(model) -> Optional[float]:
+    """Share of adapter entries that the pruning masks zero (None without masks)."""
+    masks = [b for n, b in model.named_buffers() if n.endswith("_mask")]
+    return None if not masks else sum(int((m == 0).sum()) for m in masks) / sum(m.numel() for m in masks)
+
+
+def report(a) -> None:
+    import lslo_fairseq.models  # noqa: F401  (registers the architectures)
+
+    if a.checkpoint:
+        state, model = load_lslo_checkpoint(a.checkpoint, "--checkpoint")
+        arch, a.dict = options_arch(state), a.dict or "(the checkpoint's dictionary)"
+    else:
+        model, arch = configured_model(a), a.arch
     c = count(model)
     cfg = model.lslo_config
-    print(f"{a.arch}: {len(cfg.languages)} languages, modules {','.join(cfg.modules)}, "
+    print(f"{arch}: {len(cfg.languages)} languages, modules {','.join(cfg.modules)}, "
           f"{c['matrices']} adapted matrices")
     print(f"{'language':<10}{'group':<7}{'rank':>5}{'parameters':>14}")
     for lang, rank in zip(cfg.languages, cfg.ranks):
@@ -109,6 +132,14 @@ def report(a) -> None:
     base = c["base_body"] + c["base_embed"]
     what = "base model" if a.dict else "base transformer body (embeddings excluded; give --dict to include them)"
     print(f"{what}: {base:,}; LSLo = {100.0 * c['adapters'] / base:.2f}% of it")
+    if a.checkpoint and pruned_share(model) is not None:
+        print(f"pruned by the masks: {100.0 * pruned_share(model):.2f}% of the masked adapter entries")
+
+
+def options_arch(state) -> str:
+    from ..checkpoints.reading import options
+
+    return str(options(state).get("arch"))
 
 
 def main(argv=None) -> int:

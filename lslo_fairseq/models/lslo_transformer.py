@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -25,8 +26,9 @@ from fairseq.models.transformer import (
 import torch
 from torch import nn
 
+from ..checkpoints import frozen_base
 from ..checkpoints.languages import added_languages, expand_state
-from ..checkpoints.reading import is_adapter_key
+from ..checkpoints.reading import complete_frozen_base, frozen_base_path, is_adapter_key
 from ..runfiles import weight_learning
 from ..config import (
     DECODER_MODULES,
@@ -139,6 +141,12 @@ def add_lslo_args(parser) -> None:
                        help="only these languages' adapters train (comma list); every other tensor stays "
                             "bitwise unchanged. With languages added to --lslo-langs and a checkpoint of "
                             "the others (--finetune-from-model), adds languages without retraining")
+    group.add_argument("--lslo-checkpoint", type=str, default="adapters", choices=list(frozen_base.CHECKPOINT_MODES),
+                       help="what fairseq-train writes into checkpoint*.pt: adapters (default) = what training "
+                            "changes (adapters, weight-learning logits, pruning masks) with the optimizer and "
+                            "trainer state, and a reference (path, SHA-256) to the frozen --finetune-from-model "
+                            "file, read back from it on loading ($LSLO_FROZEN_BASE if it moved); full = the "
+                            "whole model, as fairseq writes it")
     group.add_argument("--lslo-alpha", type=float, default=None, metavar="A",
                        help="scale each language's delta by A / r_l (PEFT's lora_alpha); default: no "
                             "scaling, as the paper")
@@ -341,6 +349,8 @@ class LSLoTransformerModel(TransformerModel):
         if cfg.prune.kind != "none":
             make_prunable(self.lslo_layers, cfg)
         freeze_base(self)
+        self.lslo_base_path = None  # set by refer_to_frozen_base (fairseq-train) or loading an adapter-only checkpoint
+        self.lslo_checkpoint_mode = "full"
         self.lslo_frozen = None
         if cfg.train_langs is not None:
             for module in self.modules():
@@ -391,6 +401,44 @@ class LSLoTransformerModel(TransformerModel):
         return out
 
     # -- checkpoints ---------------------------------------------------------------------------
+    def refer_to_frozen_base(self, mode: str, finetune_from: Optional[str]) -> None:
+        """fairseq-train: with ``--lslo-checkpoint adapters``, checkpoints leave out the frozen base and
+        refer to ``--finetune-from-model`` (or to the base of the adapter-only checkpoint it resumes from,
+        see :meth:`load_state_dict`)."""
+        self.lslo_checkpoint_mode = mode
+        if mode != "adapters":
+            return
+        if finetune_from and os.path.isfile(finetune_from):
+            self.lslo_base_path = os.path.abspath(finetune_from)
+        else:
+            logger.info("LSLo: no --finetune-from-model file to refer to: checkpoints hold the whole model")
+
+    def full_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
+        """Every tensor of the model, whatever ``--lslo-checkpoint`` says."""
+        return super().state_dict()
+
+    def state_dict(self, *args, **kwargs):
+        """fairseq writes this into checkpoints: without the frozen base when the model refers to one
+        (:mod:`..checkpoints.frozen_base`); a call with torch's arguments gets every tensor."""
+        state = super().state_dict(*args, **kwargs)
+        if self.lslo_base_path is None or args or kwargs:
+            return state
+        frozen = [n for n, p in self.named_parameters(remove_duplicate=False)
+                  if not p.requires_grad and not is_adapter_key(n)]
+        return frozen_base.strip(state, frozen, frozen_base.new_reference(self.lslo_base_path))
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """An adapter-only checkpoint gets its frozen base back first (checked against its SHA-256); a
+        run resumed from one keeps referring to that base."""
+        ref = frozen_base.reference_of(state_dict)
+        if ref is not None:
+            where = f"an adapter-only checkpoint (frozen base recorded as {ref['path']})"
+            path = frozen_base_path(ref, where)
+            state_dict = complete_frozen_base(state_dict, where)
+            if self.lslo_checkpoint_mode == "adapters":
+                self.lslo_base_path = path
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+
     def upgrade_state_dict_named(self, state_dict, name):
         """Accept a plain transformer checkpoint: rename ``X.weight`` to ``X.base_layer.weight`` for
         every wrapped projection and give it this model's fresh adapters. An LSLo checkpoint must
@@ -398,7 +446,7 @@ class LSLoTransformerModel(TransformerModel):
         otherwise the error names every field that differs and the flag that sets it."""
         super().upgrade_state_dict_named(state_dict, name)
         prefix = f"{name}." if name else ""
-        own = self.state_dict()
+        own = self.full_state_dict()
         adapter_keys = [k for k in own if is_adapter_key(k)]
         for path in getattr(self, "lslo_layers", {}):
             for p in ("weight", "bias"):

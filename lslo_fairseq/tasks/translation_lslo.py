@@ -90,6 +90,9 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
         model = super().build_model(args, from_checkpoint)
         if isinstance(model, LSLoTransformerModel):  # fairseq-generate --path: no --lslo-* flags given
             self.check_langtoks(self.args)
+            if not from_checkpoint:
+                model.refer_to_frozen_base(getattr(args, "lslo_checkpoint", "adapters"),
+                                           getattr(self.args, "finetune_from_model", None))
         self.configure_merge(model)
         return model
 

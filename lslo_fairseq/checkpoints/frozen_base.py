@@ -1,0 +1,100 @@
+"""Adapter-only checkpoints: what an LSLo run changes, and a reference to the frozen base it started from.
+
+An LSLo run freezes every weight of the checkpoint it starts from (``--finetune-from-model``, the
+released ``model.pt``). With ``--lslo-checkpoint adapters`` (the default) every ``checkpoint*.pt`` of
+``fairseq-train`` holds, of the model, only what training changes or what is not in that file:
+adapters, weight-learning logits, pruning masks, the layout and other buffers; the optimizer and
+trainer state as fairseq writes them; and under ``model[BASE_KEY]`` a reference to the frozen base:
+
+    {"path": absolute path, "size": bytes, "sha256": hex digest,
+     "keys": [[name in this model, dtype], ...]}  # the frozen tensors left out
+
+Reading one (``reading.complete_frozen_base``: fairseq-train ``--restore-file``, fairseq-generate
+``--path``, every lslo-* tool) puts those tensors back from the referenced file, in the dtype the
+model had, after checking its size and digest; ``$LSLO_FROZEN_BASE`` names the file where it has moved.
+Tensors shared in the base file (M2M-100's tied embeddings) stay shared.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from typing import Dict, Iterable, Optional
+
+import torch
+
+from ..errors import CheckpointError
+from ..files import file_digest
+
+BASE_KEY = "lslo_frozen_base"
+ENV = "LSLO_FROZEN_BASE"
+CHECKPOINT_MODES = ("adapters", "full")
+_DIGESTS: Dict[tuple, str] = {}
+
+
+def sha256(path: str) -> str:
+    """SHA-256 of a file, computed once per process for a given (path, size, mtime)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digest(path, "sha256")
+    return _DIGESTS[key]
+
+
+def encode(ref: dict) -> torch.Tensor:
+    return torch.tensor(list(json.dumps(ref, sort_keys=True).encode("utf-8")), dtype=torch.uint8)
+
+
+def decode(tensor: torch.Tensor) -> dict:
+    return json.loads(bytes(tensor.to(torch.uint8).tolist()).decode("utf-8"))
+
+
+def reference_of(model_state) -> Optional[dict]:
+    """The frozen-base reference of a checkpoint's model state (None for a full checkpoint)."""
+    t = model_state.get(BASE_KEY)
+    return None if t is None else decode(t)
+
+
+def new_reference(path: str) -> dict:
+    """The reference to ``path`` (the keys are filled in by :func:`strip`)."""
+    path = os.path.abspath(path)
+    return {"path": path, "size": os.path.getsize(path), "sha256": sha256(path), "keys": []}
+
+
+def strip(state: "OrderedDict[str, torch.Tensor]", frozen: Iterable[str], ref: dict) -> "OrderedDict[str, torch.Tensor]":
+    """``state`` without the ``frozen`` keys, with the reference (which records them) under BASE_KEY."""
+    frozen = set(frozen)
+    out = OrderedDict((k, v) for k, v in state.items() if k not in frozen)
+    ref = dict(ref, keys=[[k, str(v.dtype).replace("torch.", "")] for k, v in state.items() if k in frozen])
+    out[BASE_KEY] = encode(ref)
+    return out
+
+
+def base_key(name: str, base_state) -> Optional[str]:
+    """The key of this model's frozen tensor ``name`` in the base file: the same, or, for a projection
+    that LSLo wraps, the plain transformer's (``X.base_layer.weight`` -> ``X.weight``)."""
+    if name in base_state:
+        return name
+    plain = name.replace(".base_layer.", ".")
+    return plain if plain in base_state else None
+
+
+def fill(model_state, ref: dict, base_state, base_path: str, where: str) -> "OrderedDict[str, torch.Tensor]":
+    """``model_state`` with the frozen tensors of ``ref`` taken from ``base_state``, cast once per
+    shared storage so that tied tensors stay tied."""
+    out = OrderedDict((k, v) for k, v in model_state.items() if k != BASE_KEY)
+    cast: Dict[tuple, torch.Tensor] = {}
+    for name, dtype in ref["keys"]:
+        key = base_key(name, base_state)
+        if key is None:
+            raise CheckpointError(f"{where}: its frozen base {base_path} has no tensor {name!r} (nor "
+                                     f"{name.replace('.base_layer.', '.')!r}); it is not the file the run started from")
+        t = base_state[key]
+        want = getattr(torch, dtype)
+        if t.dtype != want:
+            ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), dtype)
+            if ident not in cast:
+                cast[ident] = t.to(want)
+            t = cast[ident]
+        out[name] = t
+    return out
