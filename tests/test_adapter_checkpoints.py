@@ -116,6 +116,13 @@ def test_missing_or_other_base_is_refused_naming_both_files(runs, tiny_data, tmp
         hyps = generate(tiny_data, ckpt, tmp_path / "gen_moved", env={frozen_base.ENV: str(moved)})
         assert hyps.returncode == 0, hyps.stderr[-2000:]
         assert params_main(["--checkpoint", str(ckpt)]) == 2  # lslo-params: same refusal
+        # resuming: fairseq-train refuses before building the model, naming the checkpoint and the base
+        exe = str(Path(sys.executable).parent / "fairseq-train")
+        resume = subprocess.run([exe, *grouped_train_args(tiny_data, tmp_path, [*GPS, "--max-update", "12"])],
+                                capture_output=True, text=True, timeout=300)
+        assert resume.returncode != 0 and f"resuming from its checkpoint_last.pt): {ckpt}" in resume.stderr
+        assert str(runs["base"]) in resume.stderr and "LSLO_FROZEN_BASE" in resume.stderr
+        assert "num_updates" not in resume.stdout + resume.stderr
         assert "LSLO_FROZEN_BASE" in capsys.readouterr().err
         # another file of the same size at that path: its digest differs
         other = tmp_path / "other.pt"

@@ -210,14 +210,14 @@ def test_every_recipe_dry_run_is_valid_with_the_papers_budgets(tiny_data, model_
                 value = {flag: argv[argv.index(flag) + 1] for flag in (
                     "--max-epoch", "--label-smoothing", "--sampling-temperature", "--max-tokens", "--update-freq",
                     "--encoder-layerdrop", "--decoder-layerdrop", "--required-batch-size-multiple", "--lr")}
-                assert "--amp" in argv and value == {
-                    "--max-epoch": "15", "--label-smoothing": "0.2", "--sampling-temperature": "5",
-                    "--max-tokens": "4000", "--update-freq": "4",  # one process: the paper's 4 GPUs' batch
-                    "--encoder-layerdrop": "0.05", "--decoder-layerdrop": "0.05",
+                assert "--amp" in argv and value == {  # the authors' command (test_recipe_command.py: all of it)
+                    "--max-epoch": "15", "--label-smoothing": "0.2", "--sampling-temperature": "5.0",
+                    "--max-tokens": "4000", "--update-freq": "4",  # one process: the authors' one GPU
+                    "--encoder-layerdrop": "0", "--decoder-layerdrop": "0",
                     "--required-batch-size-multiple": "1", "--lr": value["--lr"]}
                 lr = value["--lr"]
                 if "lslo" in argv[argv.index("--task") + 1]:
-                    assert lr == "3e-3"
+                    assert lr == "3e-03"
                     cfg = model.lslo_config
                     assert (cfg.adapter_shape, cfg.init, cfg.fc_offset, cfg.alpha) == ("paper", "paper", 0, None)
                     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -269,7 +269,7 @@ def test_recipes_keep_the_papers_four_gpu_batch(tmp_path):
         assert argv[argv.index("--update-freq") + 1] == freq, nproc
     proc = subprocess.run(["bash", str(script)], env=env_for(tmp_path, RUNS=tmp_path / "r3", NPROC=3, **base),
                           capture_output=True, text=True)
-    assert proc.returncode == 2 and "NPROC=3 does not divide the paper's 4 GPUs: set UPDATE_FREQ" in proc.stderr
+    assert proc.returncode == 2 and "NPROC=3 does not divide the authors' 4 accumulated batches: set UPDATE_FREQ" in proc.stderr
     assert not (tmp_path / "r3").exists()  # nothing written
     sh(script, env=env_for(tmp_path, RUNS=tmp_path / "r3", NPROC=3, UPDATE_FREQ=1, **base))
 
@@ -280,7 +280,7 @@ def test_recipes_keep_the_papers_four_gpu_batch(tmp_path):
 @pytest.mark.slow
 def test_recipes_tiny_mode_end_to_end(model_dir, flores_dir, tmp_path):
     spm = model_dir / "sentencepiece.bpe.model"
-    tiny = dict(MODEL_DIR=model_dir, FLORES=flores_dir, SPM_EVAL=spm, LANGS=",".join(LANGS),
+    tiny = dict(MODEL_DIR=model_dir, FLORES=flores_dir, SPM_EVAL=spm, LANGS=",".join(LANGS), KEEP_LAST_EPOCHS=2,
                 TRAIN_EXTRA=" ".join(["--cpu", "--num-workers", "0", *TINY_SHAPE_ARGS]), GEN_EXTRA="--cpu")
     env12 = env_for(tmp_path, DATA=tmp_path / "data12", RUNS=tmp_path / "runs12", LANG_GROUPS=GROUPS12, **tiny)
     sh(RECIPES / "prepare.sh", env=env12)
@@ -313,6 +313,13 @@ def test_recipes_tiny_mode_end_to_end(model_dir, flores_dir, tmp_path):
     for row_dir in ("Pretrain", "Ft-all", "2-2-8+WL+GPS0.9"):
         res = json.loads((runs12 / row_dir / "spbleu.json").read_text())
         assert len(next(iter(res["per_direction"].values()))) == n_dir
+    # figure 3 over the kept epoch checkpoints (two per run here, KEEP_LAST_EPOCHS=2)
+    sh(RECIPES / "figures" / "epochs.sh", env={**env12, "FIG3_COLUMNS": "H2H,AVG"})  # one V language: no V2V
+    for row_dir in ("Ft-all", "2-2-8+WL+GPS0.9"):
+        kept = sorted(p.name for p in (runs12 / row_dir).glob("checkpoint[0-9]*.pt"))
+        assert kept == ["checkpoint14.pt", "checkpoint15.pt"], (row_dir, kept)
+        assert (runs12 / row_dir / "epochs" / "14" / "spbleu.json").is_file()
+    assert (runs12 / "figure3" / "spbleu_per_epoch_fig3.png").is_file()
     sh(RECIPES / "figures" / "ise.sh", env=env12)
     for fig in ("ise_fig2", "ise_fig5"):
         for ext in ("png", "pdf"):

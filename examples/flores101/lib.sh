@@ -9,9 +9,14 @@
 #   WL_JSON     weight_learning.json of weight_learning.sh to index by [unset: the paper's learned
 #               indexes, encoder layers 1-9 src and 10-12 tgt, decoder tgt]
 #   SPM_EVAL    spBLEU SentencePiece model [flores101: the FLORES-101 one, see lslo-score --spm]
-#   EPOCHS [15]  MAX_TOKENS [4000]  WARMUP [2500]  SEED [1]
-#   UPDATE_FREQ [4 / NPROC: the paper's 4 GPUs' batch; required when NPROC does not divide 4]
-#   KEEP_EPOCH_CHECKPOINTS=1  keep checkpointN.pt of every epoch (figure 3) [only checkpoint_last.pt]
+#   EPOCHS [15]  MAX_TOKENS [4000]  WARMUP [1]  SEED [2]  (the authors' published command)
+#   UPDATE_FREQ [4 / NPROC: the authors' one GPU x --update-freq 4; required when NPROC does not divide 4]
+#   KEEP_LAST_EPOCHS [15]  epoch checkpoints kept (checkpointN.pt, figure 3); 0 keeps only checkpoint_last.pt
+#   GPS_SCHEDULE authors | paper [authors]: the 2;2;8 rows' pruning schedule, E=2 over 10 epochs as the
+#               authors' command and code run it, or the paper's text, E=2, k=8 (README: "Pruning schedule")
+#   CHECKPOINTS adapters | full [adapters]: LSLo checkpoints hold what training changes and a reference
+#               to MODEL_DIR/model.pt (--lslo-checkpoint), or the whole model as fairseq writes it
+#   VALIDATE [0]  1 runs fairseq's validation (valid = the training split) every epoch (weight learning does)
 #   TRAIN_EXTRA / GEN_EXTRA   extra fairseq arguments, appended last (tiny mode: --cpu, model shape)
 #   DRY_RUN=1   write each command and environment, run nothing
 set -euo pipefail
@@ -26,17 +31,31 @@ DIST_BACKEND=${DIST_BACKEND:-nccl}
 SPM_EVAL=${SPM_EVAL:-flores101}
 EPOCHS=${EPOCHS:-15}
 MAX_TOKENS=${MAX_TOKENS:-4000}
-WARMUP=${WARMUP:-2500}
-SEED=${SEED:-1}
-# The paper trained on 4 GPUs (section 5) with --max-tokens per GPU: fewer processes accumulate
-# gradients to keep that effective batch of 4 x MAX_TOKENS.
+WARMUP=${WARMUP:-1}
+SEED=${SEED:-2}
+KEEP_LAST_EPOCHS=${KEEP_LAST_EPOCHS:-15}
+GPS_SCHEDULE=${GPS_SCHEDULE:-authors}
+CHECKPOINTS=${CHECKPOINTS:-adapters}
+VALIDATE=${VALIDATE:-0}
+# The authors trained on one GPU with --update-freq 4 and --max-tokens 4000 (the paper, section 5,
+# says 4 GPUs: the same effective batch). Several processes share those 4 steps of accumulation.
 if [[ -z "${UPDATE_FREQ:-}" ]]; then
   if (( NPROC < 1 || 4 % NPROC != 0 )); then
-    echo "lib.sh: NPROC=$NPROC does not divide the paper's 4 GPUs: set UPDATE_FREQ yourself (effective batch = NPROC x UPDATE_FREQ x MAX_TOKENS; the paper's is 4 x 4000)" >&2
+    echo "lib.sh: NPROC=$NPROC does not divide the authors' 4 accumulated batches: set UPDATE_FREQ yourself (effective batch = NPROC x UPDATE_FREQ x MAX_TOKENS; the authors' is 4 x 4000)" >&2
     exit 2
   fi
   UPDATE_FREQ=$(( 4 / NPROC ))
 fi
+case "$GPS_SCHEDULE" in
+  authors) GPS_DEFAULT=(2 10) ;;
+  paper) GPS_DEFAULT=(2 8) ;;
+  *) echo "lib.sh: GPS_SCHEDULE must be 'authors' (E=2 over 10 epochs) or 'paper' (E=2, k=8), got '$GPS_SCHEDULE'" >&2; exit 2 ;;
+esac
+case "$CHECKPOINTS" in
+  adapters|full) ;;
+  *) echo "lib.sh: CHECKPOINTS must be 'adapters' or 'full', got '$CHECKPOINTS'" >&2; exit 2 ;;
+esac
+[[ "$KEEP_LAST_EPOCHS" =~ ^[0-9]+$ ]] || { echo "lib.sh: KEEP_LAST_EPOCHS must be a number >= 0, got '$KEEP_LAST_EPOCHS'" >&2; exit 2; }
 read -r -a TRAIN_EXTRA_ARGS <<< "${TRAIN_EXTRA:-}"
 read -r -a GEN_EXTRA_ARGS <<< "${GEN_EXTRA:-}"
 : "${MODEL_DIR:?set MODEL_DIR to the flores101_mm100_615M directory (model.pt, dict.txt, sentencepiece.bpe.model)}"
@@ -56,9 +75,10 @@ else
 fi
 
 # gps P [E k]: gradual pruning of each H and M B matrix to ratio P from epoch E over k epochs (eq. 4).
-# Without E and k the plugin's defaults apply, the paper's E=2, k=8 (lslo_fairseq/config.py).
+# Without E and k: GPS_SCHEDULE's, E=2 over 10 epochs (the authors' --pruning-t1 2 --pruning-t2 10 as
+# their code runs it) or the paper's E=2, k=8.
 gps() { echo --lslo-prune gps --lslo-prune-ratio "$1" --lslo-prune-targets H,M \
-  ${2:+--lslo-prune-start "$2"} ${3:+--lslo-prune-duration "$3"}; }
+  --lslo-prune-start "${2:-${GPS_DEFAULT[0]}}" --lslo-prune-duration "${3:-${GPS_DEFAULT[1]}}"; }
 
 # slug ROW: the row's directory name under RUNS, e.g. "2;2;8+WL+GPS(0.9)" -> 2-2-8+WL+GPS0.9.
 slug() { echo "$1" | sed -e 's/;/-/g' -e 's/[()=]//g' -e 's/[ ,]/_/g'; }
@@ -79,7 +99,7 @@ for p in ("torch", "ve-fairseq", "fairseq", "fairseq-fixed", "lslo-fairseq", "sa
     except m.PackageNotFoundError: pass
 EOF
     if command -v nvidia-smi > /dev/null; then nvidia-smi -L; else echo "nvidia-smi: none"; fi
-    env | grep -E '^(SUBSET|DATA|RUNS|MODEL_DIR|LANG_GROUPS|NPROC|DIST_BACKEND|WL_JSON|SPM_EVAL|EPOCHS|MAX_TOKENS|WARMUP|SEED|UPDATE_FREQ|TRAIN_EXTRA|GEN_EXTRA|CUDA_VISIBLE_DEVICES|OMP_NUM_THREADS)=' | sort
+    env | grep -E '^(SUBSET|DATA|RUNS|MODEL_DIR|LANG_GROUPS|NPROC|DIST_BACKEND|WL_JSON|SPM_EVAL|EPOCHS|MAX_TOKENS|WARMUP|SEED|UPDATE_FREQ|KEEP_LAST_EPOCHS|GPS_SCHEDULE|CHECKPOINTS|VALIDATE|TRAIN_EXTRA|GEN_EXTRA|CUDA_VISIBLE_DEVICES|OMP_NUM_THREADS)=' | sort
   } >> "$dir/env.txt"
 }
 
@@ -95,17 +115,11 @@ run() {
 
 lang_pairs() { if [[ -f "$DATA/lang_pairs.txt" ]]; then cat "$DATA/lang_pairs.txt"; else echo "(from $DATA)"; fi; }
 
-# fairseq_train DIR ARGS...: fairseq-train from the released checkpoint. Sources of each setting:
-#  - paper, section 5: 15 epochs, Adam, lr (per row), FLORES-101 dev as training data, 4 GPUs
-#    (UPDATE_FREQ), mixed precision (--amp);
-#  - the authors' code (Spike0924/LSLo, models/transformer_lora.py, architecture m2m100_lora_base):
-#    encoder/decoder layerdrop 0.05, label smoothing 0.2, temperature sampling 5,
-#    --required-batch-size-multiple 1. (fairseq applies that function's label smoothing, temperature and
-#    batch multiple only when they are not already set, and their defaults always are: they reach a run
-#    only from its command line, which is not released. We pass all of them.)
-#  - ours, in neither: --max-tokens 4000, --adam-betas (0.9,0.98), inverse_sqrt with 2500 warm-up
-#    updates, --seed 1 (MAX_TOKENS, WARMUP, SEED).
-# lslo-demo trains with these settings at a small scale (lslo_fairseq/cli/demo.py, train_args).
+# fairseq_train DIR ARGS...: fairseq-train from the released checkpoint with the authors' published
+# command (Spike0924/LSLo, README.md, "Training"), flag by flag; README.md next to this file lists each
+# intended difference and its reason, and tests/test_recipe_command.py holds their command as data
+# and compares it with every row's.
+# lslo-demo trains with these settings at a small scale (lslo_fairseq/cli/demo.py, train_options).
 fairseq_train() {
   local dir=$1; shift
   local launcher=(fairseq-train)
@@ -120,20 +134,26 @@ fairseq_train() {
           --load-checkpoint-on-all-dp-ranks
           --distributed-backend "$DIST_BACKEND")
   fi
-  local epochs=(--no-epoch-checkpoints)
-  [[ "${KEEP_EPOCH_CHECKPOINTS:-0}" == 1 ]] && epochs=()
+  local epochs=(--keep-last-epochs "$KEEP_LAST_EPOCHS")
+  (( KEEP_LAST_EPOCHS == 0 )) && epochs=(--no-epoch-checkpoints)
+  local valid=(--disable-validation)
+  [[ "$VALIDATE" == 1 ]] && valid=()
   run "$dir" train.log train.log "${launcher[@]}" "$DATA" --user-dir "$USER_DIR" \
+    --update-freq "$UPDATE_FREQ" --seed "$SEED" --ddp-backend legacy_ddp "${dist[@]}" --amp \
     --finetune-from-model "$MODEL_DIR/model.pt" \
-    --lang-pairs "$(lang_pairs)" --lang-dict "$DATA/lang_dict.txt" --fixed-dictionary "$DATA/dict.txt" \
+    "$@" \
+    --sampling-method temperature --sampling-temperature 5.0 \
     --encoder-langtok src --decoder-langtok \
-    --sampling-method temperature --sampling-temperature 5 --required-batch-size-multiple 1 \
-    --encoder-layerdrop 0.05 --decoder-layerdrop 0.05 \
+    --lang-dict "$DATA/lang_dict.txt" --lang-pairs "$(lang_pairs)" --fixed-dictionary "$DATA/dict.txt" \
     --criterion label_smoothed_cross_entropy --label-smoothing 0.2 \
-    --optimizer adam --adam-betas '(0.9, 0.98)' --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" \
-    --max-tokens "$MAX_TOKENS" --update-freq "$UPDATE_FREQ" --max-epoch "$EPOCHS" --amp \
-    --ddp-backend legacy_ddp "${dist[@]}" \
-    --save-dir "$dir" "${epochs[@]}" --seed "$SEED" --log-format simple --log-interval 50 \
-    "$@" "${TRAIN_EXTRA_ARGS[@]}"
+    --optimizer adam --adam-eps 1e-08 --adam-betas '(0.9, 0.98)' \
+    --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" \
+    --max-tokens "$MAX_TOKENS" --max-epoch "$EPOCHS" --required-batch-size-multiple 1 \
+    "${epochs[@]}" --log-interval 2 --log-format simple --save-dir "$dir" "${valid[@]}" \
+    --decoder-layerdrop 0 --decoder-layers 12 --decoder-normalize-before --dropout 0.1 \
+    --encoder-layerdrop 0 --encoder-layers 12 --encoder-normalize-before \
+    --share-all-embeddings --share-decoder-input-output-embed \
+    "${TRAIN_EXTRA_ARGS[@]}"
 }
 
 # evaluate TABLE ROW DIR CHECKPOINT [TASK]: beam-5 translation of every devtest direction, spBLEU
@@ -154,8 +174,9 @@ evaluate() {
 # initialisation, U(-1/sqrt(r), 1/sqrt(r)).
 lslo_train() {
   local dir=$1; shift
-  fairseq_train "$dir" --task translation_multi_simple_epoch_lslo --arch lslo_m2m100_615m --lr 3e-3 \
-    --lslo-adapter-shape paper --lslo-init paper --lslo-lang-groups "$LANG_GROUPS" "$@"
+  fairseq_train "$dir" --arch lslo_m2m100_615m --task translation_multi_simple_epoch_lslo --lr 3e-03 \
+    --lslo-adapter-shape paper --lslo-init paper --lslo-lang-groups "$LANG_GROUPS" \
+    --lslo-checkpoint "$CHECKPOINTS" "$@"
 }
 
 # lslo_row TABLE ROW LSLO-FLAGS...: one table row: fine-tune LSLo, then evaluate it.
@@ -172,10 +193,11 @@ plot() {
   run "$dir" plot-$kind.log plot-$kind.log lslo-plot "$kind" "$input" --out "$dir/figures/$kind" "$@"
 }
 
-# ft_all_row TABLE: full fine-tuning (lr 1e-4), the Ft-all baseline.
+# ft_all_row TABLE: full fine-tuning, the Ft-all baseline: the authors publish no command for it; ours is
+# their LSLo command without adapters and with the paper's lr 1e-4 (section 5).
 ft_all_row() {
   local dir="$RUNS/Ft-all"
-  fairseq_train "$dir" --task translation_multi_simple_epoch --arch transformer_m2m100_615m --lr 1e-4
+  fairseq_train "$dir" --arch transformer_m2m100_615m --task translation_multi_simple_epoch --lr 1e-4
   evaluate "$1" Ft-all "$dir" "$dir/checkpoint_last.pt" translation_multi_simple_epoch
 }
 

@@ -9,7 +9,7 @@ name the flag and the file instead, and point to the newest intact checkpoint.
 
 The check is :func:`.reading.problem`: the zip directory at the end of the file (a truncated copy
 has none) and the pickled top level with ``mmap=True`` (tensor data is not read), so it is cheap for
-GB checkpoints.
+GB checkpoints. An adapter-only checkpoint's frozen base is checked too (present, same SHA-256).
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import glob
 import os
 from typing import Optional, Tuple
 
-from .reading import CheckpointError, load, problem
+from . import frozen_base
+from .reading import CheckpointError, frozen_base_path, load, problem
 
 
 class CheckpointFileError(CheckpointError):
@@ -67,6 +68,9 @@ def check_checkpoint_to_load(args) -> None:
     path, what = target
     why = problem(path)
     if why is None:
+        ref = frozen_base.reference_of(load(path, what, mmap=True)["model"])
+        if ref is not None:
+            frozen_base_path(ref, f"{what}: {path}")
         return
     msg = f"{what}: cannot load {path}: {why}"
     if why != "no such file" and what.startswith("--save-dir"):

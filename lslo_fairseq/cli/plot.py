@@ -191,10 +191,10 @@ def _cmd_curves(args) -> int:
             raise imp.AnalysisError(f"--run: expected NAME=R1.json,R2.json,..., got {spec!r}")
         if name in tables:
             raise imp.AnalysisError(f"--run: the name {name!r} is used twice")
-        if epochs is not None and len(epochs) != len(paths):
+        if epochs is not None and len(paths) > 1 and len(epochs) != len(paths):
             raise imp.AnalysisError(f"--epochs: {len(epochs)} epochs but --run {name} has {len(paths)} files")
-        try:
-            tables[name] = tables_mod.epoch_table_from_results(paths, epochs, run=name)
+        try:  # a run of one result is a reference line, whatever --epochs says
+            tables[name] = tables_mod.epoch_table_from_results(paths, epochs if len(paths) > 1 else None, run=name)
         except LSLoError as e:  # the files' own errors, with the run they belong to
             raise imp.AnalysisError(f"--run {name}: {e}") from None
     for path in args.csv:
