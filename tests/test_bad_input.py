@@ -191,6 +191,20 @@ def trimmed_dict(ctx):
     (bad / "dict.txt").write_text("\n".join(lines[:-8]) + "\n")
 
 
+def unrecorded_model_dir(ctx):
+    """A released-format model directory whose model.pt records no langs, lang_dict or lang_pairs."""
+    from released_model import untrained_checkpoint
+    from lslo_fairseq.data.multiparallel import lang_pairs
+
+    folder = ctx.tmp / "model_dir"
+    folder.mkdir()
+    shutil.copyfile(ctx.data["dict"], folder / "dict.txt")
+    shutil.copyfile(ctx.data["spm_model"], folder / "sentencepiece.bpe.model")
+    pairs = lang_pairs(ctx.data["langs"])
+    (folder / "language_pairs.txt").write_text(",".join(pairs) + "\n", encoding="utf-8")
+    untrained_checkpoint(folder / "model.pt", folder / "dict.txt", ctx.data["langs"], pairs, fmt="cfg", record=())
+
+
 def changed_stand_in(ctx):
     """A copy of the shipped stand-in whose dict.txt has one more line."""
     from lslo_fairseq.stand_in import package
@@ -509,6 +523,19 @@ CASES = [
          "dictionary with --fixed-dictionary (fairseq issues #3233, #4533)",
          with_setup(trimmed_dict, cli(FLORES, "--model-dir", "{tmp}/model_dir", "--out", "{tmp}/o", "--flores",
                                       "{flores}", "--langs", "en,fr", "--lang-groups", "lang12")), 2),
+    Case("flores-language-order-unproven", "lslo-prepare-flores",
+         "a `model.pt` that records no language list (`langs`, `lang_dict`) and no training `lang_pairs`",
+         ".../model.pt records no language list (langs, lang_dict) and no training lang_pairs, so the order of its "
+         "language tokens is unknown. Write the model's languages in the order of its language tokens, one per line, "
+         "to a file and rerun lslo-prepare-flores with --model-langs FILE. If model.pt was trained with --lang-pairs "
+         "from language_pairs.txt and neither --langs nor --lang-dict, fairseq 0.12 gave its language tokens the "
+         "sorted languages of those pairs (MultilingualDatasetManager.load_langs); to accept that order run: "
+         "tr -s ',[:space:]-' '\\n' < .../language_pairs.txt | grep . | LC_ALL=C sort -u > model_langs.txt && "
+         "lslo-prepare-flores --model-langs model_langs.txt (with your other options) (found: cfg (fairseq >= 0.10), "
+         "float32 weights, ... embedding rows, dict.txt ... entries with specials; langs: not recorded; lang_dict: "
+         "not recorded; lang_pairs: not recorded)",
+         with_setup(unrecorded_model_dir, cli(FLORES, "--model-dir", "{tmp}/model_dir", "--out", "{tmp}/o", "--langs",
+                                              "en,fr", "--lang-groups", "lang12")), 2),
     Case("flores-language-not-in-model", "lslo-prepare-flores", "a language the model does not have",
          "languages de are not languages of .../model.pt (it has 4: en, fr, ko, oc...)",
          cli(FLORES, "--model-dir", "{model_dir}", "--out", "{tmp}/o", "--flores", "{flores}", "--langs", "en,de",

@@ -1,7 +1,8 @@
 """lslo-export hf / peft: the frozen base as a Hugging Face M2M100 model decodes exactly as
-fairseq-generate (greedy and beam 5), and the per-direction PEFT adapters as the plugin's LSLo model
-(same tokens, scores within 1e-3), one direction at a time or mixed in one batch; the LoRA factors
-are the merged export's updates; bad input is refused before any work."""
+fairseq-generate (greedy and beam 5), with language codes M2M100Tokenizer knows and with codes it does
+not (the exported tokenizer holds every language token at its fairseq id), and the per-direction PEFT
+adapters as the plugin's LSLo model (same tokens, scores within 1e-3), one direction at a time or mixed
+in one batch; the LoRA factors are the merged export's updates; bad input is refused before any work."""
 import json
 import math
 from pathlib import Path
@@ -149,6 +150,57 @@ def test_lora_factors_are_the_merged_updates(variant):
             assert b[:32].abs().max() == 0 and b[32:96].abs().max() > 0 and b[96:].abs().max() == 0
 
 
+@pytest.mark.parametrize("vocabulary", ["every_piece", "tiny_dict"])
+def test_hf_export_keeps_fairseq_ids_and_reads_pieces_outside_dict_as_unk(vocabulary, tiny_data, tmp_path,
+                                                                          monkeypatch):
+    """A legacy (args) checkpoint with languages M2M100Tokenizer does not know: fairseq's ids as they are;
+    a dict.txt holding every SentencePiece piece keeps the embeddings tied, the tiny dict.txt (pieces
+    outside it) unties them, its extra ids reading as <unk> and taking no probability."""
+    import shutil
+
+    from released_model import untrained_checkpoint
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copyfile(tiny_data["spm_model"], folder / "sentencepiece.bpe.model")
+    lines = Path(tiny_data["dict"]).read_text(encoding="utf-8").splitlines()
+    if vocabulary == "every_piece":
+        from sentencepiece import SentencePieceProcessor
+
+        sp = SentencePieceProcessor(model_file=tiny_data["spm_model"])
+        known = {line.split()[0] for line in lines}
+        lines += [f"{p} 1" for p in map(sp.id_to_piece, range(3, sp.get_piece_size())) if p not in known]
+    (folder / "dict.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    langs = ["kea", "en", "kam", "ast"]  # token order as recorded (not sorted)
+    ckpt = untrained_checkpoint(folder / "model.pt", folder / "dict.txt", langs, ["en-kam", "kam-kea", "ast-en"])
+    export("hf", "--checkpoint", ckpt, "--out", tmp_path / "hf")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    info = json.loads((tmp_path / "hf" / "lslo_export.json").read_text())
+    model, tok = load_hf(tmp_path / "hf")
+    n = len(lines) + 4
+    assert info["language_token_ids"] == {lang: n + i for i, lang in enumerate(langs)}
+    assert [tok.convert_tokens_to_ids(f"__{lang}__") for lang in langs] == list(range(n, n + 4))
+    assert info["max_logprob_difference_to_fairseq"] < 1e-5
+    shared, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    extra = info["pieces_outside_dict"]
+    if vocabulary == "every_piece":
+        assert not extra and info["tied_embeddings"] and model.config.tie_word_embeddings
+        assert shared.data_ptr() == head.data_ptr() and model.config.vocab_size == n + 4
+        return
+    assert extra and not info["tied_embeddings"] and model.config.vocab_size == n + 4 + len(extra) == len(tok)
+    # a sentence with a piece outside dict.txt: its extra id encodes exactly as fairseq's <unk>
+    ids = tok("__kam__ " + extra[0].lstrip("\u2581"))["input_ids"]
+    assert max(ids) >= n + 4
+    unk = torch.tensor([[tok.unk_token_id if i >= n + 4 else i for i in ids]])
+    with torch.no_grad():
+        enc = [model.get_encoder()(input_ids=x).last_hidden_state for x in (torch.tensor([ids]), unk)]
+        logits = model(input_ids=torch.tensor([ids]), decoder_input_ids=torch.tensor([[2, n + 1, 9, 17]])).logits
+    assert torch.equal(enc[0], enc[1])
+    from lslo_fairseq.export.hf import DEAD_LOGIT  # the extra ids' logit, whatever the hidden state
+
+    torch.testing.assert_close(logits[..., n + 4:], torch.full_like(logits[..., n + 4:], -DEAD_LOGIT), atol=0.5, rtol=0)
+
+
 MODULAR_RANKS = "en:2,fr:3,ko:3,oc:5"  # en is the pivot (rank 0); fr-ko can merge by ab, fr-oc cannot
 
 
@@ -241,20 +293,76 @@ def hard_run(tiny_data, tiny_base_checkpoint, tmp_path_factory):
     return root / "ckpt" / "checkpoint_last.pt"
 
 
+# fr, ko, oc renamed to codes none of which is among M2M100Tokenizer's 100 language codes
+OUTSIDE_M2M100 = {"fr": "kam", "ko": "ku", "oc": "kea"}
+
+
+def relabeled(data, checkpoint, root, names):
+    """tiny_data and a checkpoint trained on it with the languages renamed by ``names``: the same
+    weights and language-token ids (``--langs`` keeps its order: en,kam,ku,kea, not sorted)."""
+    import re
+
+    def rename(text):
+        return re.sub(r"(?<![a-z])(en|fr|ko|oc)(?![a-z])", lambda m: names.get(m.group(1), m.group(1)), text)
+
+    folder = Path(root) / "data"
+    folder.mkdir(parents=True)
+    for f in Path(data["data_dir"]).iterdir():
+        if f.is_file():
+            (folder / rename(f.name)).symlink_to(f)
+    info = dict(data, data_dir=str(folder), langs=[rename(x) for x in data["langs"]],
+                lang_pairs=[rename(x) for x in data["lang_pairs"]],
+                test_raw={rename(k): v for k, v in data["test_raw"].items()})
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for section in ("model", "task"):
+        ns = state["cfg"][section]
+        for key in ("langs", "lang_pairs"):
+            value = getattr(ns, key, None)
+            if value is not None:
+                setattr(ns, key, rename(value) if isinstance(value, str) else [rename(x) for x in value])
+        ns.data = str(folder)
+    path = Path(root) / "checkpoint.pt"
+    torch.save(state, path)
+    return info, path
+
+
 @pytest.mark.slow
-def test_hf_base_decodes_like_fairseq_generate(tiny_data, tiny_base_checkpoint, tmp_path, monkeypatch):
-    export("hf", "--checkpoint", tiny_base_checkpoint, "--out", tmp_path / "hf")
+@pytest.mark.parametrize("codes", ["m2m100", "outside_m2m100"])
+def test_hf_base_decodes_like_fairseq_generate(codes, tiny_data, tiny_base_checkpoint, tmp_path, monkeypatch):
+    """Greedy and beam 5 equal fairseq-generate; with language codes M2M100Tokenizer does not know (kam,
+    ku, kea), AutoTokenizer + plain generate(forced_bos_token_id=...) give fairseq's greedy hypotheses."""
+    names = OUTSIDE_M2M100 if codes == "outside_m2m100" else {}
+    data, checkpoint = (relabeled(tiny_data, tiny_base_checkpoint, tmp_path / "relabeled", names) if names
+                        else (tiny_data, tiny_base_checkpoint))
+    export("hf", "--checkpoint", checkpoint, "--out", tmp_path / "hf")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     info = json.loads((tmp_path / "hf" / "lslo_export.json").read_text())
-    assert info["max_logprob_difference_to_fairseq"] < 1e-4 and info["unused_language_ids"] == 96
+    assert info["max_logprob_difference_to_fairseq"] < 1e-4
     model, tok = load_hf(tmp_path / "hf")
-    assert type(tok).__name__ == "M2M100Tokenizer" and model.config.vocab_size == tok.vocab_size + 100
-    assert {lang: tok.get_lang_id(lang) for lang in info["languages"]} == info["language_token_ids"]
-    for s, t in DIRECTIONS:
-        rows = source_rows(tiny_data, s)
+    # fairseq's ids: dict.txt with its specials, then one token per --langs language in that order
+    n_dict = len(Path(data["dict"]).read_text(encoding="utf-8").splitlines()) + 4
+    want = {lang: n_dict + i for i, lang in enumerate(data["langs"])}
+    got = {lang: tok.convert_tokens_to_ids(f"__{lang}__") for lang in data["langs"]}
+    assert got == want == info["language_token_ids"]
+    assert model.config.vocab_size == len(tok) == n_dict + len(data["langs"]) + len(info["pieces_outside_dict"])
+    for s, t in [(names.get(s, s), names.get(t, t)) for s, t in DIRECTIONS]:
+        rows = source_rows(data, s)
         for beam in (1, 5):
-            fs = fairseq_generate(tiny_data, tiny_base_checkpoint, s, t, beam, tmp_path / f"{s}{t}{beam}")
+            fs = fairseq_generate(data, checkpoint, s, t, beam, tmp_path / f"{s}{t}{beam}")
             assert_same(fs, translate(model, tok, rows, [f"{s}-{t}"] * len(rows), beam=beam, max_len_b=MAX_LEN_B), t)
+            if names and beam == 1:  # the plain HF API: text with its language token, forced target token
+                batch = tok([f"__{s}__ {row}" for row in rows], return_tensors="pt", padding=True)
+                out = model.generate(**batch, forced_bos_token_id=tok.convert_tokens_to_ids(f"__{t}__"), num_beams=1,
+                                     do_sample=False, max_new_tokens=MAX_LEN_B + 1)
+                assert out[:, 1].tolist() == [want[t]] * len(rows)
+                for i in range(len(rows)):  # fairseq's tokens (H lines drop __tgt__), all of them unless it
+                    row = out[i, 2:].tolist()  # forced EOS at --max-len-b, where HF goes on
+                    ended = tok.eos_token_id in row
+                    hyp = [p for p in tok.convert_ids_to_tokens(row[:row.index(tok.eos_token_id)] if ended else row)
+                           if p != f"__{t}__"]
+                    pieces = fs[i]["tokens"].split()
+                    assert hyp[:len(pieces)] == pieces, i
+                    assert (hyp == pieces and ended) == (len(fs[i]["positional"]) <= MAX_LEN_B), i
 
 
 @pytest.mark.slow
@@ -310,6 +418,12 @@ def test_bad_input_is_refused_before_any_work(tiny_base_checkpoint, lslo_run, tm
         assert flag in err and "cannot be exported to M2M100" in err, err
     err = export_error(capsys, "hf", "--checkpoint", tiny_base_checkpoint, "--spm", tmp_path / "none.model", "--out", out)
     assert "--spm" in err and "none.model does not exist" in err
+    from lslo_fairseq.data.multiparallel import train_sentencepiece
+
+    rows = Path(json.loads((Path(state["cfg"]["task"].data) / "prepared.json").read_text())["test_raw"]["en"])
+    unigram, _ = train_sentencepiece(rows.read_text().splitlines(), tmp_path / "uni", 100, model_type="unigram")
+    err = export_error(capsys, "hf", "--checkpoint", tiny_base_checkpoint, "--spm", unigram, "--out", out)
+    assert "--spm" in err and "uni.model is a unigram model" in err, err
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     dict_txt = json.loads((Path(state["cfg"]["task"].data) / "prepared.json").read_text())["dict"]

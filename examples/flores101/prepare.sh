@@ -3,6 +3,8 @@
 # devtest -> test, encoded with $MODEL_DIR/sentencepiece.bpe.model and binarized with its dict.txt
 # for every direction, after checking that the dictionary and languages match model.pt.
 # FLORES: flores101_dataset directory or .tar.gz [unset: download it, when a network is up].
+# MODEL_LANGS: the model's languages in token order, one per line (--model-langs), when model.pt
+# does not prove that order itself (lslo-prepare-flores says so and prints how to write the file).
 set -euo pipefail
 : "${MODEL_DIR:?set MODEL_DIR to the flores101_mm100_615M directory}"
 SUBSET=${SUBSET:-lang12}
@@ -14,6 +16,7 @@ else
   args+=(--subset "$SUBSET")
 fi
 [[ -n "${FLORES:-}" ]] && args+=(--flores "$FLORES")
+[[ -n "${MODEL_LANGS:-}" ]] && args+=(--model-langs "$MODEL_LANGS")
 mkdir -p "$DATA"
 { printf '%q ' lslo-prepare-flores "${args[@]}"; echo; } > "$DATA/command.sh"
 lslo-prepare-flores "${args[@]}" > "$DATA/prepare.log"

@@ -8,7 +8,7 @@ import sys
 from typing import Dict, Optional, Sequence
 
 from ..config import PRESETS
-from ..data.flores101 import FLORES101_URL, FloresError, prepare_flores101, resolve_langs
+from ..data.flores101 import FLORES101_URL, FloresError, describe, prepare_flores101, resolve_langs
 from .runner import run
 
 PROG = "lslo-prepare-flores"
@@ -34,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flores-code", action="append", default=[], metavar="LANG=STEM",
                    help="FLORES-101 file stem of a language (e.g. zh=zho_simpl); repeatable")
     p.add_argument("--model-langs", metavar="FILE",
-                   help="the checkpoint's languages in training order, one per line (default: from "
-                   "the checkpoint's saved options, else sorted from language_pairs.txt)")
+                   help="the checkpoint's languages in the order of its language tokens, one per line "
+                   "(default: its recorded --langs/--lang-dict, else the sorted languages of its recorded "
+                   "--lang-pairs when they fit its embedding and language_pairs.txt; otherwise refused)")
     return p
 
 
@@ -56,8 +57,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body():
         langs, groups = resolve_langs(a.subset, a.langs, a.lang_groups)
+        def found(model):  # what the checkpoint records, before any text is read
+            print(f"{PROG}: {model['checkpoint']}: {describe(model['model_report'])}", file=sys.stderr)
+
         info = prepare_flores101(a.flores, a.model_dir, a.out, langs, groups, flores_codes(a.flores_code),
-                                 a.model_langs)
+                                 a.model_langs, on_model=found)
         print(json.dumps(info, indent=1, ensure_ascii=False))
 
     return run(PROG, body)

@@ -13,20 +13,27 @@ for every direction (both directions of every pair), through the writer shared w
 checkpoint's embedding must have exactly ``len(dict.txt) + number of languages`` rows (fairseq
 appends one ``__xx__`` token per language of ``--lang-dict``), and every requested language must
 be one of the model's. The model's language list (in the order the checkpoint was trained with,
-which fixes the language-token ids) is written to ``<out>/lang_dict.txt``, for ``--lang-dict``.
+which fixes the language-token ids) is written to ``<out>/lang_dict.txt``, for ``--lang-dict``. That
+order is accepted only when proven (:func:`model_languages`: ``--model-langs``, a recorded
+``langs``/``lang_dict``, or recorded ``lang_pairs`` that fairseq's own inference turns into exactly the
+embedding's rows and ``language_pairs.txt``'s languages); what the checkpoint records (format, weight
+dtype, language options, rows) is reported either way.
 """
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import os
+import shlex
 import shutil
 import tarfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from ..checkpoints import reading
 from ..config import PRESETS, parse_lang_groups
@@ -152,35 +159,162 @@ def read_flores(path: PathLike, langs: Sequence[str], codes: Dict[str, str]) -> 
 # ---- the model directory ---------------------------------------------------------------------
 
 
-def model_languages(model_dir: Path, ckpt_args: dict) -> List[str]:
-    """The checkpoint's language list, in token-id order: its ``--langs``/``--lang-dict`` if
-    saved; else the sorted languages of ``language_pairs.txt`` (fairseq's own inference)."""
-    langs = ckpt_args.get("langs")
-    if isinstance(langs, str):
-        langs = [x for x in langs.split(",") if x]
-    if langs:
-        return list(langs)
-    lang_dict = ckpt_args.get("lang_dict")
-    if lang_dict and os.path.isfile(lang_dict):
-        return [x.strip() for x in open(lang_dict, encoding="utf-8") if x.strip()]
-    pairs_file = model_dir / "language_pairs.txt"
-    if pairs_file.is_file():
-        pairs = [p.strip() for p in pairs_file.read_text(encoding="utf-8").replace("\n", ",").split(",") if p.strip()]
-        logger.warning("%s: no language list saved in the checkpoint; using the sorted languages of "
-                       "%s, as fairseq infers them", model_dir / "model.pt", pairs_file)
-        return sorted({lang for p in pairs for lang in p.split("-")})
+LANGUAGE_OPTIONS = ("langs", "lang_dict", "lang_pairs")
+LANG_PAIRS_FILE = "language_pairs.txt"
+
+
+def _get(section, key):
+    """``section.key`` of a Namespace or a dict (fairseq writes both); None when absent."""
+    return section.get(key) if isinstance(section, dict) else getattr(section, key, None)
+
+
+def _as_list(value) -> List[str]:
+    """A recorded ``--langs``/``--lang-pairs`` value (a list, or fairseq's comma-separated string)."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    return [str(x).strip() for x in items if str(x).strip()]
+
+
+def recorded_options(ckpt: dict) -> Dict[str, tuple]:
+    """``{option: (value, where)}`` for each of ``langs``, ``lang_dict``, ``lang_pairs`` the checkpoint
+    records (``where``: ``cfg.task``, ``cfg.model`` or ``args``), in fairseq's priority (cfg before args)."""
+    cfg, args = ckpt.get("cfg"), ckpt.get("args")
+    places = []
+    if cfg is not None:
+        places += [(f"cfg.{name}", _get(cfg, name)) for name in ("task", "model")]
+    places.append(("args", args))
+    found = {}
+    for key in LANGUAGE_OPTIONS:
+        for where, section in places:
+            value = _get(section, key) if section is not None else None
+            if value:
+                found[key] = (value, where)
+                break
+    return found
+
+
+def checkpoint_format(ckpt: dict) -> str:
+    if ckpt.get("cfg") is not None:
+        return "cfg (fairseq >= 0.10)"
+    if isinstance(ckpt.get("args"), argparse.Namespace):
+        return "args as argparse.Namespace (fairseq < 0.10)"
+    return "neither cfg nor args"
+
+
+def weights_dtype(state: dict) -> str:
+    """``float16``, ``float32`` ... of the floating-point weights, or ``mixed: ...`` with counts."""
+    counts = Counter(str(v.dtype).replace("torch.", "") for v in state.values()
+                     if hasattr(v, "dtype") and v.dtype.is_floating_point)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return "mixed: " + ", ".join(f"{t} ({n} tensors)" for t, n in counts.most_common())
+
+
+def read_language_pairs(path: Path) -> List[str]:
+    """The pairs of ``language_pairs.txt`` (comma- or line-separated ``src-tgt``)."""
+    return [p.strip() for p in path.read_text(encoding="utf-8").replace("\n", ",").split(",") if p.strip()]
+
+
+def inferred_languages(pairs: Sequence[str]) -> List[str]:
+    """fairseq 0.12's language list when neither --langs nor --lang-dict is given
+    (``MultilingualDatasetManager.load_langs``): the sorted set of the languages of --lang-pairs."""
+    return sorted({lang for pair in pairs for lang in pair.split("-")})
+
+
+def read_model_langs(path: PathLike, flag: str) -> List[str]:
+    if not os.path.isfile(path):
+        raise FloresError(f"{flag}: {path} does not exist (expected the model's languages, one per line, in the "
+                          "order of its language tokens)")
+    langs = [x.strip() for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
+    twice = sorted({x for x in langs if langs.count(x) > 1})
+    if not langs or twice:
+        raise FloresError(f"{flag}: {path} " + (f"lists {', '.join(twice)} twice" if twice else "is empty")
+                          + " (expected the model's languages, one per line, each once)")
+    return langs
+
+
+def fix_command(model_dir: Path) -> str:
+    """What to run when the language-token order cannot be proven."""
+    pairs = model_dir / LANG_PAIRS_FILE
+    manual = ("Write the model's languages in the order of its language tokens, one per line, to a file and "
+              "rerun lslo-prepare-flores with --model-langs FILE")
+    if not pairs.is_file():
+        return manual
+    one_liner = (f"tr -s ',[:space:]-' '\\n' < {shlex.quote(str(pairs))} | grep . | LC_ALL=C sort -u "
+                 "> model_langs.txt")
+    return (f"{manual}. If model.pt was trained with --lang-pairs from {LANG_PAIRS_FILE} and neither "
+            f"--langs nor --lang-dict, fairseq 0.12 gave its language tokens the sorted languages of those pairs "
+            f"(MultilingualDatasetManager.load_langs); to accept that order run: {one_liner} && "
+            "lslo-prepare-flores --model-langs model_langs.txt (with your other options)")
+
+
+def model_languages(model_dir: Path, ckpt: dict, rows: int, dict_size: int,
+                    model_langs_file: Optional[PathLike] = None) -> tuple:
+    """(the model's languages in token-id order, how that order is known, the report). The order is
+    accepted only when proven: ``--model-langs FILE``; a recorded ``langs`` or ``lang_dict``; or recorded
+    training ``lang_pairs`` whose sorted languages (fairseq's inference without --langs/--lang-dict)
+    fill the embedding's rows and are the languages of ``language_pairs.txt``. Otherwise a FloresError
+    names the checkpoint, what is missing and the command that fixes it."""
+    ckpt_path = model_dir / "model.pt"
+    recorded = recorded_options(ckpt)
+    report = {
+        "format": checkpoint_format(ckpt),
+        "weights_dtype": weights_dtype(ckpt["model"]),
+        "language_options": {k: (f"{recorded[k][1]}.{k}" if k in recorded else "not recorded")
+                             for k in LANGUAGE_OPTIONS},
+        "embedding_rows": rows,
+        "dict_size": dict_size,
+    }
+
+    def found() -> str:
+        opts = "; ".join(f"{k}: {v}" for k, v in report["language_options"].items())
+        return (f"found: {report['format']}, {report['weights_dtype']} weights, {rows} embedding rows, "
+                f"dict.txt {dict_size} entries with specials; {opts}")
+
+    if model_langs_file:
+        return read_model_langs(model_langs_file, "--model-langs"), f"--model-langs {model_langs_file}", report
+    if "lang_dict" in recorded:
+        value, where = recorded["lang_dict"]
+        if not os.path.isfile(value):
+            raise FloresError(
+                f"{ckpt_path} records {where}.lang_dict {value}, which does not exist here (it orders the language "
+                f"tokens): copy that file there. Or: {fix_command(model_dir)} ({found()})")
+        return read_model_langs(value, f"{ckpt_path}'s {where}.lang_dict"), f"{where}.lang_dict {value}", report
+    if "langs" in recorded:
+        value, where = recorded["langs"]
+        return _as_list(value), f"{where}.langs", report
+    pairs_file = model_dir / LANG_PAIRS_FILE
+    if "lang_pairs" in recorded:
+        value, where = recorded["lang_pairs"]
+        langs = inferred_languages(_as_list(value))
+        problems = []
+        if rows != dict_size + len(langs):
+            problems.append(f"those {len(langs)} languages and dict.txt's {dict_size} entries give "
+                            f"{dict_size + len(langs)} rows, not the embedding's {rows}")
+        if pairs_file.is_file():
+            listed = set(inferred_languages(read_language_pairs(pairs_file)))
+            if listed != set(langs):
+                diff = sorted(listed ^ set(langs))
+                problems.append(f"{pairs_file} has other languages ({', '.join(diff[:10])} differ)")
+        if not problems:
+            return langs, f"sorted languages of {where}.lang_pairs (fairseq's inference)", report
+        raise FloresError(
+            f"{ckpt_path} records no language list (langs, lang_dict), and the sorted languages of its training "
+            f"{where}.lang_pairs cannot be its token order: {'; '.join(problems)}. {fix_command(model_dir)} "
+            f"({found()})")
     raise FloresError(
-        f"{model_dir / 'model.pt'} saves no language list (--langs/--lang-dict) and there is no "
-        f"{pairs_file}: give the model's languages, in training order, with --model-langs FILE"
-    )
+        f"{ckpt_path} records no language list (langs, lang_dict) and no training lang_pairs, so the order of "
+        f"its language tokens is unknown. {fix_command(model_dir)} ({found()})")
 
 
 def check_model_dir(model_dir: PathLike, langs: Sequence[str], model_langs_file: Optional[PathLike] = None) -> dict:
-    """Check a released model directory against the languages to fine-tune; return its facts.
+    """Check a released model directory against the languages to fine-tune; return its facts, with
+    ``model_report``: what the checkpoint records (format, weight dtype, where its language options
+    are, embedding rows against ``dict.txt`` + languages, where the token order comes from).
 
     The check that matters (the usual M2M fine-tuning failure, fairseq issues #3233, #4533): the
     checkpoint's ``encoder.embed_tokens.weight`` must have ``len(dict.txt)`` (with fairseq's 4
-    specials) ``+ len(model languages)`` rows, because the task appends one ``__xx__`` per language.
+    specials) ``+ len(model languages)`` rows, because the task appends one ``__xx__`` per language,
+    in an order that must be proven (:func:`model_languages`).
     """
     from fairseq.data import Dictionary
 
@@ -196,11 +330,10 @@ def check_model_dir(model_dir: PathLike, langs: Sequence[str], model_langs_file:
     if embed_key is None:
         raise FloresError(f"--model-dir: {ckpt_path} has no encoder.embed_tokens.weight; not a transformer checkpoint")
     rows = state[embed_key].shape[0]
-    if model_langs_file:
-        model_langs = [x.strip() for x in open(model_langs_file, encoding="utf-8") if x.strip()]
-    else:
-        model_langs = model_languages(model_dir, reading.options(ckpt, ("model", "task")))
     dict_size = len(Dictionary.load(str(model_dir / "dict.txt")))
+    model_langs, order_from, report = model_languages(model_dir, ckpt, rows, dict_size, model_langs_file)
+    report.update(languages=len(model_langs), token_order_from=order_from)
+    logger.info("%s: %s", ckpt_path, describe(report))
     if rows != dict_size + len(model_langs):
         raise FloresError(
             f"dictionary mismatch: {ckpt_path} has {rows} embedding rows, but {model_dir / 'dict.txt'} "
@@ -214,7 +347,17 @@ def check_model_dir(model_dir: PathLike, langs: Sequence[str], model_langs_file:
         raise FloresError(f"languages {', '.join(unknown)} are not languages of {ckpt_path} "
                           f"(it has {len(model_langs)}: {', '.join(model_langs[:20])}...)")
     return {"checkpoint": str(ckpt_path), "embedding_rows": rows, "dict_size": dict_size,
-            "model_langs": model_langs}
+            "model_langs": model_langs, "model_report": report}
+
+
+def describe(report: dict) -> str:
+    """One line of what :func:`check_model_dir` found."""
+    opts = ", ".join(f"{k} {v}" for k, v in report["language_options"].items())
+    rows, d, n = report["embedding_rows"], report["dict_size"], report.get("languages")
+    sizes = f"{rows} embedding rows" + (f" {'=' if rows == d + n else '!='} dict.txt {d} + {n} language tokens"
+                                         if n is not None else "")
+    return (f"{report['format']}, {report['weights_dtype']} weights; language options: {opts}; {sizes}; "
+            f"token order from {report.get('token_order_from')}")
 
 
 # ---- the whole preparation -------------------------------------------------------------------
@@ -250,10 +393,12 @@ def prepare_flores101(
     groups: Dict[str, str],
     codes: Optional[Dict[str, str]] = None,
     model_langs_file: Optional[PathLike] = None,
+    on_model: Optional[Callable[[dict], None]] = None,
 ) -> dict:
     """Check, encode and binarize; return the summary also written to ``<out_dir>/prepared.json``.
 
-    ``flores`` None downloads the tarball into ``out_dir`` (clear error offline).
+    ``flores`` None downloads the tarball into ``out_dir`` (clear error offline). ``on_model`` is
+    called with :func:`check_model_dir`'s facts once the model directory is accepted.
     """
     import sentencepiece as spm
     from fairseq.data import Dictionary
@@ -263,6 +408,8 @@ def prepare_flores101(
     model_dir = Path(model_dir).resolve()
     codes = {**FLORES101_CODES, **(codes or {})}
     model = check_model_dir(model_dir, langs, model_langs_file)  # before any text is read
+    if on_model is not None:
+        on_model(model)
     source = Path(flores) if flores else download_flores101(out)
     text = read_flores(source, langs, codes)
     out.mkdir(parents=True, exist_ok=True)

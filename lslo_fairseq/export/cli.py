@@ -1,7 +1,8 @@
 """``lslo-export hf | peft | ct2``: the subcommands that leave fairseq (added to ``lslo-export``).
 
   lslo-export hf   --checkpoint CKPT --out DIR [--dict dict.txt] [--spm spm.model]
-      the frozen base as a Hugging Face M2M100ForConditionalGeneration directory (with tokenizer)
+      the frozen base as a Hugging Face M2M100ForConditionalGeneration directory (with a fast tokenizer
+      holding every language token of the model, at fairseq's ids)
   lslo-export peft --checkpoint CKPT --directions fr-oc,oc-en --out DIR [--base-model HF_DIR]
                    [--lslo-merge outputs|ab --lslo-merge-weights W_IN,W_OUT|FILE]   (modular checkpoints)
       one PEFT LoRA adapter per direction, in DIR/<src>-<tgt>/
@@ -49,16 +50,24 @@ def run(args) -> None:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise CheckpointError(f"--out: {args.out} exists and is not a directory")
     if args.command == "hf":
-        from .hf import check_architecture, export_hf, vocabulary_map
+        from .hf import check_hf, export_hf
 
         imports.transformers()
         src = read_source(args.checkpoint, args.dict, args.spm)
-        check_architecture(src)
-        vocabulary_map(src)
+        check_hf(src)
         info = export_hf(src, args.out)
-        print(f"wrote {args.out}: M2M100ForConditionalGeneration ({info['vocab_size']} ids: {info['fairseq_vocab_size']} "
-              f"of fairseq's, {info['unused_language_ids']} unused language ids) and its tokenizer; log-probabilities "
-              f"within {info['max_logprob_difference_to_fairseq']:.1g} of fairseq's; {info['note']}")
+        outside = len(info["pieces_outside_dict"])
+        print(f"wrote {args.out}: M2M100ForConditionalGeneration ({info['vocab_size']} ids: fairseq's "
+              f"{info['fairseq_vocab_size']} as they are, {len(info['languages'])} language tokens among them"
+              + (f", and {outside} SentencePiece pieces outside dict.txt, read as <unk>" if outside else "")
+              + f") and its fast tokenizer; log-probabilities within "
+              f"{info['max_logprob_difference_to_fairseq']:.1g} of fairseq's; {info['note']}")
+        runs = info["dict_entries_of_unknown_characters"]
+        if runs:
+            print(f"note: {len(runs)} dict.txt entries ({', '.join(runs[:5])}{', ...' if len(runs) > 5 else ''}) are "
+                  "runs of characters the SentencePiece model does not know: fairseq looks such a run up whole, the "
+                  "tokenizer reads it character by character (or as one <unk>), so text holding them is tokenized "
+                  "differently (all other text: fairseq's ids)")
     elif args.command == "peft":
         from .hf import read_info
         from .peft import export_peft, parse_directions

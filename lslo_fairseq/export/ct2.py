@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 from ..checkpoints import merge, reading
 from ..checkpoints.reading import CheckpointError
 from ..config import as_list
-from ..files import torch_save_atomic
+from ..files import copy_file_atomic, torch_save_atomic
 from . import imports
 from .source import Source, load_lslo_model
 
@@ -77,7 +77,7 @@ def export_ct2(src: Source, s: str, t: str, out: str, quantization: Optional[str
         converter = ct2.converters.FairseqConverter(path, data, source_lang=s, target_lang=t,
                                                     fixed_dictionary=src.dict_path)
         converter.convert(out, quantization=quantization, force=force)
-    shutil.copyfile(src.spm_path, os.path.join(out, SPM_NAME))
+    copy_file_atomic(src.spm_path, os.path.join(out, SPM_NAME))
     return out
 
 

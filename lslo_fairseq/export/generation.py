@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..errors import LSLoError
 from . import imports
 
 
@@ -60,6 +61,28 @@ def generate_kwargs(first_tokens: Sequence[int], beam: int = 5, max_len_b: int =
                 logits_processor=tf.LogitsProcessorList([FairseqRules(first_tokens, max_len=max_len_b)]))
 
 
+def lang_token_id(tokenizer, lang: str) -> int:
+    """The id of the language token ``__lang__``: the exported fast tokenizer's special token, or
+    ``M2M100Tokenizer.get_lang_id``."""
+    if hasattr(tokenizer, "get_lang_id"):
+        return tokenizer.get_lang_id(lang)
+    token = f"__{lang}__"
+    i = tokenizer.convert_tokens_to_ids(token)
+    if i is None or i == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(i) != token:
+        raise LSLoError(f"language '{lang}': {token} is not a token of this tokenizer (not a language of the model)")
+    return i
+
+
+def source_ids(tokenizer, text: str, lang: str) -> List[int]:
+    """fairseq's source: ``[__lang__]`` + the text's pieces + ``[</s>]``. The exported tokenizer appends
+    ``</s>`` and reads special-token strings in the text as plain text, as fairseq does; an
+    ``M2M100Tokenizer`` puts its ``src_lang`` first itself."""
+    if hasattr(tokenizer, "get_lang_id"):
+        tokenizer.src_lang = lang
+        return tokenizer(text)["input_ids"]
+    return [lang_token_id(tokenizer, lang)] + tokenizer(text, split_special_tokens=True)["input_ids"]
+
+
 @torch.no_grad()
 def translate(model, tokenizer, sentences: Sequence[str], directions: Sequence[str], beam: int = 5,
               max_len_b: int = 200, lenpen: float = 1.0, adapters: bool = False) -> List[Dict]:
@@ -67,15 +90,12 @@ def translate(model, tokenizer, sentences: Sequence[str], directions: Sequence[s
     fairseq-generate would: [{tokens (ids, EOS included), pieces, text, score, positional}].
     ``adapters``: pass ``adapter_names=directions`` (a PEFT model with one adapter per direction)."""
     pairs = [d.split("-") for d in directions]
-    ids = []
-    for text, (s, _) in zip(sentences, pairs):
-        tokenizer.src_lang = s
-        ids.append(tokenizer(text)["input_ids"])
+    ids = [source_ids(tokenizer, text, s) for text, (s, _) in zip(sentences, pairs)]
     width = max(map(len, ids))
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
     mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
-    first = [tokenizer.get_lang_id(t) for _, t in pairs]
+    first = [lang_token_id(tokenizer, t) for _, t in pairs]
     kwargs = generate_kwargs(first, beam, max_len_b, lenpen)
     if adapters:
         kwargs["adapter_names"] = list(directions)

@@ -1,25 +1,30 @@
 """The frozen base of a fairseq translation checkpoint as a Hugging Face ``M2M100ForConditionalGeneration``
-directory (``config.json``, ``model.safetensors``, ``generation_config.json``, the SentencePiece model,
-``vocab.json`` and the tokenizer files), loadable offline with ``from_pretrained(DIR)``.
+directory (``config.json``, ``model.safetensors``, ``generation_config.json`` and a fast tokenizer,
+``tokenizer.json``), loadable offline with ``from_pretrained(DIR)`` and ``AutoTokenizer.from_pretrained(DIR)``.
 
 The architectures correspond one to one: M2M100 *is* fairseq's pre-norm transformer with shared
 embeddings, scaled sinusoidal positions (offset by the padding index) and a final layer norm on
 each side, and its layers use fairseq's module names. :func:`check_architecture` refuses, naming the
 option, anything M2M100 cannot express (post-norm, learned positions, separate embeddings, ...).
 
-Vocabulary. fairseq's dictionary is ``<s> <pad> </s> <unk>``, ``dict.txt``'s entries, then one
-``__xx__`` token per language of the task. ``M2M100Tokenizer`` numbers ``vocab.json``'s entries
-first and then always reserves 100 ids for its fixed language list (``__af__`` ... ``__zu__``), at
-``len(vocab.json) + position in the list``. So ``vocab.json`` holds fairseq's symbols without the
-language tokens (same order, same ids for the specials), each language token's embedding row moves
-to its tokenizer id, and the HF vocabulary is ``len(vocab.json) + 100``. A language outside the
-tokenizer's list is refused.
+Vocabulary: fairseq's ids, unchanged. fairseq's dictionary is ``<s> <pad> </s> <unk>``, ``dict.txt``'s
+entries, then one ``__xx__`` token per language of the task, in the task's order; the HF model's
+embedding rows and the tokenizer's ids are those (no remapping, so any number of languages, e.g. the
+124 of M2M-124, and any language code). The tokenizer (:mod:`.tokenizer`) is built from the
+SentencePiece model and this dictionary and encodes text as fairseq does (SentencePiece pieces
+looked up in ``dict.txt``); the language tokens are special tokens at their fairseq ids:
 
-The reserved ids of languages the model lacks get *dead* rows. The rows are tied (input embedding =
-output projection), and the decoder's last layer norm gives ``h = g * n + b`` with ``sum_k n_k = 0``,
-so the row ``e = -(T / S) / g`` (with ``S = sum_k b_k / g_k``) has the logit ``e . h = -T`` for
-every hidden state: ``exp(-T)`` is 0 in float32, so those tokens add nothing to any softmax and
-every score equals fairseq's (``generation_config.suppress_tokens`` lists them as well).
+    tok = AutoTokenizer.from_pretrained(DIR)
+    batch = tok(["__kam__ " + text], return_tensors="pt")       # [__kam__] + pieces + [</s>]
+    model.generate(**batch, forced_bos_token_id=tok.convert_tokens_to_ids("__en__"))
+
+Pieces the SentencePiece model can produce but ``dict.txt`` lacks (fairseq reads them as ``<unk>``)
+get the ids after fairseq's. Their input rows are ``<unk>``'s, and their output rows are *dead*: the
+output projection is then stored untied from the input embedding (``tie_word_embeddings`` false), and
+the decoder's last layer norm gives ``h = g * n + b`` with ``sum_k n_k = 0``, so the row
+``e = -(T / S) / g`` (with ``S = sum_k b_k / g_k``) has the logit ``e . h = -T`` for every hidden state:
+``exp(-T)`` is 0 in float32, so those ids add nothing to any softmax and every score equals fairseq's
+(``generation_config.suppress_tokens`` lists them as well). Without such pieces the embeddings stay tied.
 """
 from __future__ import annotations
 
@@ -27,18 +32,21 @@ import argparse
 import copy
 import json
 import os
-import shutil
+import tempfile
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import TYPE_CHECKING, Dict, List, Tuple
 
 import torch
 
 from ..checkpoints.reading import CheckpointError, StandInTask
 from ..config import LSLoConfigError
+from ..files import copy_file_atomic, write_json_atomic
 from . import imports
 from .source import Source
 
-HF_LANG_CODES_KEY = "m2m100"
+if TYPE_CHECKING:
+    from .tokenizer import SpmModel
+
 DEAD_LOGIT = 1000.0  # the constant logit -T of the dead rows; exp(-1000) is 0 in float32 and float64
 INFO_FILE = "lslo_export.json"
 
@@ -100,38 +108,17 @@ def check_architecture(src: Source) -> argparse.Namespace:
     return a
 
 
-def hf_language_codes() -> List[str]:
-    from transformers.models.m2m_100.tokenization_m2m_100 import FAIRSEQ_LANGUAGE_CODES
+def tokenizer_plan(src: Source) -> Tuple["SpmModel", List[str], List[str]]:
+    """(the SentencePiece model, fairseq's symbols in id order, the pieces given ids after them); refuses,
+    naming ``--spm``/``--dict``, what the tokenizer cannot reproduce."""
+    from .tokenizer import check_spm, read_spm, vocabulary
 
-    return list(FAIRSEQ_LANGUAGE_CODES[HF_LANG_CODES_KEY])
-
-
-def vocabulary_map(src: Source) -> Tuple[Dict[str, int], List[int], List[int], int]:
-    """(vocab.json, fairseq row of every HF id or -1 for a dead row, HF id of every fairseq row, HF
-    vocabulary size)."""
-    codes = hf_language_codes()
-    lang_rows = {src.lang_index(lang): lang for lang in src.langs}
-    unknown = [lang for lang in src.langs if lang not in codes]
-    if unknown:
-        raise ArchitectureError(f"--checkpoint: {src.path}: language(s) {', '.join(unknown)} are not among "
-                                f"M2M100Tokenizer's {len(codes)} language codes ({' '.join(codes)}), so its "
-                                "tokenizer cannot give them an id")
+    spm = read_spm(src.spm_path)
+    check_spm(spm, src.spm_path)
     d = src.dictionary
-    vocab = OrderedDict()
-    for row in range(len(d)):
-        if row not in lang_rows:
-            symbol = d[row]
-            if symbol in vocab:
-                raise ArchitectureError(f"--dict: {src.dict_path}: symbol {symbol!r} appears twice")
-            vocab[symbol] = len(vocab)
-    n = len(vocab)
-    size = n + len(codes)
-    hf_of_fs = [0] * len(d)
-    fs_of_hf = [-1] * size
-    for row in range(len(d)):
-        hf = n + codes.index(lang_rows[row]) if row in lang_rows else vocab[d[row]]
-        hf_of_fs[row], fs_of_hf[hf] = hf, row
-    return dict(vocab), fs_of_hf, hf_of_fs, size
+    symbols = [d[i] for i in range(len(d))]
+    _, extra = vocabulary(symbols, spm)
+    return spm, symbols, extra
 
 
 def dead_row(gamma: torch.Tensor, beta: torch.Tensor, logit: float = DEAD_LOGIT) -> torch.Tensor:
@@ -139,13 +126,23 @@ def dead_row(gamma: torch.Tensor, beta: torch.Tensor, logit: float = DEAD_LOGIT)
     gamma, beta = gamma.detach().double(), beta.detach().double()
     if bool((gamma.abs() < 1e-6).any()):
         raise ArchitectureError("the decoder's final layer norm has a (near) zero gain: no constant-logit row "
-                                "exists for the tokenizer's unused language ids")
+                                "exists for the ids of pieces outside dict.txt")
     s = float((beta / gamma).sum())
     scale = max(float(beta.abs().max()), 1e-3) / float(gamma.abs().min())
     if abs(s) < 1e-3 * scale:
         raise ArchitectureError("the decoder's final layer norm gives sum(bias / gain) ~ 0: no constant-logit row "
-                                "exists for the tokenizer's unused language ids")
+                                "exists for the ids of pieces outside dict.txt")
     return (-(logit / s) / gamma).float()
+
+
+def check_hf(src: Source) -> List[str]:
+    """Every refusal of the HF export, before any work: the architecture, the tokenizer, and for pieces
+    outside ``dict.txt`` their dead output rows; returns those pieces."""
+    check_architecture(src)
+    _, _, extra = tokenizer_plan(src)
+    if extra:
+        dead_row(src.base["decoder.layer_norm.weight"], src.base["decoder.layer_norm.bias"])
+    return extra
 
 
 def key_map(key: str) -> str:
@@ -159,7 +156,7 @@ def key_map(key: str) -> str:
     return "model." + key
 
 
-def hf_config(src: Source, a: argparse.Namespace, vocab_size: int):
+def hf_config(src: Source, a: argparse.Namespace, vocab_size: int, tied: bool):
     tf = imports.transformers()
     layers = {side: 1 + max(int(k.split(".")[2]) for k in src.base if k.startswith(f"{side}.layers."))
               for side in ("encoder", "decoder")}
@@ -173,41 +170,50 @@ def hf_config(src: Source, a: argparse.Namespace, vocab_size: int):
         activation_function=ACTIVATIONS[a.activation_fn], d_model=a.encoder_embed_dim,
         dropout=float(a.dropout), attention_dropout=float(a.attention_dropout or 0),
         activation_dropout=float(a.activation_dropout or 0), scale_embedding=not a.no_scale_embedding,
-        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, tie_word_embeddings=True,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, tie_word_embeddings=tied,
     )
 
 
-def hf_state_dict(src: Source, fs_of_hf: List[int]) -> "OrderedDict[str, torch.Tensor]":
+def hf_state_dict(src: Source, n_extra: int) -> "OrderedDict[str, torch.Tensor]":
+    """M2M100's weights: fairseq's rows at their ids. With ``n_extra`` more ids, their input rows are
+    ``<unk>``'s and their output rows dead, so the embeddings are stored untied (transformers then keeps
+    the encoder's, the decoder's and the shared one apart as well)."""
     out = OrderedDict()
+    d = src.dictionary
     for key, value in src.base.items():
         name = key_map(key)
         if name is None:
             continue
-        if name == "model.shared.weight":
-            emb = torch.empty(len(fs_of_hf), value.shape[1], dtype=torch.float32)
+        value = value.float()
+        if name == "model.shared.weight" and n_extra:
             dead = dead_row(src.base["decoder.layer_norm.weight"], src.base["decoder.layer_norm.bias"])
-            for hf, fs in enumerate(fs_of_hf):
-                emb[hf] = value[fs] if fs >= 0 else dead
-            value = emb
-        out[name] = value.float().contiguous()
+            out["lm_head.weight"] = torch.cat([value, dead.expand(n_extra, -1)]).contiguous()
+            value = torch.cat([value, value[d.unk()].expand(n_extra, -1)]).contiguous()
+            for side in ("encoder", "decoder"):
+                out[f"model.{side}.embed_tokens.weight"] = value
+        out[name] = value.contiguous()
     return out
 
 
 def build_hf_model(src: Source):
-    """(M2M100ForConditionalGeneration with the base weights, vocab.json dict, fs_of_hf, hf_of_fs)."""
+    """(M2M100ForConditionalGeneration with the base weights, the ids after fairseq's: pieces outside
+    ``dict.txt``)."""
     tf = imports.transformers()
     a = check_architecture(src)
-    vocab, fs_of_hf, hf_of_fs, size = vocabulary_map(src)
-    model = tf.M2M100ForConditionalGeneration(hf_config(src, a, size)).eval()
-    state = hf_state_dict(src, fs_of_hf)
+    _, symbols, extra = tokenizer_plan(src)
+    size = len(symbols) + len(extra)
+    model = tf.M2M100ForConditionalGeneration(hf_config(src, a, size, tied=not extra)).eval()
+    state = hf_state_dict(src, len(extra))
     result = model.load_state_dict(state, strict=False)
-    tied = {"lm_head.weight", "model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight"}
+    tied = set() if extra else {"lm_head.weight", "model.encoder.embed_tokens.weight",
+                                "model.decoder.embed_tokens.weight"}
     missing = [k for k in result.missing_keys if k not in tied]
     if missing or result.unexpected_keys:
         raise CheckpointError(f"internal error: the fairseq weights do not fit M2M100 (missing {missing[:3]}, "
                               f"unexpected {result.unexpected_keys[:3]})")
-    model.tie_weights()
-    return model, vocab, fs_of_hf, hf_of_fs
+    if not extra:
+        model.tie_weights()
+    return model, list(range(len(symbols), size))
 
 
 def fairseq_base_model(src: Source):
@@ -222,9 +228,11 @@ def fairseq_base_model(src: Source):
 
 
 @torch.no_grad()
-def max_logit_difference(src: Source, hf_model, hf_of_fs: List[int]) -> float:
+def max_logit_difference(src: Source, hf_model, extra_ids: List[int] = ()) -> float:
     """Teacher-forced log-probabilities of fairseq's model and the HF model on a few sentences made of
-    the dictionary's symbols, both directions of two languages: the largest absolute difference."""
+    the dictionary's symbols, both directions of two languages: the largest absolute difference. HF's
+    softmax runs over all its ids; with ``extra_ids``, one source token is such an id for HF and
+    ``<unk>`` for fairseq."""
     fs = fairseq_base_model(src)
     d = src.dictionary
     g = torch.Generator().manual_seed(0)
@@ -234,24 +242,33 @@ def max_logit_difference(src: Source, hf_model, hf_of_fs: List[int]) -> float:
     for s, t in ((langs[0], langs[1]), (langs[1], langs[0])):
         source = torch.cat([torch.full((4, 1), src.lang_index(s)), words, torch.full((4, 1), d.eos())], 1)
         prev = torch.cat([torch.full((4, 1), d.eos()), torch.full((4, 1), src.lang_index(t)), words.flip(1)[:, :5]], 1)
+        hf_source = source.clone()
+        if extra_ids:
+            source[:, 2] = d.unk()
+            hf_source[:, 2] = torch.tensor(list(extra_ids))[torch.arange(4) % len(extra_ids)]
         lengths = torch.full((4,), source.size(1))
         fs_lp = fs.get_normalized_probs(fs(source, lengths, prev), log_probs=True)  # (4, T, V_fs)
-        m = torch.tensor(hf_of_fs)
-        out = hf_model(input_ids=m[source], attention_mask=torch.ones_like(source), decoder_input_ids=m[prev])
-        hf_lp = torch.log_softmax(out.logits.float(), -1)[..., m]
-        worst = max(worst, float((fs_lp - hf_lp).abs().max()))
+        out = hf_model(input_ids=hf_source, attention_mask=torch.ones_like(source), decoder_input_ids=prev)
+        hf_lp = torch.log_softmax(out.logits.float(), -1)
+        if bool((hf_lp[..., len(d):] > -100).any()):  # the extra ids must take no probability
+            return float("inf")
+        worst = max(worst, float((fs_lp - hf_lp[..., :len(d)]).abs().max()))
     return worst
 
 
-def write_tokenizer(src: Source, vocab: Dict[str, int], out: str):
+def build_tokenizer(src: Source):
+    """The ``PreTrainedTokenizerFast`` of :mod:`.tokenizer` for ``src``."""
+    from .tokenizer import build_tokenizer as build
+
     tf = imports.transformers()
-    with open(os.path.join(out, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(vocab, f, ensure_ascii=False, indent=0)
-    shutil.copyfile(src.spm_path, os.path.join(out, "sentencepiece.bpe.model"))
-    tok = tf.M2M100Tokenizer(os.path.join(out, "vocab.json"), os.path.join(out, "sentencepiece.bpe.model"),
-                             src_lang=src.langs[0], tgt_lang=src.langs[1 % len(src.langs)])
-    tok.save_pretrained(out)
-    return tok
+    spm, symbols, _ = tokenizer_plan(src)
+    d = src.dictionary
+    special = [d.bos_word, d.pad_word, d.eos_word, d.unk_word] + [src.lang_token(lang) for lang in src.langs]
+    a = model_args(src.model_opts)
+    return tf.PreTrainedTokenizerFast(
+        tokenizer_object=build(symbols, special, spm), bos_token=d.bos_word, eos_token=d.eos_word,
+        unk_token=d.unk_word, pad_token=d.pad_word, model_max_length=int(a.max_source_positions),
+        padding_side="right")
 
 
 def generation_config(dead_ids: List[int]):
@@ -263,27 +280,48 @@ def generation_config(dead_ids: List[int]):
                                suppress_tokens=dead_ids or None)
 
 
+def publish(folder: str, out: str) -> List[str]:
+    """Copy every file of ``folder`` into ``out``, each atomically; returns their names."""
+    names = sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)))
+    for name in names:
+        copy_file_atomic(os.path.join(folder, name), os.path.join(out, name))
+    return names
+
+
 def export_hf(src: Source, out: str, check: bool = True) -> Dict:
     """Write the HF directory ``out``; returns what was written (also in ``lslo_export.json``)."""
-    model, vocab, fs_of_hf, hf_of_fs = build_hf_model(src)
-    worst = max_logit_difference(src, model, hf_of_fs) if check else None
+    from .tokenizer import unknown_runs
+
+    model, extra_ids = build_hf_model(src)
+    tokenizer = build_tokenizer(src)
+    spm, symbols, _ = tokenizer_plan(src)
+    entries = symbols[src.dictionary.nspecial:len(symbols) - len(src.langs)]  # dict.txt's
+    worst = max_logit_difference(src, model, extra_ids) if check else None
     if worst is not None and worst > 1e-3:
         raise CheckpointError(f"internal error: the HF model's log-probabilities differ from fairseq's by {worst:.2g}")
+    model.generation_config = generation_config(extra_ids)
     os.makedirs(out, exist_ok=True)
-    dead = [i for i, row in enumerate(fs_of_hf) if row < 0]
-    model.generation_config = generation_config(dead)
-    model.save_pretrained(out, safe_serialization=True)
-    write_tokenizer(src, vocab, out)
+    with tempfile.TemporaryDirectory(prefix=".lslo-hf-", dir=out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        config = os.path.join(tmp, "tokenizer_config.json")
+        with open(config, encoding="utf-8") as f:
+            tok_config = json.load(f)
+        # the class name transformers 4 knows as well (5 maps it to its TokenizersBackend)
+        write_json_atomic(config, dict(tok_config, tokenizer_class="PreTrainedTokenizerFast"))
+        files = publish(tmp, out)
     info = {
         "from_checkpoint": os.path.abspath(src.path), "dictionary": os.path.abspath(src.dict_path),
         "sentencepiece": os.path.abspath(src.spm_path), "languages": list(src.langs),
-        "language_token_ids": {lang: hf_of_fs[src.lang_index(lang)] for lang in src.langs},
-        "vocab_size": len(fs_of_hf), "fairseq_vocab_size": len(src.dictionary), "unused_language_ids": len(dead),
+        "language_token_ids": {lang: src.lang_index(lang) for lang in src.langs},
+        "vocab_size": len(src.dictionary) + len(extra_ids), "fairseq_vocab_size": len(src.dictionary),
+        "pieces_outside_dict": [tokenizer.convert_ids_to_tokens(i) for i in extra_ids],
+        "dict_entries_of_unknown_characters": unknown_runs(entries, spm),
+        "tied_embeddings": not extra_ids, "tokenizer": type(tokenizer).__name__, "files": files + [INFO_FILE],
         "lslo_checkpoint": src.is_lslo, "max_logprob_difference_to_fairseq": worst,
         "note": "frozen base only" + ("; the LSLo adapters are exported by lslo-export peft" if src.is_lslo else ""),
     }
-    with open(os.path.join(out, INFO_FILE), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=1)
+    write_json_atomic(os.path.join(out, INFO_FILE), info)
     return info
 
 

@@ -20,14 +20,16 @@ Serving several directions in one batch::
 """
 from __future__ import annotations
 
-import json
 import os
+import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoints.reading import CheckpointError
 from ..config import as_list
+from ..files import write_json_atomic
 from ..merging import apply_merge
 from . import imports
+from .hf import publish
 from .lora import direction_lora
 from .source import Source, load_lslo_model
 
@@ -97,8 +99,10 @@ def export_peft(src: Source, directions: Sequence[Tuple[str, str]], out: str, ba
         config, tensors = adapter_files(model, s, t, base_model)
         folder = os.path.join(out, f"{s}-{t}")
         os.makedirs(folder, exist_ok=True)
-        config.save_pretrained(folder)
-        save_file(tensors, os.path.join(folder, WEIGHTS_NAME), metadata={"format": "pt"})
+        with tempfile.TemporaryDirectory(prefix=".lslo-peft-", dir=folder) as tmp:
+            config.save_pretrained(tmp)
+            save_file(tensors, os.path.join(tmp, WEIGHTS_NAME), metadata={"format": "pt"})
+            publish(tmp, folder)
         written[f"{s}-{t}"] = dict(modules=len(tensors) // 2, ranks=sorted({int(v.shape[0]) for k, v in tensors.items()
                                                                               if k.endswith("lora_A.weight")}))
         if cfg.modular:
@@ -107,6 +111,5 @@ def export_peft(src: Source, directions: Sequence[Tuple[str, str]], out: str, ba
     if cfg.modular:
         info["merge"] = {"mode": merge, "spec": merge_weights, "pivot": cfg.pivot,
                          "note": "(w_in, w_out) per direction; the pivot's directions use their one adapter"}
-    with open(os.path.join(out, "lslo_export.json"), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=1)
+    write_json_atomic(os.path.join(out, "lslo_export.json"), info)
     return written
