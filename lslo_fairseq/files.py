@@ -59,6 +59,14 @@ def torch_save_atomic(path: str, obj) -> None:
     _write_atomic(path, ".pt", "wb", lambda f: torch.save(obj, f))
 
 
+def copy_file_atomic(src: str, path: str) -> None:
+    """A copy of the file ``src`` at ``path``, atomically."""
+    import shutil
+
+    with open(src, "rb") as r:
+        _write_atomic(path, ".part", "wb", lambda f: shutil.copyfileobj(r, f))
+
+
 def download_atomic(url: str, path: str, timeout: float = 30.0) -> None:
     """Fetch ``url`` into ``path`` atomically (nothing is left behind on failure). Raises what
     ``urllib`` raises (``URLError``, ``OSError``): callers turn it into a message that says what to
