@@ -7,21 +7,13 @@ import tarfile
 from pathlib import Path
 from typing import Sequence
 
-from lslo_fairseq.data.flores101 import FLORES101_CODES
-from lslo_fairseq.data.multiparallel import LIBREOFFICE_TSV, _read_tsv
+from lslo_fairseq.stand_in.flores_sample import make_sample
 
 
 def make_flores_dataset(out: Path, langs: Sequence[str], n_dev: int, n_devtest: int, skip: int = 0) -> Path:
     """``out/flores101_dataset/{dev,devtest}/<stem>.{dev,devtest}``: rows ``skip..`` of the shipped
     table (dev first, then devtest), one file per language, FLORES-101 file names."""
-    _, table = _read_tsv(LIBREOFFICE_TSV, langs)
-    root = Path(out) / "flores101_dataset"
-    for split, start, n in (("dev", skip, n_dev), ("devtest", skip + n_dev, n_devtest)):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        for lang in langs:
-            lines = table[lang][start:start + n]
-            (root / split / f"{FLORES101_CODES[lang]}.{split}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
+    return make_sample(out, langs, n_dev, n_devtest, skip=skip)
 
 
 def make_tarball(dataset_dir: Path, tar_path: Path) -> Path:
