@@ -5,8 +5,9 @@ source rows, batch size and threads.
 - ``demo``: the shipped stand-in (3+3 layers, d 256, FFN 1024, 8k vocabulary, real weights) on the
   LibreOffice rows (en -> fr); both decode to their own EOS (up to ``--max-len`` tokens) and the
   mean output length of each is printed.
-- ``615m``: M2M-124 615M's shape (d 1024, FFN 4096, 16 heads, vocabulary 128,104) with ``--layers``
-  (default 2) encoder and decoder layers and random weights; every hypothesis is held to exactly
+- ``615m``: M2M-124 615M's shape (d 1024, FFN 4096, 16 heads, a dictionary of ``--vocab`` entries,
+  default 256,000 as the release's, then its language tokens) with ``--layers`` (default 2) encoder and
+  decoder layers and random weights; every hypothesis is held to exactly
   ``--max-len`` tokens (fairseq ``min_len``, CTranslate2 ``min_decoding_length``): equal work.
 
     python benchmarks/ct2.py --shape demo --threads 1
@@ -25,6 +26,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.m2m import M2M_VOCAB  # noqa: E402
 
 STAND_IN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lslo_fairseq", "resources",
                         "stand_in")
@@ -37,8 +39,9 @@ def demo_source():
                        os.path.join(STAND_IN, "sentencepiece.bpe.model"))
 
 
-def m2m_source(tmp: str, layers: int):
-    """A fairseq checkpoint of M2M-124 615M's shape (random weights), its dictionary, a stand-in spm."""
+def m2m_source(tmp: str, layers: int, vocab: int):
+    """A fairseq checkpoint of M2M-124 615M's shape (random weights), its dictionary (``vocab``
+    entries with fairseq's 4 specials, then the language tokens), a stand-in spm."""
     import argparse as ap
 
     from fairseq.models.transformer import TransformerModel
@@ -55,7 +58,7 @@ def m2m_source(tmp: str, layers: int):
     args.update(decoder_input_dim=1024, decoder_output_dim=1024)
     langs = args["langs"]
     with open(os.path.join(tmp, "dict.txt"), "w") as f:
-        f.writelines(f"w{i} 1\n" for i in range(128_000))
+        f.writelines(f"w{i} 1\n" for i in range(vocab - 4))  # Dictionary.load adds the 4 specials
     task = StandInTask([], vocab_size=None)
     from lslo_fairseq.export.source import build_dictionary
 
@@ -83,10 +86,10 @@ def rows_demo(src, n):
     return [sp.encode(line.split("\t")[col], out_type=str) for line in lines[1:n + 1]]
 
 
-def rows_random(src, n, length):
+def rows_random(src, n, length, vocab):
     g = torch.Generator().manual_seed(1)
     d = src.dictionary
-    return [[d[i] for i in torch.randint(d.nspecial, 128_000, (length,), generator=g).tolist()] for _ in range(n)]
+    return [[d[i] for i in torch.randint(d.nspecial, vocab, (length,), generator=g).tolist()] for _ in range(n)]
 
 
 def fairseq_decode(src, rows, s, t, beam, max_len, batch, fixed):
@@ -130,6 +133,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", choices=["demo", "615m"], default="demo")
     p.add_argument("--layers", type=int, default=2, help="615m: encoder and decoder layers (default 2)")
+    p.add_argument("--vocab", type=int, default=M2M_VOCAB,
+                   help=f"615m: dictionary entries before the language tokens, fairseq's 4 specials included "
+                        f"(default {M2M_VOCAB:,}: the released M2M-124 615M's)")
     p.add_argument("--rows", type=int, default=200)
     p.add_argument("--length", type=int, default=16, help="615m: source tokens per sentence")
     p.add_argument("--max-len", type=int, default=64)
@@ -148,8 +154,10 @@ def main(argv=None) -> int:
             src, fixed = demo_source(), False
             rows = rows_demo(src, a.rows)
         else:
-            src, fixed = m2m_source(tmp, a.layers), True
-            rows = rows_random(src, a.rows, a.length)
+            if a.vocab < 5:
+                p.error(f"--vocab must be at least 5 (the 4 specials and a word), got {a.vocab}")
+            src, fixed = m2m_source(tmp, a.layers, a.vocab), True
+            rows = rows_random(src, a.rows, a.length, a.vocab)
         dirs = {}
         for q in ("float32", "int8"):
             dirs[q] = os.path.join(tmp, q)
@@ -163,7 +171,7 @@ def main(argv=None) -> int:
                 el, lengths[f"ct2 {q}"] = ct2_decode(dirs[q], rows, s, t, a.beam, a.max_len, a.batch, a.threads, q, fixed)
                 times[f"ct2 {q}"].append(el)
     load = os.getloadavg()[0]
-    shape = "demo stand-in 3+3, d 256" if a.shape == "demo" else f"615M shape {a.layers}+{a.layers}, d 1024, vocab 128k"
+    shape = "demo stand-in 3+3, d 256" if a.shape == "demo" else f"615M shape {a.layers}+{a.layers}, d 1024, vocab {a.vocab:,}"
     print(f"{shape}; {len(rows)} rows, beam {a.beam}, batch {a.batch}, threads {a.threads}, "
           f"repeats {a.repeats} (median), load {load:.2f}")
     print("| decoder | s | sentences/s | mean output tokens | speed-up vs fairseq |")

@@ -8,7 +8,7 @@ random weights EOS could come at any step, so ``min_len = max_len`` makes every 
 exactly ``--max-len`` steps in both models: equal work, compared step for step. Variants run
 round-robin over ``--repeats`` rounds; figures are medians.
 
-    python benchmarks/decode.py                       # 2+2 layers, vocab 128,000, 16 sentences
+    python benchmarks/decode.py                       # 2+2 layers, vocab 256,000 (the release's), 16 sentences
     python benchmarks/decode.py --layers 12 --repeats 3
 """
 from __future__ import annotations

@@ -5,8 +5,8 @@ and decoding benchmarks.
 ``build_model`` (adapters in place, base frozen); ``plain`` is fairseq's ``TransformerModel`` of the
 same shape (the base model), built from the same arguments. ``layers`` overrides the 12+12 layers
 (CPU runs use fewer) and ``shape`` the widths (``--quick``). The dictionary has ``vocab`` entries
-(fairseq's 4 specials and word types), then one ``__xx__`` token per language (M2M-124's
-``dict.txt`` has 128,000 entries).
+(fairseq's 4 specials and word types), then one ``__xx__`` token per language: by default
+:data:`M2M_VOCAB`, the size of the released M2M-124 615M's dictionary.
 """
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from lslo_fairseq.checkpoints.reading import StandInTask
 from lslo_fairseq.config import PRESETS
 from lslo_fairseq.models.lslo_transformer import LSLoTransformerModel, lslo_m2m100_615m
 
-M2M_VOCAB = 128000
+# The released M2M-124 615M (flores101_mm100_615M): a fairseq dictionary of 256,000 entries, fairseq's 4
+# specials included; the embedding adds one row per language token (256,101 rows with its 101).
+M2M_VOCAB = 256000
 
 
 def word_dictionary(vocab: int) -> Dictionary:
@@ -36,7 +38,10 @@ def word_dictionary(vocab: int) -> Dictionary:
 def add_shape_args(parser: argparse.ArgumentParser, batch_help: str, length_help: str) -> None:
     """The model and batch options the whole-model and decoding benchmarks share."""
     parser.add_argument("--layers", type=int, default=2, help="encoder and decoder layers (default 2; M2M 615M: 12)")
-    parser.add_argument("--vocab", type=int, default=M2M_VOCAB, help="dictionary size (default 128,000, M2M-124)")
+    parser.add_argument("--vocab", type=int, default=M2M_VOCAB,
+                        help=f"dictionary entries before the language tokens, fairseq's 4 specials included (default "
+                             f"{M2M_VOCAB:,}: the released M2M-124 615M's; its embedding then has {M2M_VOCAB:,} + one "
+                             "row per language)")
     parser.add_argument("--groups", default="lang12", help="language groups (default lang12)")
     parser.add_argument("--ranks", default="H:2,M:2,V:8", help="ranks (default H:2,M:2,V:8)")
     parser.add_argument("--batch", type=int, default=16, help=batch_help)

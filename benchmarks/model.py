@@ -16,7 +16,7 @@ the model is built (torch and fairseq already imported), i.e. weights + gradient
 activations of that configuration. Figures are medians over rounds. ``--quick`` runs all configurations in one worker (a check that the
 script works; its memory figures are not per configuration).
 
-    python benchmarks/model.py                    # 2+2 layers (of 12+12), vocab 128,000, lang12
+    python benchmarks/model.py                    # 2+2 layers (of 12+12), vocab 256,000 (the release's), lang12
     python benchmarks/model.py --layers 12 --rounds 1 --updates 2
 """
 from __future__ import annotations

@@ -152,9 +152,16 @@ def truncated_last(ctx):
     (save / "checkpoint_last.pt").write_bytes(data[: len(data) // 2])
 
 
+def full_checkpoint(path):
+    """An (adapter-only) LSLo checkpoint with its frozen base put back."""
+    from lslo_fairseq.checkpoints.reading import read_fairseq_checkpoint
+
+    return read_fairseq_checkpoint(str(path), "test")
+
+
 def other_base(ctx):
     """The adapters' base with one weight changed by 0.01."""
-    state = torch.load(ctx.lslo["ckpt"], map_location="cpu")
+    state = full_checkpoint(ctx.lslo["ckpt"])
     key = "encoder.layers.1.fc1.base_layer.weight"
     state["model"][key] = state["model"][key] + 0.01
     torch.save(state, ctx.tmp / "other_base.pt")
@@ -162,7 +169,7 @@ def other_base(ctx):
 
 def other_vocab(ctx):
     """The adapters' base with one more embedding row (another dict.txt or language list)."""
-    state = torch.load(ctx.lslo["ckpt"], map_location="cpu")
+    state = full_checkpoint(ctx.lslo["ckpt"])
     emb = state["model"]["encoder.embed_tokens.weight"]
     state["model"]["encoder.embed_tokens.weight"] = torch.cat([emb, emb[:1]])
     torch.save(state, ctx.tmp / "other_vocab.pt")

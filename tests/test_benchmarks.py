@@ -50,3 +50,19 @@ def test_bad_arguments_fail_before_any_work():
         routing.main(["--langs", "12,x"])
     with pytest.raises(SystemExit, match="--kinds"):
         pruning.main(["--quick", "--kinds", "gps,foo"])
+
+
+def test_m2m_shaped_benchmarks_default_to_the_released_vocabulary(capsys):
+    """decode.py, model.py (m2m's shape options) and ct2.py --shape 615m build a 256,000-entry
+    dictionary by default, as the released M2M-124 615M's, and say so in their help."""
+    import argparse
+
+    from benchmarks import ct2, m2m
+
+    p = argparse.ArgumentParser()
+    m2m.add_shape_args(p, "", "")
+    assert p.parse_args([]).vocab == m2m.M2M_VOCAB == 256_000
+    for script in (decode, model, ct2):
+        with pytest.raises(SystemExit):
+            script.main(["--help"])
+        assert "(default 256,000: the released M2M-124 615M's" in " ".join(capsys.readouterr().out.split())

@@ -176,3 +176,47 @@ def test_cli_grid_search_on_valid_writes_the_weights_generation_reads(modular_ch
     b = generate(tiny_data, str(modular_checkpoint), "fr", "ko", tmp_path / "inline",
                  ["--lslo-merge-weights", f"{w[0]:g},{w[1]:g}"])
     assert a == b
+
+
+@pytest.mark.slow
+def test_search_points_decode_as_fairseq_generate_with_their_weights(modular_checkpoint, tiny_data, tmp_path,
+                                                                      monkeypatch):
+    """The search loads the checkpoint once for all its points; each point's output file is the one
+    fairseq-generate writes with that --lslo-merge-weights (log lines aside)."""
+    import re
+
+    from fairseq import checkpoint_utils
+
+    from helpers import USER_DIR, run_fairseq, task_args
+    from lslo_fairseq.evaluation.generation import generation_args
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the fairseq-generate processes (float sums in the same order)
+    loads = []
+    load = checkpoint_utils.load_checkpoint_to_cpu
+    monkeypatch.setattr(checkpoint_utils, "load_checkpoint_to_cpu", lambda *a, **k: loads.append(a[0]) or load(*a, **k))
+    extra = [*task_args(tiny_data)[3:], "--max-len-b", "10"]
+    task = "translation_multi_simple_epoch_lslo"
+    try:
+        scorer = ms.generation_scorer(tiny_data["data_dir"], str(modular_checkpoint), str(tmp_path / "s"), USER_DIR,
+                                      extra, tiny_data["spm_model"], beam=5, gen_subset="valid", task=task,
+                                      progress=lambda *_: None)
+        for w in (0.0, 1.0):
+            scorer(w, [("fr", "ko"), ("ko", "fr")])
+    finally:
+        torch.set_num_threads(threads)
+    assert loads == [str(modular_checkpoint)]
+    log_line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| ")
+    texts = {}
+    for w, weights in (("0", "0,1"), ("1", "1,0")):
+        new = (tmp_path / "s" / f"w_in={w}" / "fr-ko" / "generate-valid.txt").read_text(encoding="utf-8")
+        out = tmp_path / "cli" / w
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run_fairseq("fairseq-generate", generation_args(
+            tiny_data["data_dir"], str(modular_checkpoint), "fr", "ko", [("fr", "ko"), ("ko", "fr")], str(out),
+            USER_DIR, [*extra, "--lslo-merge-weights", weights], beam=5, gen_subset="valid", task=task),
+            out.with_suffix(".log"))
+        cli = (out / "generate-valid.txt").read_text(encoding="utf-8")
+        assert new == "".join(l for l in cli.splitlines(keepends=True) if not log_line.match(l)), w
+        texts[w] = new
+    assert texts["0"] != texts["1"]  # the points' weights reached the model

@@ -1,7 +1,6 @@
 """Tests of lslo_fairseq.evaluation and the lslo-score CLI (no model needed)."""
 import csv
 import hashlib
-import io
 import json
 import logging
 import os
@@ -396,23 +395,28 @@ def test_generation_args_parse_with_fairseq(tmp_path):
 
 
 def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkeypatch, capsys):
-    """--generate end to end with fairseq's generate.main replaced by a stub that writes the
-    references as hypotheses (the real model is exercised by the demo tests)."""
-    from fairseq_cli import generate
-
+    """--generate end to end with the one-load translator's model replaced by a stub that writes the
+    references as hypotheses (the real model: test_generation_once.py and the demo tests)."""
     _, _, refs = two_runs
-    seen = []
+    seen, loads = [], []
+    writers = [lambda path, tgt: _write_generate(path, refs[tgt], refs[tgt])]
 
-    def fake_main(cfg):
-        logging.basicConfig(stream=io.StringIO(), level=logging.INFO)  # as fairseq does
-        logging.getLogger("fairseq_cli.generate").info("stub translating %s", cfg.task.source_lang)
-        tgt = cfg.task.target_lang
-        seen.append((cfg.task.source_lang, tgt, cfg.generation.beam, cfg.common_eval.results_path))
-        _write_generate(os.path.join(cfg.common_eval.results_path, "generate-test.txt"), refs[tgt], refs[tgt])
+    class StubTranslator(generation.Translator):
+        def __init__(self, data_dir, checkpoint, pairs, user_dir=None, extra_args=(), beam=5,
+                     gen_subset="test", task=None):
+            loads.append((checkpoint, list(extra_args)))
+            self.beam, self.load_seconds = beam, 0.0
 
-    monkeypatch.setattr(generate, "main", fake_main)
+        def translate(self, src, tgt, results_path, task_options=None):
+            logging.getLogger("fairseq_cli.generate").info("stub translating %s", src)
+            seen.append((src, tgt, self.beam, results_path))
+            path = os.path.join(results_path, "generate-test.txt")
+            writers[-1](path, tgt)
+            return path
+
+    monkeypatch.setattr(generation, "Translator", StubTranslator)
     root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", [])  # a plain process: fairseq's basicConfig takes effect
+    monkeypatch.setattr(root, "handlers", [])  # a plain process
     level = root.level
     (tmp_path / "data-bin").mkdir()
     (tmp_path / "ck.pt").write_bytes(b"")
@@ -422,8 +426,9 @@ def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkey
                            "--task", "translation_multi_simple_epoch", "--beam", "3",
                            "--spm", spm_model, "--lang-groups", GROUPS, "--", "--batch-size", "4"])
     assert code == 0
+    assert loads == [(str(tmp_path / "ck.pt"), ["--batch-size", "4"])]  # one load for both directions
     assert seen == [("en", "fr", 3, str(res / "en-fr")), ("oc", "en", 3, str(res / "oc-en"))]
-    assert root.handlers == [] and root.level == level  # what generate adds is removed again
+    assert root.handlers == [] and root.level == level  # logging is as it was
     captured = capsys.readouterr()
     # a quiet console: fairseq's log in the results folder, a progress bar over the directions
     assert "stub translating oc" in (res / "generate.log").read_text()
@@ -436,14 +441,11 @@ def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkey
     doc = json.load(open(res / "spbleu.json"))
     assert doc["meta"]["runs"]["ck"]["generation"]["extra_args"] == ["--batch-size", "4"]
 
-    def skipping_main(cfg):  # fairseq skipped sentence 1 of 3
-        _write_generate(os.path.join(cfg.common_eval.results_path, "generate-test.txt"),
-                        ["a", "b", "c"], ["a", "b", "c"], order=[2, 0])
-
-    monkeypatch.setattr(generate, "main", skipping_main)
+    # fairseq skipped sentence 1 of 3
+    writers.append(lambda path, tgt: _write_generate(path, ["a", "b", "c"], ["a", "b", "c"], order=[2, 0]))
     with pytest.raises(ScoringError, match=r"left 1 sentence\(s\) untranslated \(ids \[1\]\)"):
         generation.generate_all_directions(str(tmp_path / "data-bin"), "ck.pt", "en-fr", str(tmp_path / "r2"),
-                                        None, task="translation_multi_simple_epoch")
+                                           None, task="translation_multi_simple_epoch")
     # through lslo-score: the same error is bad input (status 2, one line), not a traceback
     capsys.readouterr()
     assert score_cli.main(["--generate", "--data-dir", str(tmp_path / "data-bin"), "--checkpoint",
@@ -452,6 +454,14 @@ def test_generate_mode_with_stub_generator(two_runs, spm_model, tmp_path, monkey
                            "--lang-groups", GROUPS]) == 2
     err = capsys.readouterr().err
     assert re.search(r"^lslo-score: error: .*left 1 sentence\(s\) untranslated", err, re.M) and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", [["--lm-path", "lm.pt"], ["--print-alignment", "hard"], ["--replace-unk"]])
+def test_generation_options_the_one_load_path_cannot_reproduce_are_refused(flag):
+    """Refused while parsing, before anything is loaded (the checkpoint does not even exist)."""
+    with pytest.raises(ScoringError, match=f"^{flag[0]} \\(a fairseq argument after '--'\\): not supported"):
+        generation.Translator("data-bin", "nowhere.pt", "en-fr", None, ["--langs", "en,fr", *flag],
+                              task="translation_multi_simple_epoch")
 
 
 def test_each_direction_gets_pristine_task_options():

@@ -26,7 +26,7 @@ from ..config import LSLoConfigError, layout_differences, layout_of
 from ..config import LAYOUT_KEY
 from ..models.lslo_transformer import decode_layout
 from . import pool
-from .merge import EXPORT_KEY, FRESH_ITERATOR
+from .merge import EXPORT_KEY, FRESH_ITERATOR, shared_cast
 from .reading import (CheckpointError, build_lslo_model, is_lslo_key, load, load_lslo_checkpoint,
                       read_fairseq_checkpoint, to_plain, vocab_size)
 
@@ -167,7 +167,7 @@ def attach(base_path: str, adapters_path: Union[str, Sequence[str]]) -> Dict[str
     files = [read_adapters(p) for p in paths]
     data = files[0] if len(files) == 1 else pool.combine(files, paths)
     adapters_path = ", ".join(paths)
-    base = read_fairseq_checkpoint(base_path, "--base")
+    base = read_fairseq_checkpoint(base_path, "--base", mmap=True)  # mapped: the model holds the one copy
     if EXPORT_KEY in base:
         raise CheckpointError(f"--base: {base_path} is a merged export ({base[EXPORT_KEY]['direction']}) whose "
                               "weights already hold adapters; attach to the base the adapters were trained on")
@@ -189,11 +189,12 @@ def attach(base_path: str, adapters_path: Union[str, Sequence[str]]) -> Dict[str
     model_state.update(data["tensors"])
     model.load_state_dict(model_state, strict=True)  # through the layers' own loading (masks, pruning)
     out = OrderedDict()
+    cache: Dict[tuple, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         if is_lslo_key(key):
             value = data["tensors"][key]
-        elif canonical_name(key) in base_state:
-            value = value.to(base_state[canonical_name(key)].dtype)
+        elif canonical_name(key) in base_state:  # the model's own tensor: tied ones stay tied (written once)
+            value = shared_cast(cache, value, base_state[canonical_name(key)].dtype)
         out[key] = value
     for section in data["namespace_sections"]:
         cfg[section] = argparse.Namespace(**cfg[section])

@@ -12,7 +12,10 @@ Every LSLo projection becomes a dense weight for that direction, with the prunin
 with (w_src, w_tgt) the softmax of the transformer layer's logits; in the paper adapter shape each
 B_l A_l lands in its slice of W (fc1: rows [s, s+d), fc2: columns [s, s+d)), and with
 ``--lslo-alpha`` it is scaled by alpha / r_l (``LSLoLinear.delta_weight``). The product is formed in float64
-and stored in the checkpoint's dtype; biases are unchanged (LoRA has none). The result is a stock
+and stored in the checkpoint's dtype, one layer at a time; biases are unchanged (LoRA has none). Every
+other tensor is the rebuilt model's own (no copy), so tensors tied in the model (the encoder and
+decoder embeddings and the output projection under ``--share-all-embeddings``) stay one tensor and
+are written once: the file is about the size of the base checkpoint. The result is a stock
 fairseq checkpoint: ``arch``/``_name`` ``transformer``, task ``translation_multi_simple_epoch``,
 no ``--lslo-*`` option, no ``--user-dir``, no optimizer state, options stored as plain dicts (so
 torch's ``weights_only`` loader of a stock fairseq accepts it). It is valid for this one direction
@@ -41,44 +44,65 @@ def lang_row(cfg, lang: str, flag: str) -> int:
     return cfg.languages.index(lang)
 
 
+def _rows(model, src: str, tgt: str) -> Dict[str, int]:
+    cfg = model.lslo_config
+    return {"src": lang_row(cfg, src, "--source-lang"), "tgt": lang_row(cfg, tgt, "--target-lang")}
+
+
 @torch.no_grad()
+def _fold(model, layer, rows: Dict[str, int]) -> torch.Tensor:
+    """One LSLo layer's dense weight (float64) for the language rows ``rows``."""
+    weight = layer.base_layer.weight.double()
+    if layer.index == "modular":
+        w_in, w_out = model.lslo_router.pair_weights[rows["src"], rows["tgt"]].tolist()
+        return weight + layer.modular_delta_weight(rows["src"], rows["tgt"], w_in, w_out, model.lslo_router.merge)
+    if layer.index == "learned":
+        w = layer.index_weights().double()
+        return weight + w[0] * layer.delta_weight(rows["src"], "src") + w[1] * layer.delta_weight(rows["tgt"], "tgt")
+    return weight + layer.delta_weight(rows[layer.index], layer.index)
+
+
 def merged_weights(model, src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]":
     """Module path of every LSLo layer -> its dense weight for the direction src -> tgt (float64).
     A modular model uses the merge its router is configured with (``LanguageRouter.configure_merge``:
     the pivot's directions their one adapter, the others the merge weights)."""
-    cfg = model.lslo_config
-    rows = {"src": lang_row(cfg, src, "--source-lang"), "tgt": lang_row(cfg, tgt, "--target-lang")}
-    out = OrderedDict()
-    router = model.lslo_router
-    for path, layer in model.lslo_layers.items():
-        weight = layer.base_layer.weight.double()
-        if layer.index == "modular":
-            w_in, w_out = router.pair_weights[rows["src"], rows["tgt"]].tolist()
-            weight = weight + layer.modular_delta_weight(rows["src"], rows["tgt"], w_in, w_out, router.merge)
-        elif layer.index == "learned":
-            w = layer.index_weights().double()
-            weight = weight + w[0] * layer.delta_weight(rows["src"], "src") + w[1] * layer.delta_weight(rows["tgt"], "tgt")
-        else:
-            weight = weight + layer.delta_weight(rows[layer.index], layer.index)
-        out[path] = weight
-    return out
+    rows = _rows(model, src, tgt)
+    return OrderedDict((path, _fold(model, layer, rows)) for path, layer in model.lslo_layers.items())
+
+
+def storage_key(t: torch.Tensor) -> tuple:
+    """What makes two tensors one in a ``torch.save`` file: the same bytes of the same storage."""
+    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+
+
+def shared_cast(cache: Dict[tuple, torch.Tensor], t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` in ``dtype``: ``t`` itself when it has that dtype, else one cast per storage, so that
+    tensors tied in the model (M2M-100's three embedding matrices) stay one tensor in the file."""
+    if t.dtype == dtype:
+        return t
+    key = storage_key(t) + (dtype,)
+    if key not in cache:
+        cache[key] = t.to(dtype)
+    return cache[key]
 
 
 def plain_state_dict(model, source_state: Dict[str, torch.Tensor], src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]":
-    """The stock transformer's state dict: base weights, with the folded ones in place of every
-    ``X.base_layer.weight``; dtypes as in the source checkpoint."""
-    merged = merged_weights(model, src, tgt)
+    """The stock transformer's state dict: the model's own base tensors (no copies; tied ones stay
+    tied, so ``torch.save`` writes their storage once), with the folded weight (formed in float64
+    one layer at a time) in place of every ``X.base_layer.weight``; key order and dtypes as in the
+    source checkpoint."""
+    rows = _rows(model, src, tgt)
+    own = model.state_dict()
+    cache: Dict[tuple, torch.Tensor] = {}
     out = OrderedDict()
     for key, value in source_state.items():
         if is_lslo_key(key):
             continue
-        dtype = value.dtype
-        if ".base_layer." in key:
-            path, leaf = key.split(".base_layer.")
-            if leaf == "weight":
-                value = merged[path]
-            key = f"{path}.{leaf}"
-        out[key] = value.to(dtype).clone()
+        path, sep, leaf = key.partition(".base_layer.")
+        if sep and leaf == "weight":
+            out[f"{path}.weight"] = _fold(model, model.lslo_layers[path], rows).to(value.dtype)
+        else:
+            out[key.replace(".base_layer.", ".")] = shared_cast(cache, own[key], value.dtype)
     return out
 
 

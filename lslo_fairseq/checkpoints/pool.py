@@ -69,7 +69,7 @@ def select_languages(data: Dict, langs: Sequence[str], path: str) -> Dict:
     for key, value in data["tensors"].items():
         if key == LAYOUT_KEY:
             continue
-        tensors[key] = _cat([block(value, key, *at[l]) for l in keep], key).clone()
+        tensors[key] = _cat([block(value, key, *at[l]) for l in keep], key)  # a new, compact tensor
     return _with_layout(data, _sub_layout(layout, keep), tensors)
 
 
@@ -108,6 +108,5 @@ def combine(files: Sequence[Dict], paths: Sequence[str]) -> Dict:
         if key == LAYOUT_KEY:
             continue
         i = [owner.get(lang, 0) for lang in langs]
-        tensors[key] = _cat([block(files[f]["tensors"][key], key, *at[f][lang]) for f, lang in zip(i, langs)],
-                            key).clone()
+        tensors[key] = _cat([block(files[f]["tensors"][key], key, *at[f][lang]) for f, lang in zip(i, langs)], key)
     return _with_layout(first, layout, tensors)

@@ -50,7 +50,8 @@ def load(path: str, what: str, mmap: bool = False) -> Any:
         raise CheckpointError(f"{what}: {path} does not exist")
     allow_fairseq_pickles()
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        # torch maps only its zip format; a legacy (pre-1.6) file is read instead
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
         raise CheckpointError(
             f"{what}: {path} cannot be read as a torch checkpoint (truncated, still being written, or "
@@ -253,8 +254,9 @@ def vocab_size(model_state: Dict[str, Any]) -> int:
 
 
 def load_lslo_checkpoint(path: str, what: str):
-    """(state, model): a training checkpoint and its LSLo model with the weights loaded (strict)."""
-    state = read_fairseq_checkpoint(path, what)
+    """(state, model): a training checkpoint and its LSLo model with the weights loaded (strict).
+    The file is mapped, not read (``mmap``): the model holds the one copy of the weights in memory."""
+    state = read_fairseq_checkpoint(path, what, mmap=True)
     model = build_lslo_model(options(state), vocab_size(state["model"]), f"{what}: {path}", layout_in(state["model"]))
     model.load_state_dict(dict(state["model"]), strict=True)
     return state, model

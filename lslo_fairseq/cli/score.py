@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("generation", "translate every direction first (one process), then score it")
     g.add_argument("--generate", action="store_true",
-                   help="run fairseq generation for every --pairs direction before scoring.")
+                   help="run fairseq generation for every --pairs direction before scoring (the checkpoint is "
+                   "loaded once for all of them; each direction's generate-<subset>.txt is what fairseq-generate "
+                   "writes for it).")
     g.add_argument("--data-dir", metavar="DIR", help="fairseq binarized data directory (data-bin).")
     g.add_argument("--checkpoint", metavar="CKPT", help="model checkpoint to translate with (--path).")
     g.add_argument("--pairs", metavar="PAIRS",

@@ -354,20 +354,25 @@ def format_result(result: SearchResult) -> str:
 def generation_scorer(data_dir: str, checkpoint: str, results_dir: str, user_dir: Optional[str],
                       extra: Sequence[str], spm: str, beam: int = 5, gen_subset: str = "valid",
                       task: Optional[str] = None, progress=None) -> Scorer:
-    """A :data:`Scorer` that translates with fairseq (``--lslo-merge-weights W_IN,1-W_IN`` added to
-    ``extra``) into ``results_dir/w_in=<w>/<src>-<tgt>/`` and scores each direction with spBLEU."""
+    """A :data:`Scorer` that translates with fairseq (``--lslo-merge-weights W_IN,1-W_IN`` in place of
+    the task's option) into ``results_dir/w_in=<w>/<src>-<tgt>/`` and scores each direction with
+    spBLEU. The checkpoint is loaded once, at the first call (:class:`.generation.Translator`), for
+    every point of the search."""
     from . import DEFAULT_TASK
-    from .generation import generate_all_directions
+    from .generation import Translator
     from .metrics import get_metric
     from .outputs import read_generate_output
 
     metric = get_metric("spbleu")
+    loaded: List[Translator] = []
 
     def score(w_in: float, directions: Sequence[Direction]) -> Dict[Direction, float]:
+        if not loaded:
+            loaded.append(Translator(data_dir, checkpoint, directions, user_dir, extra, beam=beam,
+                                     gen_subset=gen_subset, task=task or DEFAULT_TASK))
         folder = os.path.join(results_dir, f"w_in={w_in:g}")
-        files = generate_all_directions(data_dir, checkpoint, directions, folder, user_dir,
-                                        [*extra, "--lslo-merge-weights", weights_arg(w_in)], beam=beam,
-                                        gen_subset=gen_subset, task=task or DEFAULT_TASK, progress=progress)
+        files = loaded[0].translate_all(directions, folder, progress,
+                                        task_options={"lslo_merge_weights": weights_arg(w_in)})
         return {d: metric.corpus_score(*read_generate_output(p), spm) for d, p in files.items()}
 
     return score
