@@ -24,7 +24,8 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import timing  # noqa: E402
-from lslo_fairseq.config import (DECODER_MODULES, ENCODER_MODULES, LSLoConfig, PruneConfig,  # noqa: E402
+from lslo_fairseq.names import DECODER_MODULES, ENCODER_MODULES  # noqa: E402
+from lslo_fairseq.config import (LSLoConfig, PruneConfig,  # noqa: E402
                                  PRUNE_DEFAULT_RATIO, resolve_languages, _split_list)
 from lslo_fairseq.modules.lslo_linear import LSLoLinear  # noqa: E402
 from lslo_fairseq.pruning.pools import apply_ratio, build_pools, make_prunable  # noqa: E402

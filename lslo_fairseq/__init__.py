@@ -5,11 +5,11 @@ and ``lslo_transformer_tiny``) and the ``translation_multi_simple_epoch_lslo`` t
 
 Checkpoint loading policy: torch >= 2.6 loads with ``weights_only=True``; fairseq checkpoints hold
 their training options as an ``argparse.Namespace``, the one class allowed
-(:func:`~lslo_fairseq.checkpoints.reading.allow_fairseq_pickles`). fairseq's own loaders
+(:func:`~lslo_fairseq.layout.loading.allow_fairseq_pickles`). fairseq's own loaders
 (``--restore-file``, ``--finetune-from-model``, ``fairseq-generate --path``) run after importing
 this package through ``--user-dir``, so the call is made here, where the plugin registers itself.
 """
-from .checkpoints.reading import allow_fairseq_pickles
+from .layout.loading import allow_fairseq_pickles
 
 allow_fairseq_pickles()
 

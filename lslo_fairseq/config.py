@@ -8,20 +8,17 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from .errors import LSLoError
+from .names import ALL_MODULES, INDEX_CHOICES
+from .runfiles import RunFileError, weight_learning
 
-# Module names, as the paper writes them (section 4.1, tables 9-10).
-ENCODER_MODULES = ("q", "k", "v", "fc1", "fc2")
-DECODER_MODULES = ("q", "k", "v", "c-q", "c-k", "c-v", "fc1", "fc2")
-ALL_MODULES = DECODER_MODULES
 MODULE_SETS = {
     "all": ALL_MODULES,
     "fc": ("fc1", "fc2"),
     "attn": ("q", "k", "v", "c-q", "c-k", "c-v"),
 }
-INDEX_CHOICES = ("src", "tgt")
 # Modular fine-tuning (the follow-up's English-centric adapters): every adapted matrix holds an input
 # bank routed by the source language and an output bank routed by the target language.
 MODULAR_INDEX = "modular"
@@ -47,6 +44,14 @@ def shape_args(layers: int, dim: int, ffn: int, heads: int) -> List[str]:
 # Resource groups in the order the paper's tables use them.
 GROUP_ORDER = ("H", "M", "L", "V")
 GROUP_NAMES = {"H": "High", "M": "Medium", "L": "Low", "V": "Very low"}
+
+
+def order_groups(groups: Iterable[str]) -> List[str]:
+    """Group names in table order: those of ``GROUP_ORDER`` (H, M, L, V) first, others sorted."""
+    groups = set(groups)
+    return [g for g in GROUP_ORDER if g in groups] + sorted(groups - set(GROUP_ORDER))
+
+
 
 # Paper, table 5 (lang12) and table 6 (lang30): language -> (group, bitext with English).
 # Bitext sizes in sentence pairs as printed (M = 1e6, K = 1e3); English has none ("-").
@@ -170,8 +175,6 @@ def parse_index(spec: Optional[str], num_layers: int, side: str) -> List[str]:
         return default_index(side, num_layers)
     spec = spec.strip()
     if spec.endswith(".json") or os.path.isfile(spec):
-        from .runfiles import RunFileError, weight_learning
-
         try:
             chosen = weight_learning.indexes(spec, side)
         except RunFileError as e:
@@ -534,44 +537,3 @@ def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> Pru
     return PruneConfig(kind, ratio, PRUNE_DEFAULT_START if start is None else int(start),
                        PRUNE_DEFAULT_DURATION if duration is None else int(duration),
                        unit, targets, matrices)
-
-
-# -- the adapter layout: what must agree for LSLo weights to load into a model -------------------
-LAYOUT_KEY = "lslo_layout"  # state-dict key of every LSLo model: the layout as UTF-8 JSON in a uint8 tensor
-LAYOUT_FLAGS = {
-    "languages": "--lslo-langs (or --lang-pairs/--langs)",
-    "ranks": "--lslo-ranks/--lslo-lang-groups",
-    "modules": "--lslo-modules",
-    "encoder_index": "--lslo-encoder-index/--lslo-weight-learning",
-    "decoder_index": "--lslo-decoder-index/--lslo-weight-learning",
-    "adapter_shape": "--lslo-adapter-shape",
-    "fc_offset": "--lslo-fc-offset",
-    "alpha": "--lslo-alpha",
-    "pivot": "--lslo-modular/--lslo-pivot",
-    "token_ids": "--langs/--lang-dict (the language tokens' ids)",
-}
-# what a layout written before a field existed meant by its absence
-LAYOUT_DEFAULTS = {"adapter_shape": "full", "fc_offset": 0, "alpha": None, "pivot": None, "token_ids": None}
-
-
-def layout_of(cfg: LSLoConfig) -> Dict[str, list]:
-    """The part of a config that fixes the adapters' meaning: language order (adapter rows), ranks,
-    modules, per-layer indexes (``learned`` under weight learning), adapter shape and offset, and
-    the alpha scale. Pruning and the initialisation are not part of it."""
-    return dict(languages=list(cfg.languages), ranks=[int(r) for r in cfg.ranks], modules=list(cfg.modules),
-                encoder_index=list(cfg.encoder_index), decoder_index=list(cfg.decoder_index),
-                adapter_shape=cfg.adapter_shape, fc_offset=int(cfg.fc_offset), alpha=cfg.alpha,
-                pivot=cfg.pivot, token_ids=None if cfg.token_ids is None else [int(t) for t in cfg.token_ids])
-
-
-def layout_differences(theirs: Dict[str, list], ours: Dict[str, list], theirs_name: str,
-                       ours_name: str = "this model") -> List[str]:
-    """One line per differing field, naming the flag that sets it; empty when they agree."""
-    out = []
-    for key, flag in LAYOUT_FLAGS.items():
-        a, b = theirs.get(key, LAYOUT_DEFAULTS.get(key)), ours.get(key, LAYOUT_DEFAULTS.get(key))
-        if key == "token_ids" and (a is None or b is None):  # recorded since modular fine-tuning only
-            continue
-        if a != b:
-            out.append(f"{key}: {a} in {theirs_name}, {b} in {ours_name} ({flag})")
-    return out

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping, Sequence, Union
 
 import lslo_fairseq
-from lslo_fairseq.stand_in.build import fairseq_bin  # noqa: F401  (the plugin's own; tests import it from here)
+from lslo_fairseq.data.commands import fairseq_bin  # noqa: F401  (the plugin's own; tests import it from here)
 from lslo_fairseq.config import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
 
 # Tiny model shape (no --arch: add "--arch transformer" for a plain model, or a plugin arch).

@@ -13,8 +13,9 @@ import torch
 
 from helpers import GPS, grouped_train_args, lslo_task_args, read_hypotheses, run_fairseq
 
-from lslo_fairseq.checkpoints import frozen_base
-from lslo_fairseq.checkpoints.reading import CheckpointError, read_fairseq_checkpoint
+from lslo_fairseq.checkpoints.reading import CheckpointError
+from lslo_fairseq.layout import frozen_base
+from lslo_fairseq.layout.frozen_base import read_fairseq_checkpoint
 
 pytestmark = pytest.mark.slow  # fairseq-train runs from the trained tiny_base_checkpoint
 

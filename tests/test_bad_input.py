@@ -154,7 +154,7 @@ def truncated_last(ctx):
 
 def full_checkpoint(path):
     """An (adapter-only) LSLo checkpoint with its frozen base put back."""
-    from lslo_fairseq.checkpoints.reading import read_fairseq_checkpoint
+    from lslo_fairseq.layout.frozen_base import read_fairseq_checkpoint
 
     return read_fairseq_checkpoint(str(path), "test")
 
@@ -183,7 +183,8 @@ def cut_adapters(ctx):
 def adapters_other_config(ctx):
     """Python API: load_adapters into a model built with other ranks."""
     from lslo_fairseq.checkpoints import adapters
-    from lslo_fairseq.checkpoints.reading import build_lslo_model, options, read_fairseq_checkpoint, vocab_size
+    from lslo_fairseq.checkpoints.reading import build_lslo_model, options, vocab_size
+    from lslo_fairseq.layout.frozen_base import read_fairseq_checkpoint
 
     state = read_fairseq_checkpoint(str(ctx.lslo["ckpt"]), "x")
     model = build_lslo_model({**options(state), "lslo_ranks": "en:2,fr:2,ko:3,oc:4"},

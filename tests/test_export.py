@@ -13,11 +13,11 @@ from helpers import (LSLO_ARGS, TRAIN_ARGS, USER_DIR, assert_same_hypotheses, fa
                      lslo_task_args, read_hypotheses, run_fairseq, task_args)
 from lslo_fairseq.checkpoints import adapters as adapters_mod
 from lslo_fairseq.checkpoints.merge import EXPORT_KEY
-from lslo_fairseq.checkpoints.reading import (build_lslo_model, load_lslo_checkpoint,
-                                              options, read_fairseq_checkpoint, vocab_size)
+from lslo_fairseq.checkpoints.reading import build_lslo_model, load_lslo_checkpoint, options, vocab_size
 from lslo_fairseq.cli.export import main as export_main
 from lslo_fairseq.config import LSLoConfigError
 from lslo_fairseq.files import torch_save_atomic
+from lslo_fairseq.layout.frozen_base import read_fairseq_checkpoint
 
 SRC, TGT = "oc", "ko"  # encoder layers src,tgt and decoder tgt,src (LSLO_ARGS): both languages used
 # lr 0.01 so that 12 updates move the adapters well away from B = 0

@@ -9,7 +9,8 @@ import torch
 
 from helpers import (TINY_ARCH_ARGS, TRAIN_ARGS, USER_DIR, assert_same_hypotheses, fairseq_bin, fairseq_env,
                      lslo_task_args, read_hypotheses, run_fairseq, task_args)
-from lslo_fairseq.checkpoints.reading import options, read_fairseq_checkpoint
+from lslo_fairseq.checkpoints.reading import options
+from lslo_fairseq.layout.frozen_base import read_fairseq_checkpoint
 from lslo_fairseq.cli.export import main as export_main
 
 MODULAR = ["--user-dir", USER_DIR, "--arch", "lslo_transformer", *TINY_ARCH_ARGS, "--lslo-modular",

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from lslo_fairseq.config import LSLoConfigError
-from lslo_fairseq.config import LAYOUT_KEY
-from lslo_fairseq.models.lslo_transformer import decode_layout, encode_layout
+from lslo_fairseq.layout.record import LAYOUT_KEY, decode_layout, encode_layout
 from lslo_fairseq.modules.lslo_linear import IndexWeights, LSLoLinear, adapter_spans
 from lslo_fairseq.routing import LanguageRouter
 from model_utils import ROWS_FOR_TRAINING, build_tiny_model, mixed_batch, randomize_adapters

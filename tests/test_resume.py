@@ -13,7 +13,7 @@ import torch
 
 from helpers import GPS, grouped_train_args, kill_fairseq_at, losses, pruning_lines, run_fairseq, train_grouped
 
-from lslo_fairseq.checkpoints.reading import problem
+from lslo_fairseq.layout.loading import problem
 
 pytestmark = pytest.mark.slow  # every test runs fairseq-train or reads the trained tiny_base_checkpoint
 

@@ -23,9 +23,9 @@ from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..config import GROUP_NAMES, INDEX_CHOICES
+from ..config import GROUP_NAMES, order_groups
+from ..names import INDEX_CHOICES
 from ..runfiles import weight_learning
-from ..evaluation.tables import order_groups
 from .importance import (
     SCORE_LABEL,
     SIDE_MODULES,

@@ -22,13 +22,14 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
-from ..config import LSLoConfigError, layout_differences, layout_of
-from ..config import LAYOUT_KEY
-from ..models.lslo_transformer import decode_layout
+from ..config import LSLoConfigError
+from ..layout.frozen_base import read_fairseq_checkpoint
+from ..layout.keys import is_lslo_key
+from ..layout.loading import load
+from ..layout.record import LAYOUT_KEY, decode_layout, layout_differences, layout_of
 from . import pool
 from .merge import EXPORT_KEY, FRESH_ITERATOR, shared_cast
-from .reading import (CheckpointError, build_lslo_model, is_lslo_key, load, load_lslo_checkpoint,
-                      read_fairseq_checkpoint, to_plain, vocab_size)
+from .reading import CheckpointError, build_lslo_model, load_lslo_checkpoint, to_plain, vocab_size
 
 FORMAT, VERSION = "lslo-adapters", 1
 FINGERPRINT_METHOD = "sha256[:16] of float16 values, every base parameter"

@@ -7,7 +7,7 @@ it to the others (``checkpoint_last.pt`` after ``checkpoint_E_U.pt``/``checkpoin
 the file, and a foreign file gives ``KeyError: 101`` or ``KeyError: 'best_loss'``. These checks
 name the flag and the file instead, and point to the newest intact checkpoint.
 
-The check is :func:`.reading.problem`: the zip directory at the end of the file (a truncated copy
+The check is :func:`lslo_fairseq.layout.loading.problem`: the zip directory at the end of the file (a truncated copy
 has none) and the pickled top level with ``mmap=True`` (tensor data is not read), so it is cheap for
 GB checkpoints. An adapter-only checkpoint's frozen base is checked too (present, same SHA-256).
 """
@@ -17,8 +17,10 @@ import glob
 import os
 from typing import Optional, Tuple
 
-from . import frozen_base
-from .reading import CheckpointError, frozen_base_path, load, problem
+from ..errors import CheckpointError
+from ..layout import frozen_base
+from ..layout.frozen_base import frozen_base_path
+from ..layout.loading import load, problem
 
 
 class CheckpointFileError(CheckpointError):

@@ -29,7 +29,8 @@ from typing import Any, Dict
 
 import torch
 
-from .reading import CheckpointError, StandInTask, is_lslo_key, to_plain
+from ..layout.keys import is_lslo_key
+from .reading import CheckpointError, StandInTask, to_plain
 
 PLAIN_ARCH, PLAIN_TASK = "transformer", "translation_multi_simple_epoch"
 EXPORT_KEY = "lslo_export"

@@ -15,8 +15,8 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ..config import LAYOUT_KEY, layout_differences
-from .languages import block, lang_offsets, rank_axis
+from ..layout.languages import block, lang_offsets, rank_axis
+from ..layout.record import LAYOUT_KEY, encode_layout, layout_differences
 from .reading import CheckpointError
 
 KEEP_LAYOUT_FIELDS = ("languages:", "ranks:", "token_ids:")
@@ -37,8 +37,6 @@ def _sub_layout(layout: Dict, langs: Sequence[str]) -> Dict:
 def _with_layout(data: Dict, layout: Dict, tensors: "OrderedDict[str, torch.Tensor]") -> Dict:
     """``data`` with another layout and tensors: the layout tensor and the recorded model options
     (languages, per-language ranks) follow."""
-    from ..models.lslo_transformer import encode_layout
-
     out = dict(data, layout=layout)
     tensors[LAYOUT_KEY] = encode_layout(layout)
     out["tensors"] = tensors

@@ -1,141 +1,27 @@
-"""The one place that reads fairseq checkpoints: safely, cheaply where it can, with clear errors.
+"""fairseq checkpoints read into LSLo models, without data.
 
-- :func:`allow_fairseq_pickles`: the one class fairseq checkpoints need beyond tensors
-  (``argparse.Namespace``) added to torch's ``weights_only`` allow-list; called explicitly where the
-  plugin is registered with fairseq (``lslo_fairseq/__init__.py``) and by :func:`load`.
-- :func:`load`: ``torch.load(weights_only=True)`` (a foreign pickle never runs code), with
-  ``mmap=True`` when only the top level is needed (a GB checkpoint costs no memory); errors name
-  ``what`` (the flag) and the file. :func:`problem` is the cheap check behind the training guard
-  (:mod:`.guard`): the zip directory, then the top level.
-- :func:`is_fairseq_checkpoint`, :func:`options` (the recorded training options, ``cfg`` before
-  legacy ``args``, as fairseq itself reads them), :func:`is_adapter_key`/:func:`is_lslo_key`.
+- :func:`options` (the recorded training options, ``cfg`` before legacy ``args``, as fairseq itself
+  reads them), :func:`is_lslo`.
 - :class:`StandInTask`: what ``build_model`` reads from a task, without data. The models of the
   plugin's tools (export, attach, ``lslo-params``, tests, benchmarks) are built with it.
 - :func:`build_lslo_model`/:func:`load_lslo_checkpoint`: an LSLo checkpoint's model, rebuilt from its
   own options with a stand-in dictionary of the checkpoint's vocabulary size that holds the language
   tokens (folding and attaching adapters never look at other tokens).
+
+Reading the files themselves (safe ``torch.load``, adapter-only checkpoints completed from their
+frozen base) is :mod:`lslo_fairseq.layout.loading` and :mod:`lslo_fairseq.layout.frozen_base`.
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import os
-import pickle
-import zipfile
 from typing import Any, Dict, Iterable, Optional, Sequence
 
-import torch
-
-from ..config import LAYOUT_KEY, as_list
+from ..config import as_list
 from ..errors import CheckpointError, LSLoError  # noqa: F401 (CheckpointError: re-exported)
-from . import frozen_base
-
-
-def allow_fairseq_pickles() -> None:
-    """Let ``torch.load(weights_only=True)`` (torch >= 2.6's default) read fairseq checkpoints: they
-    hold their training options as an ``argparse.Namespace``, the one class allowed. Idempotent."""
-    if hasattr(torch.serialization, "add_safe_globals"):
-        torch.serialization.add_safe_globals([argparse.Namespace])
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
-def load(path: str, what: str, mmap: bool = False) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU; ``mmap`` maps tensors instead of reading
-    them. A missing or unreadable file raises :class:`CheckpointError` naming ``what`` (e.g.
-    ``--checkpoint``) and ``path``."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{what}: {path} does not exist")
-    allow_fairseq_pickles()
-    try:
-        # torch maps only its zip format; a legacy (pre-1.6) file is read instead
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        raise CheckpointError(
-            f"{what}: {path} cannot be read as a torch checkpoint (truncated, still being written, or "
-            f"not a torch file): {_first_line(e)}"
-        ) from None
-
-
-def is_fairseq_checkpoint(obj: Any) -> bool:
-    """A dict with a ``model`` state dict, as fairseq writes."""
-    return isinstance(obj, dict) and isinstance(obj.get("model"), dict)
-
-
-def problem(path: str) -> Optional[str]:
-    """Why ``path`` is not a loadable fairseq checkpoint, or None when it looks complete. Cheap: the
-    zip directory at the end of the file (a truncated copy has none), then the pickled top level
-    with ``mmap`` (tensor data is not read)."""
-    if not os.path.isfile(path):
-        return "no such file"
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not zipfile.is_zipfile(path):
-        if head == b"PK\x03\x04":
-            return f"truncated: a zip (torch) file without its end directory ({size:,} bytes)"
-        if head[:2] == b"\x80\x02":
-            return None  # torch's pre-1.6 format: no cheap check, torch.load reports problems itself
-        return f"not a PyTorch checkpoint ({size:,} bytes, starting {head!r})"
-    try:
-        with zipfile.ZipFile(path) as z:
-            if not any(n.endswith("data.pkl") for n in z.namelist()):
-                return "a zip file but not a PyTorch checkpoint (no data.pkl)"
-    except (zipfile.BadZipFile, OSError) as e:
-        return f"unreadable zip: {e}"
-    allow_fairseq_pickles()
-    try:
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except pickle.UnpicklingError:
-        return None  # a class outside the weights_only allow-list: torch.load's own message says what to do
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        return f"unreadable: {_first_line(e)}"
-    if not is_fairseq_checkpoint(state):
-        keys = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__
-        return f"a torch file but not a fairseq checkpoint (no 'model' state dict; has {keys})"
-    return None
-
-
-def read_fairseq_checkpoint(path: str, what: str, mmap: bool = False) -> Dict[str, Any]:
-    """A fairseq checkpoint; an adapter-only one (:mod:`.frozen_base`) with its frozen base put back."""
-    state = load(path, what, mmap=mmap)
-    if not is_fairseq_checkpoint(state):
-        kind = "an LSLo adapters file" if isinstance(state, dict) and state.get("format") else type(state).__name__
-        raise CheckpointError(f"{what}: {path} is not a fairseq checkpoint (no 'model' state; found {kind})")
-    state["model"] = complete_frozen_base(state["model"], f"{what}: {path}", mmap=mmap)
-    return state
-
-
-def frozen_base_path(ref: Dict[str, Any], where: str) -> str:
-    """The file holding an adapter-only checkpoint's frozen base (``$LSLO_FROZEN_BASE``, else the
-    recorded path), refused unless its size and SHA-256 are the recorded ones."""
-    override = os.environ.get(frozen_base.ENV)
-    path = override or ref["path"]
-    origin = f"from ${frozen_base.ENV}" if override else "the path recorded in it"
-    fix = (f"put that file back, or set {frozen_base.ENV}=/path/to/model.pt: the file the run's fairseq-train "
-           f"--finetune-from-model read ({ref['size']:,} bytes, sha256 {ref['sha256']})")
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{where} holds adapters only, and its frozen base {path} ({origin}) does not exist: {fix}")
-    size = os.path.getsize(path)
-    digest = frozen_base.sha256(path) if size == ref["size"] else None
-    if digest != ref["sha256"]:
-        found = f"{size:,} bytes" + (f", sha256 {digest}" if digest else "")
-        raise CheckpointError(f"{where} holds adapters only, and {path} ({origin}) is not its frozen base: "
-                              f"{found}; {fix}")
-    return path
-
-
-def complete_frozen_base(model_state: Dict[str, Any], where: str, mmap: bool = True) -> Dict[str, Any]:
-    """``model_state`` with the frozen tensors an adapter-only checkpoint leaves out read back from its
-    base (checked by :func:`frozen_base_path`); any other state as it is."""
-    ref = frozen_base.reference_of(model_state)
-    if ref is None:
-        return model_state
-    path = frozen_base_path(ref, where)
-    base = read_fairseq_checkpoint(path, f"the frozen base of {where}", mmap=mmap)
-    return frozen_base.fill(model_state, ref, base["model"], path, where)
+from ..layout.frozen_base import read_fairseq_checkpoint
+from ..layout.keys import is_adapter_key
+from ..layout.record import layout_in
 
 
 def to_plain(value):
@@ -163,17 +49,6 @@ def options(state: Dict[str, Any], sections: Sequence[str] = ("model",)) -> Dict
     if state.get("args") is not None:
         return to_plain(state["args"])
     raise CheckpointError("checkpoint has neither cfg nor args: cannot tell how its model was built")
-
-
-def is_adapter_key(key: str) -> bool:
-    """A trained LSLo tensor of a state dict: ``lora_A``/``lora_B`` (and ``_src``/``_tgt`` banks,
-    ``_mask`` buffers) and the weight-learning logits."""
-    return key.rsplit(".", 1)[-1].startswith("lora_") or key.endswith("lslo_index_weights.logits")
-
-
-def is_lslo_key(key: str) -> bool:
-    """Anything a plain transformer does not have: the adapter tensors and the layout buffer."""
-    return is_adapter_key(key) or key == LAYOUT_KEY
 
 
 def is_lslo(state: Dict[str, Any]) -> bool:
@@ -221,8 +96,6 @@ def build_lslo_model(options: Dict[str, Any], vocab_size: int, where: str, layou
     """An LSLo model (CPU, eval mode, fresh weights) built from recorded model options; ``where``
     names the file they come from, for errors. ``layout`` (the checkpoint's ``lslo_layout``) puts the
     language tokens at their recorded ids."""
-    from ..models.lslo_transformer import LSLoTransformerModel
-
     args = argparse.Namespace(**copy.deepcopy(options))
     if not str(getattr(args, "arch", "")).startswith("lslo_") or not getattr(args, "lslo_ranks", None):
         raise CheckpointError(
@@ -239,14 +112,6 @@ def build_lslo_model(options: Dict[str, Any], vocab_size: int, where: str, layou
     task = StandInTask(langs, getattr(args, "lang_tok_style", "multilingual"), vocab_size=vocab_size,
                        token_ids=token_ids)
     return LSLoTransformerModel.build_model(args, task).eval()
-
-
-def layout_in(model_state: Dict[str, Any]) -> Optional[Dict]:
-    """The ``lslo_layout`` a checkpoint's weights record (None when absent)."""
-    from ..models.lslo_transformer import decode_layout  # the model imports this module
-
-    t = model_state.get(LAYOUT_KEY)
-    return None if t is None else decode_layout(t)
 
 
 def vocab_size(model_state: Dict[str, Any]) -> int:

@@ -31,8 +31,10 @@ from ..config import PRESETS
 from ..errors import LSLoError
 from ..files import write_json_atomic
 from ..stand_in import package
-from ..stand_in.build import DEMO_SPLIT, EVAL_LANGS, LANGS, fairseq_bin, task_args
-from . import progress, runner
+from ..data.commands import fairseq_bin, task_args
+from ..stand_in.build import DEMO_SPLIT, EVAL_LANGS, LANGS
+from .. import runner
+from . import progress
 
 QUICK_LANGS = ["en", "fr", "ko", "oc"]
 # The table's test directions (stand_in.build.EVAL_LANGS): two languages per resource group, so that

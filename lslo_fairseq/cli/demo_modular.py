@@ -74,7 +74,8 @@ def merge_search(run, a, data, pairs, out, spm_model):
     the w_in with the best mean (:func:`..evaluation.merge_search.search`, global scope)."""
     from ..evaluation import merge_search as ms
     from ..stand_in import package
-    from ..stand_in.build import LANGS, task_args
+    from ..data.commands import task_args
+    from ..stand_in.build import LANGS
 
     found: Dict[str, Dict[float, float]] = {}
     best: Dict[str, float] = {}

@@ -26,7 +26,7 @@ import time
 
 from ..config import LSLoConfigError
 from ..merging import add_merge_options
-from . import runner
+from .. import runner
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,8 +111,9 @@ def run(args) -> None:
 
 def describe(path: str) -> str:
     from ..checkpoints import adapters, merge, reading
+    from ..layout.loading import load
 
-    data = reading.load(path, "FILE")
+    data = load(path, "FILE")
     if isinstance(data, dict) and data.get("format") == adapters.FORMAT:
         data = adapters.read_adapters(path, "FILE")
         lay = data["layout"]

@@ -19,7 +19,7 @@ import torch
 
 from ..checkpoints.reading import StandInTask, load_lslo_checkpoint
 from ..config import LSLoConfigError, parse_lang_groups, parse_ranks
-from .runner import run
+from ..runner import run
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ from ..config import PRESETS, parse_lang_groups
 from ..errors import LSLoError
 from ..evaluation import tables as tables_mod
 from ..runfiles import pruning_counts, weight_learning
-from .runner import run
+from ..runner import run
 
 
 def build_parser() -> argparse.ArgumentParser:

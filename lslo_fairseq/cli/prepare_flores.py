@@ -9,7 +9,7 @@ from typing import Dict, Optional, Sequence
 
 from ..config import PRESETS
 from ..data.flores101 import FLORES101_URL, FloresError, describe, prepare_flores101, resolve_langs
-from .runner import run
+from ..runner import run
 
 PROG = "lslo-prepare-flores"
 

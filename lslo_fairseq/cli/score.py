@@ -52,7 +52,7 @@ from ..evaluation.spbleu import load_spm, resolve_spm
 from ..evaluation.tables import (check_grouped, format_language_table, format_table, group_table, language_table,
                                  merge_tables, write_language_results, write_results)
 from . import progress
-from .runner import run
+from ..runner import run
 
 PROG = "lslo-score"
 

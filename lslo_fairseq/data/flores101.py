@@ -35,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from ..checkpoints import reading
+from ..layout.frozen_base import read_fairseq_checkpoint
 from ..config import PRESETS, parse_lang_groups
 from ..errors import LSLoError
 from ..files import download_atomic, write_json_atomic
@@ -324,7 +324,7 @@ def check_model_dir(model_dir: PathLike, langs: Sequence[str], model_langs_file:
         raise FloresError(f"--model-dir: {model_dir} lacks {', '.join(missing)} (expected the released "
                           f"flores101_mm100_615M directory: {', '.join(MODEL_FILES)})")
     ckpt_path = model_dir / "model.pt"
-    ckpt = reading.read_fairseq_checkpoint(str(ckpt_path), "--model-dir", mmap=True)
+    ckpt = read_fairseq_checkpoint(str(ckpt_path), "--model-dir", mmap=True)
     state = ckpt["model"]
     embed_key = next((k for k in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight") if k in state), None)
     if embed_key is None:

@@ -28,7 +28,8 @@ import numpy as np
 from . import Direction, ScoringError
 from .metrics import DEFAULT_METRIC, get_metric
 from .spbleu import _bleu_metric
-from .tables import check_grouped, order_groups
+from ..config import order_groups
+from .tables import check_grouped
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,10 @@ import os
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from ..config import GROUP_ORDER
+from ..config import order_groups
 from ..files import write_csv_atomic, write_json_atomic
 from ..runfiles import read_json
 from . import Direction, ScoringError
-
-def order_groups(groups: Iterable[str]) -> List[str]:
-    """Group names in table order: those of ``GROUP_ORDER`` (H, M, L, V) first, others sorted."""
-    groups = set(groups)
-    return [g for g in GROUP_ORDER if g in groups] + sorted(groups - set(GROUP_ORDER))
-
 
 def check_grouped(directions: Iterable[Direction], lang_groups: Mapping[str, str]) -> None:
     """Raise :class:`ScoringError` naming every language of ``directions`` that has no group."""

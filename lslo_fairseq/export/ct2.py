@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..checkpoints import merge, reading
 from ..checkpoints.reading import CheckpointError
+from ..layout.loading import allow_fairseq_pickles
 from ..config import as_list
 from ..files import copy_file_atomic, torch_save_atomic
 from . import imports
@@ -63,7 +64,7 @@ def export_ct2(src: Source, s: str, t: str, out: str, quantization: Optional[str
     check_direction(src, s, t)
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise CheckpointError(f"--quantization: one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
-    reading.allow_fairseq_pickles()
+    allow_fairseq_pickles()
     with tempfile.TemporaryDirectory(prefix="lslo-ct2-") as tmp:
         path = os.path.join(tmp, "model.pt")
         torch_save_atomic(path, folded_checkpoint(src, s, t))

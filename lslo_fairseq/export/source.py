@@ -15,7 +15,8 @@ import torch
 
 from ..checkpoints.adapters import plain_base_state
 from ..checkpoints.merge import EXPORT_KEY
-from ..checkpoints.reading import CheckpointError, is_lslo, options, read_fairseq_checkpoint
+from ..checkpoints.reading import CheckpointError, is_lslo, options
+from ..layout.frozen_base import read_fairseq_checkpoint
 from ..config import as_list
 
 SPM_NAMES = ("sentencepiece.bpe.model", "spm.model", "spm.128k.model")

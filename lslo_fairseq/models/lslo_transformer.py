@@ -9,7 +9,6 @@ adapters; an LSLo checkpoint loads exactly.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from collections import OrderedDict
@@ -26,25 +25,23 @@ from fairseq.models.transformer import (
 import torch
 from torch import nn
 
-from ..checkpoints import frozen_base
-from ..checkpoints.languages import added_languages, expand_state
-from ..checkpoints.reading import complete_frozen_base, frozen_base_path, is_adapter_key
+from ..layout import frozen_base
+from ..layout.frozen_base import complete_frozen_base, frozen_base_path
+from ..layout.keys import is_adapter_key
+from ..layout.languages import added_languages, expand_state
+from ..layout.record import LAYOUT_KEY, decode_layout, encode_layout, layout_differences, layout_of
 from ..runfiles import weight_learning
 from ..config import (
-    DECODER_MODULES,
     DEFAULT_PIVOT,
-    ENCODER_MODULES,
-    LAYOUT_KEY,
     PRUNE_DEFAULT_DURATION,
     PRUNE_DEFAULT_RATIO,
     PRUNE_DEFAULT_START,
     TINY_SHAPE,
     LSLoConfig,
     LSLoConfigError,
-    layout_differences,
-    layout_of,
     resolve_config,
 )
+from ..names import DECODER_MODULES, ENCODER_MODULES
 from ..modules.frozen_langs import FrozenLanguages
 from ..modules.lslo_linear import IndexWeights, LSLoLinear, adapter_spans
 from ..pruning.pools import make_prunable
@@ -63,14 +60,6 @@ MODULE_PATHS: Dict[str, Tuple[Optional[str], str]] = {
     "fc1": (None, "fc1"),
     "fc2": (None, "fc2"),
 }
-
-
-def encode_layout(layout: dict) -> torch.Tensor:
-    return torch.tensor(list(json.dumps(layout, sort_keys=True).encode("utf-8")), dtype=torch.uint8)
-
-
-def decode_layout(tensor: torch.Tensor) -> dict:
-    return json.loads(bytes(tensor.to(torch.uint8).tolist()).decode("utf-8"))
 
 
 def add_lslo_args(parser) -> None:
@@ -419,7 +408,7 @@ class LSLoTransformerModel(TransformerModel):
 
     def state_dict(self, *args, **kwargs):
         """fairseq writes this into checkpoints: without the frozen base when the model refers to one
-        (:mod:`..checkpoints.frozen_base`); a call with torch's arguments gets every tensor."""
+        (:mod:`lslo_fairseq.layout.frozen_base`); a call with torch's arguments gets every tensor."""
         state = super().state_dict(*args, **kwargs)
         if self.lslo_base_path is None or args or kwargs:
             return state

@@ -18,7 +18,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..checkpoints.languages import rank_axis
+from ..layout.languages import rank_axis
 from .lslo_linear import LSLoLinear
 
 

@@ -15,7 +15,7 @@ import numbers
 import os
 from typing import List, Mapping
 
-from ..config import DECODER_MODULES, ENCODER_MODULES
+from ..names import DECODER_MODULES, ENCODER_MODULES
 from ..files import write_json_atomic
 from . import RunFileError, read_json
 

@@ -13,7 +13,7 @@ file passed to ``--lslo-encoder-index``/``--lslo-decoder-index`` gives the next 
 import os
 from typing import List, Mapping, Sequence, Tuple, Union
 
-from ..config import INDEX_CHOICES
+from ..names import INDEX_CHOICES
 from ..files import write_json_atomic
 from . import RunFileError, read_json
 

@@ -32,6 +32,7 @@ from ..config import PRENORM_SHARED_ARGS, PRESETS, TINY_SHAPE, shape_args
 from ..errors import LSLoError
 from ..files import write_json_atomic
 from . import package
+from ..data.commands import fairseq_bin, task_args
 from .corpus import build_corpus, read_rows
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -83,23 +84,6 @@ QUICK = Recipe(vocab_size=2500, spm_sentences_per_lang=400, layers=TINY_SHAPE["l
 
 def log(msg: str) -> None:
     print(f"[stand-in {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def fairseq_bin(name: str) -> str:
-    """Path of a fairseq console script (``fairseq-train`` ...): the running interpreter's env first."""
-    exe = os.path.join(os.path.dirname(sys.executable), name)
-    return exe if os.path.exists(exe) else (shutil.which(name) or name)
-
-
-def task_args(data_dir: str, langs: Sequence[str], pairs: Optional[Sequence[str]] = None) -> List[str]:
-    """The multilingual task's options, the same at pretraining, fine-tuning and generation;
-    ``pairs`` defaults to every direction between ``langs``."""
-    from ..data.multiparallel import lang_pairs
-
-    pairs = pairs or lang_pairs(langs)
-    return ["--task", "translation_multi_simple_epoch", "--lang-pairs", ",".join(pairs),
-            "--langs", ",".join(langs), "--encoder-langtok", "src", "--decoder-langtok",
-            "--fixed-dictionary", os.path.join(data_dir, "dict.txt")]
 
 
 def write_text(work: Path, r: Recipe, data: Path) -> dict:

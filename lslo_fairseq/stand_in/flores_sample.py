@@ -60,7 +60,7 @@ def make_sample(out: Path, langs: Sequence[str], n_dev: int, n_devtest: int, flo
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import argparse
 
-    from ..cli.runner import run
+    from ..runner import run
 
     p = argparse.ArgumentParser(prog="python -m lslo_fairseq.stand_in.flores_sample", description=__doc__)
     p.add_argument("--out", required=True, help="directory to write flores101_dataset/ into")

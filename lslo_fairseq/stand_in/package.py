@@ -73,7 +73,7 @@ def pack(checkpoint: Path, vocab: Path, out: Path, manifest: dict) -> None:
     """fp16 copy of ``checkpoint``'s model (optimizer state dropped) + the vocabulary + manifest +
     ``SHA256SUMS`` into ``out``."""
 
-    from ..checkpoints.reading import read_fairseq_checkpoint
+    from ..layout.frozen_base import read_fairseq_checkpoint
 
     state = read_fairseq_checkpoint(str(checkpoint), "stand-in checkpoint")
     # tied weights (shared embeddings, output projection) stay one tensor: converted once each

@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..cli.runner import run
+    from ..runner import run
 
     a = build_parser().parse_args(argv)
     return run("rehearsal", lambda: report(a) and None)

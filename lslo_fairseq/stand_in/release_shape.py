@@ -191,7 +191,7 @@ def build(out: Path, shape: str = "full", dict_size: Optional[int] = None, vocab
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..cli.runner import run
+    from ..runner import run
 
     p = argparse.ArgumentParser(prog="python -m lslo_fairseq.stand_in.release_shape", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -9,7 +9,7 @@ trainer state as fairseq writes them; and under ``model[BASE_KEY]`` a reference 
     {"path": absolute path, "size": bytes, "sha256": hex digest,
      "keys": [[name in this model, dtype], ...]}  # the frozen tensors left out
 
-Reading one (``reading.complete_frozen_base``: fairseq-train ``--restore-file``, fairseq-generate
+Reading one (:func:`complete_frozen_base`, :func:`read_fairseq_checkpoint`: fairseq-train ``--restore-file``, fairseq-generate
 ``--path``, every lslo-* tool) puts those tensors back from the referenced file, in the dtype the
 model had, after checking its size and digest; ``$LSLO_FROZEN_BASE`` names the file where it has moved.
 Tensors shared in the base file (M2M-100's tied embeddings) stay shared.
@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
-from typing import Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional
 
 import torch
 
 from ..errors import CheckpointError
 from ..files import file_digest
+from .loading import is_fairseq_checkpoint, load
 
 BASE_KEY = "lslo_frozen_base"
 ENV = "LSLO_FROZEN_BASE"
@@ -98,3 +99,43 @@ def fill(model_state, ref: dict, base_state, base_path: str, where: str) -> "Ord
             t = cast[ident]
         out[name] = t
     return out
+
+
+def read_fairseq_checkpoint(path: str, what: str, mmap: bool = False) -> Dict[str, Any]:
+    """A fairseq checkpoint; an adapter-only one (this module) with its frozen base put back."""
+    state = load(path, what, mmap=mmap)
+    if not is_fairseq_checkpoint(state):
+        kind = "an LSLo adapters file" if isinstance(state, dict) and state.get("format") else type(state).__name__
+        raise CheckpointError(f"{what}: {path} is not a fairseq checkpoint (no 'model' state; found {kind})")
+    state["model"] = complete_frozen_base(state["model"], f"{what}: {path}", mmap=mmap)
+    return state
+
+
+def frozen_base_path(ref: Dict[str, Any], where: str) -> str:
+    """The file holding an adapter-only checkpoint's frozen base (``$LSLO_FROZEN_BASE``, else the
+    recorded path), refused unless its size and SHA-256 are the recorded ones."""
+    override = os.environ.get(ENV)
+    path = override or ref["path"]
+    origin = f"from ${ENV}" if override else "the path recorded in it"
+    fix = (f"put that file back, or set {ENV}=/path/to/model.pt: the file the run's fairseq-train "
+           f"--finetune-from-model read ({ref['size']:,} bytes, sha256 {ref['sha256']})")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{where} holds adapters only, and its frozen base {path} ({origin}) does not exist: {fix}")
+    size = os.path.getsize(path)
+    digest = sha256(path) if size == ref["size"] else None
+    if digest != ref["sha256"]:
+        found = f"{size:,} bytes" + (f", sha256 {digest}" if digest else "")
+        raise CheckpointError(f"{where} holds adapters only, and {path} ({origin}) is not its frozen base: "
+                              f"{found}; {fix}")
+    return path
+
+
+def complete_frozen_base(model_state: Dict[str, Any], where: str, mmap: bool = True) -> Dict[str, Any]:
+    """``model_state`` with the frozen tensors an adapter-only checkpoint leaves out read back from its
+    base (checked by :func:`frozen_base_path`); any other state as it is."""
+    ref = reference_of(model_state)
+    if ref is None:
+        return model_state
+    path = frozen_base_path(ref, where)
+    base = read_fairseq_checkpoint(path, f"the frozen base of {where}", mmap=mmap)
+    return fill(model_state, ref, base["model"], path, where)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, Optional
 
-from ..errors import LSLoError
+from .errors import LSLoError
 
 
 def run(prog: str, body: Callable[[], Optional[int]]) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from ..config import LSLoConfigError, layout_differences
+from ..config import LSLoConfigError
+from .record import layout_differences
 
 
 def added_languages(theirs: Dict, ours: Dict) -> Optional[List[str]]:
