@@ -24,7 +24,6 @@ w_out, direction, spbleu) and ``PREFIX.png``/``.pdf`` (score against w_in, one l
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -32,6 +31,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..analysis.plots import _figure, _save
+from ..files import write_csv_atomic, write_text_atomic
 from . import Direction, ScoringError
 
 METHODS = ("grid", "bayes")
@@ -121,7 +122,9 @@ class ModularCheckpoint:
 
 def read_modular_checkpoint(path: str, flag: str = "--checkpoint") -> ModularCheckpoint:
     """The checkpoint's LSLo layout; refused unless it was trained with ``--lslo-modular``."""
-    from ..checkpoints.reading import CheckpointError, layout_in, read_fairseq_checkpoint
+    from ..errors import CheckpointError
+    from ..layout.frozen_base import read_fairseq_checkpoint
+    from ..layout.record import layout_in
 
     if not os.path.isfile(path):
         raise ScoringError(f"{flag}: {path} does not exist")
@@ -293,18 +296,14 @@ def merge_weights_json(result: SearchResult, meta: Optional[dict] = None) -> dic
 
 
 def write_trials_csv(path: str, result: SearchResult) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["trial", "w_in", "w_out", "direction", "spbleu"])
-        for t in result.trials:
-            out.writerow([t.index, t.w_in, t.w_out, f"{t.direction[0]}-{t.direction[1]}", f"{t.score:.4f}"])
+    write_csv_atomic(path, ["trial", "w_in", "w_out", "direction", "spbleu"],
+                     ([t.index, t.w_in, t.w_out, f"{t.direction[0]}-{t.direction[1]}", f"{t.score:.4f}"]
+                      for t in result.trials))
 
 
 def plot_search(result: SearchResult, out_prefix: str):
     """spBLEU against w_in, one line per direction (its chosen point marked), and the average over the
     directions where they share points; PNG and PDF."""
-    from ..analysis.plots import _figure, _save
-
     fig = _figure((6.4, 4.2))
     ax = fig.add_subplot(1, 1, 1)
     for d in result.directions:
@@ -331,8 +330,7 @@ def write_outputs(result: SearchResult, prefix: str, meta: Optional[dict] = None
     """PREFIX.json (the merge weights), PREFIX.csv (every point) and the plot; returns their paths."""
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     json_path, csv_path = prefix + ".json", prefix + ".csv"
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(merge_weights_json(result, meta), f, indent=1)
+    write_text_atomic(json_path, json.dumps(merge_weights_json(result, meta), indent=1))
     write_trials_csv(csv_path, result)
     return json_path, csv_path, plot_search(result, prefix).paths
 
