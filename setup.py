@@ -49,7 +49,7 @@ setup(
     extras_require={
         "fairseq": FAIRSEQ_EXTRA,
         # the tests exercise lslo-score --merge-search bayes too
-        "test": ["pytest", "pytest-xdist", "bayesian-optimization>=3.4,<4"],
+        "test": ["pytest", "pytest-xdist", "bayesian-optimization>=3.4,<4", "import-linter"],
         # lslo-export hf/peft/ct2 (Hugging Face M2M100 + PEFT adapters, CTranslate2)
         "hf": ["transformers>=5,<6", "peft>=0.21", "ctranslate2>=4.5", "safetensors"],
         # lslo-score --merge-search bayes (Gaussian-process Bayesian optimisation of the merge ratio)
