@@ -3,13 +3,16 @@ resume, and fail fast on bad options. The LSLo run is the session's ``lslo_run``
 import pytest
 import torch
 
+from lslo_fairseq.checkpoints.reading import read_fairseq_checkpoint
+
 from helpers import LSLO_ARGS, TRAIN_ARGS, USER_DIR, fairseq_bin, fairseq_env, lslo_task_args, run_fairseq, train_lslo
 
 pytestmark = pytest.mark.slow  # every test trains or runs fairseq-train/-generate
 
 
 def state(path):
-    return torch.load(path, map_location="cpu")["model"]
+    """The model state, an adapter-only checkpoint's frozen base read back from its base file."""
+    return read_fairseq_checkpoint(str(path), "--checkpoint")["model"]
 
 
 def test_finetune_from_plain_checkpoint_moves_only_adapters(lslo_run, tiny_base_checkpoint):

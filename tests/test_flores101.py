@@ -318,6 +318,7 @@ def test_recipes_tiny_mode_end_to_end(model_dir, flores_dir, tmp_path):
     for row_dir in ("Ft-all", "2-2-8+WL+GPS0.9"):
         kept = sorted(p.name for p in (runs12 / row_dir).glob("checkpoint[0-9]*.pt"))
         assert kept == ["checkpoint14.pt", "checkpoint15.pt"], (row_dir, kept)
+        assert not (runs12 / row_dir / "checkpoint_best.pt").exists()  # no validation, no best copy
         assert (runs12 / row_dir / "epochs" / "14" / "spbleu.json").is_file()
     assert (runs12 / "figure3" / "spbleu_per_epoch_fig3.png").is_file()
     sh(RECIPES / "figures" / "ise.sh", env=env12)

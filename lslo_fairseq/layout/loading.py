@@ -1,7 +1,7 @@
 """Safe, cheap reading of torch/fairseq checkpoint files, with errors that name the flag and the file.
 
-- :func:`allow_fairseq_pickles`: the one class fairseq checkpoints need beyond tensors
-  (``argparse.Namespace``) added to torch's ``weights_only`` allow-list; called explicitly where the
+- :func:`allow_fairseq_pickles`: what fairseq checkpoints need beyond tensors (``argparse.Namespace``,
+  numpy scalars of older versions) added to torch's ``weights_only`` allow-list; called explicitly where the
   plugin is registered with fairseq (``lslo_fairseq/__init__.py``) and by :func:`load`.
 - :func:`load`: ``torch.load(weights_only=True)`` (a foreign pickle never runs code), with
   ``mmap=True`` when only the top level is needed (a GB checkpoint costs no memory); errors name
@@ -26,9 +26,22 @@ from ..errors import CheckpointError
 
 def allow_fairseq_pickles() -> None:
     """Let ``torch.load(weights_only=True)`` (torch >= 2.6's default) read fairseq checkpoints: they
-    hold their training options as an ``argparse.Namespace``, the one class allowed. Idempotent."""
+    hold their training options as an ``argparse.Namespace``; older fairseq also pickled numpy scalars
+    (e.g. ``best_loss``), plain data that torch's documentation allows the same way. Idempotent."""
     if hasattr(torch.serialization, "add_safe_globals"):
-        torch.serialization.add_safe_globals([argparse.Namespace])
+        import numpy as np
+
+        scalar = getattr(getattr(np, "_core", np.core), "multiarray").scalar
+        dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32)]
+        torch.serialization.add_safe_globals([argparse.Namespace, scalar, np.dtype, *dtypes])
+
+
+def refused_globals(path: str) -> str:
+    """What torch's weights-only loading refuses in ``path``, as 'module.name, ...' ('' if unknown)."""
+    try:
+        return ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # noqa: BLE001 - only used to word an error
+        return ""
 
 
 def _first_line(e: BaseException) -> str:
@@ -45,7 +58,16 @@ def load(path: str, what: str, mmap: bool = False) -> Any:
     try:
         # torch maps only its zip format; a legacy (pre-1.6) file is read instead
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+    except pickle.UnpicklingError as e:
+        names = refused_globals(path) if zipfile.is_zipfile(path) else ""
+        if names:
+            raise CheckpointError(
+                f"{what}: {path} holds Python objects that torch's safe (weights_only) loading refuses: {names}. "
+                "A checkpoint written by another fairseq version may; if you trust the file (e.g. the release "
+                "downloaded from fairseq), run the command again with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 in "
+                "its environment (fairseq's own loading needs it too)") from None
+        raise CheckpointError(f"{what}: {path} cannot be read as a torch checkpoint: {_first_line(e)}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise CheckpointError(
             f"{what}: {path} cannot be read as a torch checkpoint (truncated, still being written, or "
             f"not a torch file): {_first_line(e)}"
