@@ -96,6 +96,10 @@ def build_lslo_model(options: Dict[str, Any], vocab_size: int, where: str, layou
     """An LSLo model (CPU, eval mode, fresh weights) built from recorded model options; ``where``
     names the file they come from, for errors. ``layout`` (the checkpoint's ``lslo_layout``) puts the
     language tokens at their recorded ids."""
+    # deferred, not a cycle (checkpoints sit above models): the model imports fairseq, which
+    # lslo-score's reading of checkpoints does not need
+    from ..models.lslo_transformer import LSLoTransformerModel
+
     args = argparse.Namespace(**copy.deepcopy(options))
     if not str(getattr(args, "arch", "")).startswith("lslo_") or not getattr(args, "lslo_ranks", None):
         raise CheckpointError(
