@@ -265,7 +265,7 @@ def test_broken_or_foreign_files_are_refused(runs, tiny_base_checkpoint, tmp_pat
     pickled = tmp_path / "object.pt"
     torch.save({"x": argparse.ArgumentParser}, pickled)  # a class: weights_only refuses it
     for bad, message in ((cut, "cannot be read as a torch checkpoint"), (text, "cannot be read"),
-                         (pickled, "cannot be read"), (tiny_base_checkpoint, "not an LSLo adapters file"),
+                         (pickled, "safe (weights_only) loading refuses: argparse.ArgumentParser"), (tiny_base_checkpoint, "not an LSLo adapters file"),
                          (tmp_path / "missing.pt", "does not exist")):
         err = export_error(capsys, "attach", "--base", tiny_base_checkpoint, "--adapters", bad,
                            "--out", tmp_path / "x.pt")
