@@ -1,6 +1,6 @@
 """Merging a modular checkpoint's adapters for a direction (``--lslo-merge``, ``--lslo-merge-weights``):
 the options read and checked once, then handed to the model's router. Used by fairseq-generate (the
-task), ``lslo-export merge`` and ``lslo-score --merge-search``.
+task), ``lslo-export fold`` and ``lslo-score --merge-search``.
 
     outputs: h = W x + w_in B_in A_in x + w_out B_out A_out x                      (follow-up eq. 3)
     ab:      h = W x + (sqrt w_in B_in + sqrt w_out B_out)(sqrt w_in A_in + sqrt w_out A_out) x  (eq. 4)
@@ -19,7 +19,7 @@ Weights = Tuple[float, float]
 
 def add_merge_options(parser, merge_help: str, weights_help: str) -> None:
     """``--lslo-merge`` and ``--lslo-merge-weights`` on ``parser`` (fairseq-generate's task options,
-    ``lslo-export merge``, ``lslo-export peft``), each with its command's help text."""
+    ``lslo-export fold``, ``lslo-export peft``), each with its command's help text."""
     parser.add_argument("--lslo-merge", type=str, default="outputs", choices=MERGE_MODES, help=merge_help)
     parser.add_argument("--lslo-merge-weights", type=str, default=None, metavar="W_IN,W_OUT|FILE", help=weights_help)
 

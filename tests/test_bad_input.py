@@ -444,7 +444,7 @@ CASES = [
     Case("checkpoint-other-ranks", LOAD, "an LSLo checkpoint trained with other ranks",
          "the checkpoint's LSLo adapters were trained with another configuration than this model's: ranks: "
          "[2, 2, 2, 4] in the checkpoint, [2, 2, 3, 4] in this model (--lslo-ranks/--lslo-lang-groups). Use the "
-         "checkpoint's options, or a plain transformer checkpoint (lslo-export merge/adapters can convert it)",
+         "checkpoint's options, or a plain transformer checkpoint (lslo-export fold/adapters can convert it)",
          load_into("--lslo-ranks", "en:2,fr:2,ko:3,oc:4"), LSLoError),
     Case("checkpoint-other-index", LOAD, "an LSLo checkpoint trained with other indexes",
          "the checkpoint's LSLo adapters were trained with another configuration than this model's: "
@@ -468,8 +468,8 @@ CASES = [
          "language list)",
          with_setup(other_vocab, cli(EXPORT, "attach", "--base", "{tmp}/other_vocab.pt", "--adapters",
                                      "{adapters}", "--out", "{tmp}/x.pt")), 2),
-    Case("attach-merged-base", "lslo-export attach", "a merged export as `--base`",
-         "lslo-export: error: --base: .../merged.pt is a merged export (oc-ko) whose weights already hold "
+    Case("attach-merged-base", "lslo-export attach", "a folded export as `--base`",
+         "lslo-export: error: --base: .../merged.pt is a folded export (oc-ko) whose weights already hold "
          "adapters; attach to the base the adapters were trained on",
          cli(EXPORT, "attach", "--base", "{merged}", "--adapters", "{adapters}", "--out", "{tmp}/x.pt"), 2),
     Case("adapters-truncated", "lslo-export attach", "a truncated adapters file",
@@ -488,16 +488,16 @@ CASES = [
          ".../adapters.pt: these adapters have another LSLo configuration than the model they are loaded into: "
          "ranks: [2, 2, 2, 4] in adapters file ..., [2, 2, 3, 4] in this model (--lslo-ranks/--lslo-lang-groups)",
          adapters_other_config, LSLoError),
-    Case("merge-plain-checkpoint", "lslo-export merge/adapters", "a plain transformer as `--checkpoint`",
+    Case("fold-plain-checkpoint", "lslo-export fold/adapters", "a plain transformer as `--checkpoint`",
          "lslo-export: error: --checkpoint: .../merged.pt is not an LSLo checkpoint (arch 'transformer'); give "
          "the checkpoint of an LSLo run (fairseq-train --arch lslo_*)",
-         cli(EXPORT, "merge", "--checkpoint", "{merged}", "-s", "oc", "-t", "ko", "--out", "{tmp}/x.pt"), 2),
-    Case("merge-language-without-adapters", "lslo-export merge", "a direction with a language without adapters",
+         cli(EXPORT, "fold", "--checkpoint", "{merged}", "-s", "oc", "-t", "ko", "--out", "{tmp}/x.pt"), 2),
+    Case("fold-language-without-adapters", "lslo-export fold", "a direction with a language without adapters",
          "lslo-export: error: --source-lang: 'de' has no adapters in this checkpoint (its LSLo languages: ...",
-         cli(EXPORT, "merge", "--checkpoint", "{ckpt}", "-s", "de", "-t", "ko", "--out", "{tmp}/x.pt"), 2),
-    Case("merge-same-language", "lslo-export merge", "source = target",
+         cli(EXPORT, "fold", "--checkpoint", "{ckpt}", "-s", "de", "-t", "ko", "--out", "{tmp}/x.pt"), 2),
+    Case("fold-same-language", "lslo-export fold", "source = target",
          "lslo-export: error: --source-lang and --target-lang are both 'oc': give a direction",
-         cli(EXPORT, "merge", "--checkpoint", "{ckpt}", "-s", "oc", "-t", "oc", "--out", "{tmp}/x.pt"), 2),
+         cli(EXPORT, "fold", "--checkpoint", "{ckpt}", "-s", "oc", "-t", "oc", "--out", "{tmp}/x.pt"), 2),
     Case("export-out-is-input", "lslo-export", "`--out` = an input",
          "lslo-export: error: --out .../checkpoint_last.pt is also an input; write to another file",
          cli(EXPORT, "adapters", "--checkpoint", "{ckpt}", "--out", "{ckpt}"), 2),
@@ -731,7 +731,7 @@ def lslo_files(lslo_run, tiny_data, tmp_path_factory):
     shutil.copyfile(lslo_run["ckpt"], files["ckpt"])
     shutil.copyfile(lslo_run["mid"], files["mid"])
     assert export_main(["adapters", "--checkpoint", str(files["ckpt"]), "--out", str(files["adapters"])]) == 0
-    assert export_main(["merge", "--checkpoint", str(files["ckpt"]), "-s", "oc", "-t", "ko",
+    assert export_main(["fold", "--checkpoint", str(files["ckpt"]), "-s", "oc", "-t", "ko",
                         "--out", str(files["merged"])]) == 0
     files["model_dir"] = make_model_dir(root / "model", tiny_data, files["merged"])
     files["flores"] = make_flores_dataset(root, tiny_data["langs"], n_dev=4, n_devtest=4)

@@ -12,7 +12,7 @@ import torch
 from helpers import (LSLO_ARGS, TRAIN_ARGS, USER_DIR, assert_same_hypotheses, fairseq_bin, fairseq_env,
                      lslo_task_args, read_hypotheses, run_fairseq, task_args)
 from lslo_fairseq.checkpoints import adapters as adapters_mod
-from lslo_fairseq.checkpoints.merge import EXPORT_KEY
+from lslo_fairseq.checkpoints.fold import EXPORT_KEY
 from lslo_fairseq.checkpoints.reading import build_lslo_model, load_lslo_checkpoint, options, vocab_size
 from lslo_fairseq.cli.export import main as export_main
 from lslo_fairseq.config import LSLoConfigError
@@ -116,9 +116,9 @@ def test_merged_export_decodes_like_lslo_under_stock_fairseq(runs, run, tiny_dat
     else:
         assert logits and all(v.abs().max() > 1e-4 for v in logits)
     merged, wrong = tmp_path / "merged.pt", tmp_path / "wrong.pt"
-    export("merge", "--checkpoint", runs[run], "--source-lang", SRC, "--target-lang", TGT, "--out", merged)
+    export("fold", "--checkpoint", runs[run], "--source-lang", SRC, "--target-lang", TGT, "--out", merged)
     # the comparison can fail: the fold of another direction (fr->ko) scores oc->ko differently
-    export("merge", "--checkpoint", runs[run], "--source-lang", "fr", "--target-lang", TGT, "--out", wrong)
+    export("fold", "--checkpoint", runs[run], "--source-lang", "fr", "--target-lang", TGT, "--out", wrong)
     (stock, stock_log), (lslo, _), (other, _) = generate(tiny_data, [
         (merged, tmp_path / "stock", False), (runs[run], tmp_path / "lslo", True), (wrong, tmp_path / "wrong", False)])
     assert "LSLo" not in stock_log and "Translated 30 sentences" in stock_log
@@ -129,7 +129,7 @@ def test_merged_export_decodes_like_lslo_under_stock_fairseq(runs, run, tiny_dat
 @pytest.mark.slow
 def test_merged_export_is_a_stock_checkpoint_for_one_direction(runs, tiny_base_checkpoint, tmp_path):
     out = tmp_path / "oc-ko.pt"
-    export("merge", "--checkpoint", runs["wl"], "-s", SRC, "-t", TGT, "--out", out)
+    export("fold", "--checkpoint", runs["wl"], "-s", SRC, "-t", TGT, "--out", out)
     assert torch.serialization.get_unsafe_globals_in_checkpoint(str(out)) == []  # no Namespace: stock loads it
     state = torch.load(out, weights_only=True)
     model_cfg, task_cfg = state["cfg"]["model"], state["cfg"]["task"]
@@ -146,7 +146,7 @@ def test_merged_export_is_a_stock_checkpoint_for_one_direction(runs, tiny_base_c
         assert model_cfg[key] == getattr(base["cfg"]["model"], key)
     # every adapted projection moved, direction-specific where it is source-indexed
     other = tmp_path / "fr-ko.pt"
-    export("merge", "--checkpoint", runs["wl"], "-s", "fr", "-t", TGT, "--out", other)
+    export("fold", "--checkpoint", runs["wl"], "-s", "fr", "-t", TGT, "--out", other)
     other = torch.load(other)["model"]
     fc1 = "encoder.layers.0.fc1.weight"
     assert (state["model"][fc1] - base["model"][fc1]).abs().max() > 1e-3
@@ -159,10 +159,10 @@ def test_merged_export_is_a_stock_checkpoint_for_one_direction(runs, tiny_base_c
 def test_merged_fold_is_what_each_layer_applies_to_the_direction(runs, run):
     """Each float64 fold W' (masks, slices, weight learning), applied as a linear map, equals the LSLo
     layer's routed forward for SRC->TGT sentences."""
-    from lslo_fairseq.checkpoints.merge import merged_weights
+    from lslo_fairseq.checkpoints.fold import folded_weights
 
     _, model = load_lslo_checkpoint(str(runs[run]), "--checkpoint")
-    folded = merged_weights(model, SRC, TGT)
+    folded = folded_weights(model, SRC, TGT)
     langs = model.lslo_config.languages
     model.lslo_router.set(torch.tensor([langs.index(SRC)] * 2), torch.tensor([langs.index(TGT)] * 2))
     for path, layer in model.lslo_layers.items():
@@ -272,10 +272,10 @@ def test_broken_or_foreign_files_are_refused(runs, tiny_base_checkpoint, tmp_pat
         assert "--adapters" in err and str(bad) in err and message in err, err
     err = export_error(capsys, "attach", "--base", cut, "--adapters", ad, "--out", tmp_path / "x.pt")
     assert "--base" in err and "cannot be read" in err
-    err = export_error(capsys, "merge", "--checkpoint", tiny_base_checkpoint, "-s", SRC, "-t", TGT,
+    err = export_error(capsys, "fold", "--checkpoint", tiny_base_checkpoint, "-s", SRC, "-t", TGT,
                        "--out", tmp_path / "x.pt")
     assert "not an LSLo checkpoint" in err
-    err = export_error(capsys, "merge", "--checkpoint", runs["pruned"], "-s", "de", "-t", TGT,
+    err = export_error(capsys, "fold", "--checkpoint", runs["pruned"], "-s", "de", "-t", TGT,
                        "--out", tmp_path / "x.pt")
     assert "--source-lang: 'de' has no adapters" in err
     assert not (tmp_path / "x.pt").exists()

@@ -49,7 +49,7 @@ def assert_tied_once(path, state):
 
 def test_merged_export_is_the_size_of_one_copy_of_the_parameters(lslo_run, tiny_base_checkpoint, tmp_path):
     out = tmp_path / "oc-ko.pt"
-    export("merge", "--checkpoint", lslo_run["ckpt"], "-s", "oc", "-t", "ko", "--out", out)
+    export("fold", "--checkpoint", lslo_run["ckpt"], "-s", "oc", "-t", "ko", "--out", out)
     state = torch.load(out, map_location="cpu", weights_only=True)["model"]
     assert_tied_once(out, state)
     base = torch.load(tiny_base_checkpoint, map_location="cpu")["model"]

@@ -112,10 +112,10 @@ def test_dead_rows_have_one_constant_logit_after_the_layer_norm():
 
 @pytest.mark.parametrize("variant", ["indexed", "paper_pruned_alpha", "weight_learning_paper"])
 def test_lora_factors_are_the_merged_updates(variant):
-    """B @ A of every layer is what lslo-export merge folds into it (masks, slices, alpha, weights)."""
+    """B @ A of every layer is what lslo-export fold folds into it (masks, slices, alpha, weights)."""
     from torch.nn.utils import prune
 
-    from lslo_fairseq.checkpoints.merge import merged_weights
+    from lslo_fairseq.checkpoints.fold import folded_weights
     from lslo_fairseq.export.lora import direction_factors, direction_lora
     from model_utils import build_tiny_model, randomize_adapters
 
@@ -136,7 +136,7 @@ def test_lora_factors_are_the_merged_updates(variant):
             with torch.no_grad():
                 layer.index_weights.logits.copy_(torch.randn(2, generator=g))
     for s, t in (("oc", "ko"), ("fr", "en")):
-        merged = merged_weights(model, s, t)
+        merged = folded_weights(model, s, t)
         pairs = direction_factors(model, s, t)
         for path, (b, a) in direction_lora(model, s, t).items():
             layer = model.lslo_layers[path]
@@ -218,13 +218,32 @@ def modular_tiny(extra=()):
     return model
 
 
+def modular_update_by_hand(layer, src, tgt, w_in, w_out, merge):
+    """What a modular layer adds to W for language rows src -> tgt, written out from the follow-up's
+    eq. 3 (outputs: w_in B_in A_in + w_out B_out A_out) and eq. 4 (ab: (sqrt w_in B_in + sqrt w_out B_out)
+    (sqrt w_in A_in + sqrt w_out A_out)), each A scaled by its language's alpha / r, at the adapter's spans."""
+    terms = []
+    for lang, bank, w in ((src, "in", w_in), (tgt, "out", w_out)):
+        if w > 0 and layer.ranks[lang] > 0:
+            lo, hi = layer.lang_columns(lang)
+            a = layer.effective(layer.param_name("A", bank))[lo:hi].double() * layer.scale(lang)
+            terms.append((w, layer.effective(layer.param_name("B", bank))[:, lo:hi].double(), a))
+    if merge == "outputs":
+        update = sum(w * b @ a for w, b, a in terms)
+    else:
+        update = sum(w ** 0.5 * b for w, b, _ in terms) @ sum(w ** 0.5 * a for w, _, a in terms)
+    out = torch.zeros(layer.base_layer.weight.shape, dtype=torch.float64)
+    out[layer.out_span[0]:layer.out_span[1], layer.in_span[0]:layer.in_span[1]] = update
+    return out
+
+
 @pytest.mark.parametrize("merge", ["outputs", "ab"])
 @pytest.mark.parametrize("shape", ["full", "paper_alpha"])
 def test_modular_lora_factors_are_the_merged_updates(merge, shape, tmp_path):
-    """Modular checkpoints: per direction, B @ A of every layer is modular_delta_weight with the router's
+    """Modular checkpoints: per direction, B @ A of every layer is the follow-up's eq. 3 / eq. 4 with the router's
     merge table (per-direction weights from a --merge-search JSON, the pivot's directions (1,0)/(0,1));
     outputs stacks the two adapters (ranks add), ab is one LoRA of the common rank."""
-    from lslo_fairseq.checkpoints.merge import merged_weights
+    from lslo_fairseq.checkpoints.fold import folded_weights
     from lslo_fairseq.export.lora import direction_factors, direction_lora
     from lslo_fairseq.merging import apply_merge
 
@@ -240,13 +259,13 @@ def test_modular_lora_factors_are_the_merged_updates(merge, shape, tmp_path):
         w_in, w_out = model.lslo_router.pair_weights[langs.index(s), langs.index(t)].tolist()
         assert (w_in, w_out) == pytest.approx({("ko", "fr"): (0.8, 0.1), ("fr", "en"): (1, 0), ("en", "oc"): (0, 1)}
                                               .get((s, t), (0.3, 0.7)))
-        merged = merged_weights(model, s, t)
+        merged = folded_weights(model, s, t)
         pairs = direction_factors(model, s, t)
         loras = direction_lora(model, s, t)
         assert list(loras) == list(model.lslo_layers)
         for path, (b, a) in loras.items():
             layer = model.lslo_layers[path]
-            want = layer.modular_delta_weight(langs.index(s), langs.index(t), w_in, w_out, merge)
+            want = modular_update_by_hand(layer, langs.index(s), langs.index(t), w_in, w_out, merge)
             assert b.shape == (layer.out_features, a.shape[0]) and a.shape[1] == layer.in_features
             torch.testing.assert_close(b @ a, want, rtol=0, atol=1e-12)
             torch.testing.assert_close(b @ a, merged[path] - layer.base_layer.weight.double(), rtol=0, atol=1e-12)

@@ -94,7 +94,7 @@ def test_merged_export_equals_merging_on_the_fly(modular_runs, tiny_data, tmp_pa
     opts = ["--lslo-merge", merge, "--lslo-merge-weights", weights]
     on_the_fly = generate(tiny_data, modular_runs["old"], "fr", "ko", tmp_path / "fly", opts)
     out = tmp_path / "fr-ko.pt"
-    assert export_main(["merge", "--checkpoint", str(modular_runs["old"]), "-s", "fr", "-t", "ko",
+    assert export_main(["fold", "--checkpoint", str(modular_runs["old"]), "-s", "fr", "-t", "ko",
                         "--out", str(out), *opts]) == 0
     exported = generate(tiny_data, out, "fr", "ko", tmp_path / "stock", plugin=False)
     assert_same_hypotheses(on_the_fly, exported)

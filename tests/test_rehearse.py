@@ -118,10 +118,10 @@ def test_rehearse_tiny_end_to_end(tmp_path):
     assert ft["trainable_params"] == ft["total_params"] == build["parameters"]
 
     steps = {s["step"]: s for s in result["steps"]}
-    assert set(steps) == {"build the model", "prepare.sh", "lslo-export merge en-ko", "lslo-export adapters"}
+    assert set(steps) == {"build the model", "prepare.sh", "lslo-export fold en-ko", "lslo-export adapters"}
     for s in steps.values():
         assert s["returncode"] == 0 and s["s"] > 0 and s["peak_rss_bytes"] > 0
-    for name in ("build the model", "lslo-export merge en-ko", "lslo-export adapters"):
+    for name in ("build the model", "lslo-export fold en-ko", "lslo-export adapters"):
         assert steps[name]["out_bytes"] > 0
 
     # the printed table (also rehearsal.txt) has every column; the CSV every key, one line per row

@@ -132,9 +132,9 @@ done
 # ---- 4. the exports of the LSLo row: one merged direction and the adapters ----
 if lslo_dir=$("$PY" "$MEASURE" lslo-run --dir "$OUT/measure" 2>/dev/null); then
   IFS=- read -r src tgt <<< "$(tr ',' '\n' < "$DATA/lang_pairs.txt" | head -n 1)"
-  echo "[rehearse] lslo-export merge ($src-$tgt) and adapters of $lslo_dir/checkpoint_last.pt"
-  REHEARSE_STEP=exports measure merge lslo-export merge --checkpoint "$lslo_dir/checkpoint_last.pt" --source-lang "$src" --target-lang "$tgt" \
-    --out "$OUT/exports/merged.$src-$tgt.pt" > "$OUT/logs/export-merge.log" 2>&1 || { failed=1; tail -n 5 "$OUT/logs/export-merge.log" >&2; }
+  echo "[rehearse] lslo-export fold ($src-$tgt) and adapters of $lslo_dir/checkpoint_last.pt"
+  REHEARSE_STEP=exports measure fold lslo-export fold --checkpoint "$lslo_dir/checkpoint_last.pt" --source-lang "$src" --target-lang "$tgt" \
+    --out "$OUT/exports/folded.$src-$tgt.pt" > "$OUT/logs/export-fold.log" 2>&1 || { failed=1; tail -n 5 "$OUT/logs/export-fold.log" >&2; }
   REHEARSE_STEP=exports measure adapters lslo-export adapters --checkpoint "$lslo_dir/checkpoint_last.pt" \
     --out "$OUT/exports/adapters.pt" > "$OUT/logs/export-adapters.log" 2>&1 || { failed=1; tail -n 5 "$OUT/logs/export-adapters.log" >&2; }
 else

@@ -1,3 +1,3 @@
-"""Checkpoint conversions (``lslo-export``): a merged plain-transformer checkpoint for one
-direction (:mod:`.merge`), and adapters-only files with a base fingerprint (:mod:`.adapters`).
+"""Checkpoint conversions (``lslo-export``): the adapters folded into the base weights for
+one direction, a plain-transformer checkpoint (:mod:`.fold`), and adapters-only files with a base fingerprint (:mod:`.adapters`).
 :mod:`.reading` reads fairseq checkpoints and rebuilds their LSLo model without data."""

@@ -28,7 +28,7 @@ from ..layout.keys import is_lslo_key
 from ..layout.loading import load
 from ..layout.record import LAYOUT_KEY, decode_layout, layout_differences, layout_of
 from . import pool
-from .merge import EXPORT_KEY, FRESH_ITERATOR, shared_cast
+from .fold import EXPORT_KEY, FRESH_ITERATOR, shared_cast
 from .reading import CheckpointError, build_lslo_model, load_lslo_checkpoint, to_plain, vocab_size
 
 FORMAT, VERSION = "lslo-adapters", 1
@@ -170,7 +170,7 @@ def attach(base_path: str, adapters_path: Union[str, Sequence[str]]) -> Dict[str
     adapters_path = ", ".join(paths)
     base = read_fairseq_checkpoint(base_path, "--base", mmap=True)  # mapped: the model holds the one copy
     if EXPORT_KEY in base:
-        raise CheckpointError(f"--base: {base_path} is a merged export ({base[EXPORT_KEY]['direction']}) whose "
+        raise CheckpointError(f"--base: {base_path} is a folded export ({base[EXPORT_KEY]['direction']}) whose "
                               "weights already hold adapters; attach to the base the adapters were trained on")
     cfg = copy.deepcopy(data["cfg"])
     if vocab_size(base["model"]) != data["vocab_size"]:

@@ -1,9 +1,10 @@
 """``lslo-export``: convert LSLo checkpoints.
 
-  lslo-export merge    --checkpoint CKPT --source-lang oc --target-lang ko --out oc-ko.pt
+  lslo-export fold     --checkpoint CKPT --source-lang oc --target-lang ko --out oc-ko.pt
       fold the adapters (and pruning masks) for one direction into the base weights: a plain
       fairseq transformer that stock fairseq-generate loads without --user-dir; valid for that
-      direction only (recorded in the file as 'lslo_export').
+      direction only (recorded in the file as 'lslo_export'). ("lslo-export merge" is the deprecated
+      name of this subcommand: it still works and says so.)
   lslo-export adapters --checkpoint CKPT --out adapters.pt [--langs oc]
       keep only the LSLo tensors, masks, options and a fingerprint of the base (MBs, not GBs);
       with --langs, only those languages' adapters (a per-language adapter pool).
@@ -11,7 +12,7 @@
       put adapters back on the base they were trained on: a normal LSLo checkpoint (several
       per-language files are united first).
   lslo-export info     FILE
-      what FILE is (LSLo checkpoint, merged export, adapters file, plain checkpoint).
+      what FILE is (LSLo checkpoint, folded export, adapters file, plain checkpoint).
   lslo-export hf | peft | ct2
       leave fairseq: Hugging Face M2M100 + PEFT adapters, CTranslate2 (see lslo_fairseq/export/cli.py).
 
@@ -28,12 +29,15 @@ from ..config import LSLoConfigError
 from ..merging import add_merge_options
 from .. import runner
 
+DEPRECATED_FOLD = "merge"  # the old name of `lslo-export fold` ("merge" now means the modular input/output merge)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lslo-export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("merge", help="merged plain-transformer checkpoint for one direction")
+    m = sub.add_parser("fold", aliases=[DEPRECATED_FOLD], help="adapters folded into the base weights for one direction: a "
+                       f"plain-transformer checkpoint ('{DEPRECATED_FOLD}': the deprecated name of this subcommand)")
     m.add_argument("--checkpoint", required=True, help="LSLo training checkpoint (checkpoint_last.pt ...)")
     m.add_argument("--source-lang", "-s", required=True)
     m.add_argument("--target-lang", "-t", required=True)
@@ -71,7 +75,7 @@ def _mb(path: str) -> str:
 
 
 def run(args) -> None:
-    from ..checkpoints import adapters, merge, reading
+    from ..checkpoints import adapters, fold, reading
     from ..files import torch_save_atomic
     from ..merging import apply_merge
 
@@ -81,11 +85,14 @@ def run(args) -> None:
     from ..export import cli as leaving
     if args.command in leaving.COMMANDS:
         leaving.run(args)
-    elif args.command == "merge":
+    elif args.command in ("fold", DEPRECATED_FOLD):
+        if args.command == DEPRECATED_FOLD:
+            print(f"lslo-export: '{DEPRECATED_FOLD}' is deprecated and will be removed: use 'lslo-export fold' (same "
+                  "options)", file=sys.stderr)
         state, model = reading.load_lslo_checkpoint(args.checkpoint, "--checkpoint")
         apply_merge(model, args.lslo_merge, args.lslo_merge_weights, args.source_lang, args.target_lang)
-        exported = merge.export_direction(model, state, args.source_lang, args.target_lang, args.checkpoint)
-        merge.check_loads_as_stock_transformer(exported)
+        exported = fold.export_direction(model, state, args.source_lang, args.target_lang, args.checkpoint)
+        fold.check_loads_as_stock_transformer(exported)
         torch_save_atomic(args.out, exported)
         print(f"wrote {args.out} ({_mb(args.out)}): plain fairseq transformer for "
               f"{args.source_lang}->{args.target_lang} only; decode it with stock fairseq-generate "
@@ -110,7 +117,7 @@ def run(args) -> None:
 
 
 def describe(path: str) -> str:
-    from ..checkpoints import adapters, merge, reading
+    from ..checkpoints import adapters, fold, reading
     from ..layout.loading import load
 
     data = load(path, "FILE")
@@ -123,9 +130,9 @@ def describe(path: str) -> str:
                 f"(fc offset {lay.get('fc_offset', 0)}), alpha {lay.get('alpha')}; from {data.get('from_checkpoint')}")
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise reading.CheckpointError(f"FILE: {path} is neither a fairseq checkpoint nor an LSLo adapters file")
-    if merge.EXPORT_KEY in data:
-        e = data[merge.EXPORT_KEY]
-        return f"{path}: merged plain transformer for {e['direction']} only (from {e['from_checkpoint']})"
+    if fold.EXPORT_KEY in data:
+        e = data[fold.EXPORT_KEY]
+        return f"{path}: folded plain transformer (lslo-export fold) for {e['direction']} only (from {e['from_checkpoint']})"
     opts = reading.options(data)
     kind = "LSLo checkpoint" if reading.is_lslo(data) else "plain fairseq checkpoint"
     extra = f", LSLo languages {opts.get('lslo_langs')}, ranks {opts.get('lslo_ranks')}" if reading.is_lslo(data) else ""

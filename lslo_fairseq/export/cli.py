@@ -7,7 +7,7 @@
                    [--lslo-merge outputs|ab --lslo-merge-weights W_IN,W_OUT|FILE]   (modular checkpoints)
       one PEFT LoRA adapter per direction, in DIR/<src>-<tgt>/
   lslo-export ct2  --checkpoint CKPT -s SRC -t TGT --out DIR [--quantization int8]
-      the merged direction as a CTranslate2 model, its SentencePiece model beside it
+      the folded direction as a CTranslate2 model, its SentencePiece model beside it
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def add_parsers(sub) -> None:
     add_merge_options(p, "modular checkpoints: how input and output adapters merge, as at generation (outputs: "
                          "two stacked LoRAs, the ranks add; ab: one LoRA of the common rank)",
                       "modular checkpoints: merge weights (default 0.5,0.5) or lslo-score --merge-search's JSON")
-    c = sub.add_parser("ct2", help="one merged direction as a CTranslate2 model")
+    c = sub.add_parser("ct2", help="one folded direction as a CTranslate2 model")
     _sources(c)
     c.add_argument("--source-lang", "-s", required=True)
     c.add_argument("--target-lang", "-t", required=True)

@@ -1,6 +1,6 @@
 """One direction of an LSLo checkpoint (or a plain fairseq transformer) as a CTranslate2 model.
 
-The direction is folded first (``lslo-export merge``: a stock fairseq ``transformer`` whose
+The direction is folded first (``lslo-export fold``: a stock fairseq ``transformer`` whose
 weights hold that direction's adapters), then converted by CTranslate2's own fairseq converter,
 and the SentencePiece model is copied beside it. Decoding needs the language tokens around the
 pieces: ``[__src__] + pieces + [</s>]`` as source and ``[__tgt__]`` as target prefix
@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from typing import Dict, List, Optional, Sequence
 
-from ..checkpoints import merge, reading
+from ..checkpoints import fold, reading
 from ..checkpoints.reading import CheckpointError
 from ..layout.loading import allow_fairseq_pickles
 from ..config import as_list
@@ -45,12 +45,12 @@ def folded_checkpoint(src: Source, s: str, t: str) -> Dict:
     namespace (the converter reads ``args`` or ``cfg['model']`` as a namespace)."""
     if src.is_lslo:
         model = load_lslo_model(src)
-        exported = merge.export_direction(model, src.state, s, t, src.path)
-        merge.check_loads_as_stock_transformer(exported)
+        exported = fold.export_direction(model, src.state, s, t, src.path)
+        fold.check_loads_as_stock_transformer(exported)
         options = dict(exported["cfg"]["model"])
         weights = exported["model"]
     else:
-        options = merge.plain_options(dict(src.model_opts))
+        options = fold.plain_options(dict(src.model_opts))
         weights = {k: v for k, v in src.state["model"].items()}
     options.update(source_lang=s, target_lang=t, user_dir=None)
     options.pop("_name", None)

@@ -1,7 +1,8 @@
 """One direction's LSLo update of each adapted matrix as plain LoRA factors (B, A), full shape.
 
 For the direction src -> tgt every LSLo layer adds ``delta = sum_i B_i A_i`` to its weight
-(``LSLoLinear.delta_weight`` and ``checkpoints.merge.merged_weights`` give the same sum, dense):
+(``LSLoLinear.direction_weight`` and ``checkpoints.fold.folded_weights`` give the same sum, dense). The
+pairs are the layer's mode's (``lslo_fairseq.modules.modes``), padded to the matrix's full shape:
 
 - source- or target-indexed layer: one pair, that language's ``(scale_l B_l, A_l)``;
 - weight learning (eq. 5): two pairs, ``(w_src scale B_src, A_src)`` and ``(w_tgt scale B_tgt, A_tgt)``;
@@ -18,22 +19,21 @@ For the direction src -> tgt every LSLo layer adds ``delta = sum_i B_i A_i`` to 
     ``A = sqrt(w_in) scale A_in[src] + sqrt(w_out) scale A_out[tgt]`` (equal ranks, hence equal
     scales, wherever both weights are > 0; the rank stays r);
 
-  a bank whose weight is 0 (or whose language is the pivot, rank 0) contributes no pair (these are
-  ``LSLoLinear.direction_pairs``, the factors the layer itself decodes a direction with, padded);
+  a bank whose weight is 0 (or whose language is the pivot, rank 0) contributes no pair (the
+  factors the layer itself decodes a one-direction batch with);
 - pruning masks are applied (``LSLoLinear.effective``) and every scale (alpha / r_l, the learned or
   merge weights) is folded into the factors: the LoRA needs no scaling (PEFT: lora_alpha = r).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import torch
 
-from ..checkpoints.merge import lang_row
-from ..config import MERGE_MODES, LSLoConfigError
+from ..checkpoints.fold import lang_row
 
-Pair = Tuple[torch.Tensor, torch.Tensor]  # (B: out x r, A: r x in)
+from ..modules.modes import Pair
 
 
 def full_shape(layer, b: torch.Tensor, a: torch.Tensor) -> Pair:
@@ -46,45 +46,15 @@ def full_shape(layer, b: torch.Tensor, a: torch.Tensor) -> Pair:
     return full_b, full_a
 
 
-def language_pair(layer, lang: int, bank: str, weight: float = 1.0) -> Pair:
-    """Full-shape (B, A) of language row ``lang`` in ``bank`` (float64, masks applied); ``weight`` and
-    the language's scale are folded into B."""
-    lo, hi = layer.lang_columns(lang)
-    a = layer.effective(layer.param_name("A", bank))[lo:hi].double()
-    b = layer.effective(layer.param_name("B", bank))[:, lo:hi].double()
-    return full_shape(layer, b * (weight * layer.scale(lang)), a)
-
-
-def modular_pairs(layer, src: int, tgt: int, w_in: float, w_out: float, merge: str) -> List[Pair]:
-    """The (B, A) pairs of a modular layer for language rows src -> tgt merged by ``merge`` with
-    weights (w_in, w_out) (``LSLoLinear.direction_pairs``): ``outputs`` one pair per bank used, ``ab``
-    one pair in all; full shape."""
-    if merge not in MERGE_MODES:
-        raise LSLoConfigError(f"--lslo-merge: outputs or ab, got {merge!r}")
-    return [full_shape(layer, b, a) for b, a in layer.direction_pairs(src, tgt, w_in, w_out, merge, torch.float64)]
-
-
 @torch.no_grad()
 def direction_factors(model, src: str, tgt: str) -> "OrderedDict[str, List[Pair]]":
-    """fairseq module path of every LSLo layer -> the (B, A) pairs of its update for src -> tgt (a
-    modular model: by the merge its router is configured with, see :func:`..merging.apply_merge`)."""
+    """fairseq module path of every LSLo layer -> the full-shape (B, A) pairs of its update for
+    src -> tgt: its mode's factors (``LSLoLinear.direction_pairs``; a modular model: by the merge its
+    router is configured with, see :func:`..merging.apply_merge`)."""
     cfg = model.lslo_config
-    rows = {"src": lang_row(cfg, src, "--directions (source)"), "tgt": lang_row(cfg, tgt, "--directions (target)")}
-    out: "OrderedDict[str, List[Pair]]" = OrderedDict()
-    router = model.lslo_router
-    for path, layer in model.lslo_layers.items():
-        if layer.index == "modular":
-            w_in, w_out = router.pair_weights[rows["src"], rows["tgt"]].tolist()
-            out[path] = modular_pairs(layer, rows["src"], rows["tgt"], w_in, w_out, router.merge)
-        elif layer.index == "learned":
-            w = layer.index_weights().double().tolist()
-            out[path] = [language_pair(layer, rows[bank], bank, w[i]) for i, bank in enumerate(("src", "tgt"))]
-        elif layer.index in rows:
-            out[path] = [language_pair(layer, rows[layer.index], layer.index)]
-        else:
-            raise LSLoConfigError(f"--checkpoint: layer {path} has index {layer.index!r}, which the PEFT export "
-                                  "does not handle")
-    return out
+    s, t = lang_row(cfg, src, "--directions (source)"), lang_row(cfg, tgt, "--directions (target)")
+    return OrderedDict((path, [full_shape(layer, b, a) for b, a in layer.direction_pairs(s, t, torch.float64)])
+                       for path, layer in model.lslo_layers.items())
 
 
 def stacked(pairs: List[Pair]) -> Pair:

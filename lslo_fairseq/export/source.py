@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from ..checkpoints.adapters import plain_base_state
-from ..checkpoints.merge import EXPORT_KEY
+from ..checkpoints.fold import EXPORT_KEY
 from ..checkpoints.reading import CheckpointError, is_lslo, options
 from ..layout.frozen_base import read_fairseq_checkpoint
 from ..config import as_list
@@ -102,7 +102,7 @@ def read_source(checkpoint: str, dict_path: Optional[str] = None, spm_path: Opti
     """The checkpoint (``--checkpoint``), its dictionary (``--dict``) and SentencePiece model (``--spm``)."""
     state = read_fairseq_checkpoint(checkpoint, "--checkpoint", mmap=not load_weights)
     if EXPORT_KEY in state:
-        raise CheckpointError(f"--checkpoint: {checkpoint} is a merged one-direction export "
+        raise CheckpointError(f"--checkpoint: {checkpoint} is a folded one-direction export (lslo-export fold) "
                               f"({state[EXPORT_KEY]['direction']}); give the checkpoint it was made from")
     model_opts = options(state, ("model",))
     try:

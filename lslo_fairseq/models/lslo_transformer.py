@@ -43,7 +43,8 @@ from ..config import (
 )
 from ..names import DECODER_MODULES, ENCODER_MODULES
 from ..modules.frozen_langs import FrozenLanguages
-from ..modules.lslo_linear import IndexWeights, LSLoLinear, adapter_spans
+from ..modules.lslo_linear import LSLoLinear, adapter_spans
+from ..modules.modes import MODES, IndexWeights
 from ..pruning.pools import make_prunable
 from ..routing import ENC_OUT_SRC, ENC_OUT_TGT, LanguageRouter, reorder
 
@@ -194,7 +195,7 @@ def inject_lslo(model: nn.Module, cfg: LSLoConfig, router: LanguageRouter) -> "O
                 owner_attr, proj = MODULE_PATHS[name]
                 owner = getattr(layer, owner_attr) if owner_attr else layer
                 weights = None
-                if index[i] == "learned":
+                if MODES[index[i]].needs_index_weights:  # one pair of logits per transformer layer
                     if not hasattr(layer, "lslo_index_weights"):
                         layer.lslo_index_weights = IndexWeights()
                     weights = layer.lslo_index_weights
@@ -463,7 +464,7 @@ class LSLoTransformerModel(TransformerModel):
                 raise LSLoConfigError(
                     "the checkpoint's LSLo adapters were trained with another configuration than this "
                     "model's: " + "; ".join(diff) + ". Use the checkpoint's options, or a plain "
-                    "transformer checkpoint (lslo-export merge/adapters can convert it)"
+                    "transformer checkpoint (lslo-export fold/adapters can convert it)"
                 )
         if present and len(present) < len(trained):
             missing = sorted(set(trained) - set(present))

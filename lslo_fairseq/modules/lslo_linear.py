@@ -16,6 +16,9 @@ weights otherwise. The router's merge mode decides how the two are combined (the
     outputs: h = W x + w_in B_in A_in x + w_out B_out A_out x
     ab:      h = W x + (sqrt(w_in) B_in + sqrt(w_out) B_out)(sqrt(w_in) A_in + sqrt(w_out) A_out) x
 
+Each of these modes is a variant in :mod:`.modes` that supplies the delta for a batch and the
+factors of one direction; the layer itself does not branch on the mode.
+
 The adapters of all languages are stored concatenated along the rank axis, ``lora_A``
 (sum_l r_l x k) and ``lora_B`` (d x sum_l r_l), so parameter counts are exact and
 ``torch.nn.utils.prune`` acts on them directly. The forward serves a whole mixed-language batch
@@ -49,9 +52,8 @@ from torch import Tensor, nn
 
 from ..config import ADAPTER_SHAPES, INITS
 from ..routing import LanguageRouter
+from .modes import INDEXES, MODES, IndexWeights, Pair, language_factors  # noqa: F401 (IndexWeights: re-exported)
 
-INDEXES = ("src", "tgt", "learned", "modular")
-BANKS = {"src": ["src"], "tgt": ["tgt"], "learned": ["src", "tgt"], "modular": ["in", "out"]}
 Span = Tuple[int, int]
 
 
@@ -73,18 +75,6 @@ def adapter_spans(in_features: int, out_features: int, shape: str = "full", offs
     return (window, whole_out) if in_features > out_features else (whole_in, window)
 
 
-class IndexWeights(nn.Module):
-    """Two logits per transformer layer, softmax-normalised to (w_src, w_tgt) (eq. 5); equal at
-    initialisation."""
-
-    def __init__(self):
-        super().__init__()
-        self.logits = nn.Parameter(torch.zeros(2))
-
-    def forward(self) -> Tensor:
-        return torch.softmax(self.logits.float(), dim=0)
-
-
 class LSLoLinear(nn.Module):
     def __init__(self, base_layer: nn.Linear, ranks: Sequence[int], router: LanguageRouter, index: str,
                  index_weights: Optional[IndexWeights] = None, in_span: Optional[Span] = None,
@@ -92,14 +82,16 @@ class LSLoLinear(nn.Module):
         super().__init__()
         if index not in INDEXES:
             raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
-        if (index == "learned") != (index_weights is not None):
-            raise ValueError("index 'learned' needs the layer's IndexWeights, and only it")
+        self.mode = MODES[index]
+        if self.mode.needs_index_weights != (index_weights is not None):
+            raise ValueError(f"index {index!r}: the layer's IndexWeights are needed by weight learning (index "
+                             "'learned'), and only by it")
         self.base_layer = base_layer
         self.ranks: List[int] = [int(r) for r in ranks]
         self.index = index
         object.__setattr__(self, "router", router)  # shared; registered once on the model
         object.__setattr__(self, "index_weights", index_weights)  # registered on the layer
-        self.banks = list(BANKS[index])
+        self.banks = list(self.mode.banks)
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         if alpha is not None and not alpha > 0:
@@ -229,8 +221,8 @@ class LSLoLinear(nn.Module):
         languages) 1498 vs 942. At small widths dense wins clearly (per-sentence bmm overhead)."""
         if self.kernel_choice != "auto":
             return self.kernel_choice
-        if self.index == "modular":  # a direction's result must not depend on which other languages exist:
-            return "gather"  # dense's GEMM spans every language's ranks, so adding one changes its rounding
+        if self.mode.kernel is not None:  # the modular mode's results must not depend on other languages
+            return self.mode.kernel
         return "dense" if self.offsets[-1] <= self.dense_max_ratio * self.rank_rows.size(1) else "gather"
 
     def _delta_gather(self, x, langs, lora_a, lora_b):
@@ -260,68 +252,11 @@ class LSLoLinear(nn.Module):
         cast to the input's dtype for the matmuls, so their gradients arrive in fp32."""
         out = self.base_layer(x)
         x_in = x if self.adapter_in == x.size(-1) else x[..., self.in_span[0]:self.in_span[1]]
-        if self.index == "modular":
-            delta = self.modular_delta(x_in).to(out.dtype)
-        elif self.index != "learned":
-            delta = self.lora_delta(x_in, self.router.ids(self.index, x.size(1)))
-        else:
-            w = self.index_weights()
-            delta = sum(w[i] * self.lora_delta(x_in, self.router.ids(bank, x.size(1)), bank).to(out.dtype)
-                        for i, bank in enumerate(self.banks))
+        delta = self.mode.delta(self, x_in)
         if self.adapter_out == out.size(-1):
             return out + delta.to(out.dtype)
         out[..., self.out_span[0]:self.out_span[1]] += delta.to(out.dtype)  # base output: not needed by autograd
         return out
-
-    def modular_delta(self, x: Tensor) -> Tensor:
-        """Each sentence's (w_in, w_out) mix of its source's input adapter and its target's output
-        adapter, by the router's merge mode. In eval mode a bank whose weight is 0 for the whole batch
-        is skipped (decoding one direction into or out of the pivot costs one bank).
-
-        A faster path, same result: in eval mode a batch of one direction (as fairseq-generate
-        decodes) applies that direction's :meth:`direction_pairs` stacked into one LoRA (rank
-        r_src + r_tgt under ``outputs``, r under ``ab``): two small GEMMs, no gather."""
-        batch = x.size(1)
-        src, tgt = self.router.ids("src", batch), self.router.ids("tgt", batch)
-        if not self.training and torch.equal(src, src[:1].expand(batch)) and torch.equal(tgt, tgt[:1].expand(batch)):
-            s0, t0 = int(src[0]), int(tgt[0])
-            w_in, w_out = self.router.pair_weights[s0, t0].tolist()
-            if self.router.merge == "ab" and w_in > 0 and w_out > 0 and self.ranks[s0] != self.ranks[t0]:
-                self.router.merge_weights(batch)  # raises the router's error, naming --lslo-merge ab
-            pairs = self.direction_pairs(s0, t0, w_in, w_out, self.router.merge)
-            if not pairs:
-                return x.new_zeros(x.shape[:-1] + (self.adapter_out,))
-            a_m, b_m = torch.cat([a for _, a in pairs], 0), torch.cat([b for b, _ in pairs], 1)
-            z = nn.functional.linear(x, a_m.to(x.dtype))
-            return nn.functional.linear(z, b_m.to(z.dtype))
-        w = self.router.merge_weights(batch)  # (B, 2)
-        if self.router.merge == "ab":
-            return self._delta_ab(x, src, tgt, w)
-        delta = None
-        for i, (bank, langs) in enumerate((("in", src), ("out", tgt))):
-            if not self.training and not bool(w[:, i].any()):
-                continue
-            d = self.lora_delta(x, langs, bank) * w[:, i].to(x.dtype).view(1, -1, 1)
-            delta = d if delta is None else delta + d
-        if delta is None:
-            return x.new_zeros(x.shape[:-1] + (self.adapter_out,))
-        return delta
-
-    def _delta_ab(self, x, src, tgt, w):
-        """(sqrt(w_in) B_in + sqrt(w_out) B_out)(sqrt(w_in) A_in + sqrt(w_out) A_out) x: the gather kernel
-        with each sentence's A rows and B^T rows mixed before the two bmm (the router has checked that
-        the ranks agree wherever both weights are > 0)."""
-        a, b_t = 0, 0
-        for i, (bank, langs) in enumerate((("in", src), ("out", tgt))):
-            lora_a = getattr(self, self.param_name("A", bank))
-            lora_b = getattr(self, self.param_name("B", bank))
-            rows, mask = self.rank_rows[langs], self.rank_mask[langs].to(lora_a.dtype).unsqueeze(-1)
-            root = w[:, i].sqrt().to(lora_a.dtype).view(-1, 1, 1)
-            a = a + root * lora_a[rows] * mask  # (B, R, k); the mask holds the scale
-            b_t = b_t + root * lora_b.t()[rows] * (mask != 0)  # (B, R, d)
-        xb = x.transpose(0, 1)
-        z = torch.bmm(xb, a.transpose(1, 2).to(xb.dtype))
-        return torch.bmm(z, b_t.to(z.dtype)).transpose(0, 1)
 
     def extra_repr(self) -> str:
         shape = "" if self.full_shape else f", in_span={self.in_span}, out_span={self.out_span}"
@@ -331,50 +266,23 @@ class LSLoLinear(nn.Module):
     def delta_weight(self, lang: int, bank: Optional[str] = None, dtype: torch.dtype = torch.float64) -> Tensor:
         """scale_l B_l A_l (pruning masks applied) placed at the adapter's spans of a zero matrix of
         the base weight's shape: what language row ``lang`` adds to W (in ``dtype``)."""
-        bank = bank or self.banks[0]
-        lo, hi = self.lang_columns(lang)
-        a = self.effective(self.param_name("A", bank))[lo:hi].to(dtype)
-        b = self.effective(self.param_name("B", bank))[:, lo:hi].to(dtype)
+        b, a = language_factors(self, lang, bank or self.banks[0], dtype)
         out = torch.zeros(self.base_layer.weight.shape, dtype=dtype, device=a.device)
         out[self.out_span[0]:self.out_span[1], self.in_span[0]:self.in_span[1]] = self.scale(lang) * (b @ a)
         return out
 
-    def direction_pairs(self, src: int, tgt: int, w_in: float, w_out: float, merge: str = "outputs",
-                        dtype: Optional[torch.dtype] = None) -> List[Tuple[Tensor, Tensor]]:
-        """The (B, A) factors, on the adapter's spans (masks applied, in ``dtype``, default the
-        parameters'), of a modular layer's update for language rows src -> tgt, the weights and
-        scales folded into A: ``outputs`` one pair per bank with a weight > 0 and a rank > 0,
-        (B_in, w_in s A_in) and (B_out, w_out s A_out); ``ab`` one pair
-        (sqrt(w_in) B_in + sqrt(w_out) B_out, sqrt(w_in) s A_in + sqrt(w_out) s A_out), which needs
-        equal ranks."""
-        from ..config import LSLoConfigError
+    def direction_pairs(self, src: int, tgt: int, dtype: Optional[torch.dtype] = None) -> List[Pair]:
+        """The (B, A) factors of this layer's update for language rows src -> tgt, on the adapter's
+        spans (masks applied, scales and weights folded in, in ``dtype``, default the parameters'):
+        the mode's :meth:`~lslo_fairseq.modules.modes.Mode.pairs`."""
+        return self.mode.pairs(self, src, tgt, dtype)
 
-        parts = [(lang, bank, float(w)) for lang, bank, w in ((src, "in", w_in), (tgt, "out", w_out))
-                 if w > 0 and self.ranks[lang] > 0]
-        if merge == "ab" and len({self.ranks[lang] for lang, _, _ in parts}) > 1:
-            r_in, r_out = (self.ranks[lang] for lang, _, _ in parts)
-            raise LSLoConfigError(f"--lslo-merge ab needs equal ranks of the input and output adapters (ranks {r_in} "
-                                  f"and {r_out} here); use --lslo-merge outputs")
-        pairs = []
-        for lang, bank, w in parts:
-            lo, hi = self.lang_columns(lang)
-            root = math.sqrt(w) if merge == "ab" else 1.0
-            a = self.effective(self.param_name("A", bank))[lo:hi]
-            b = self.effective(self.param_name("B", bank))[:, lo:hi]
-            if dtype is not None:
-                a, b = a.to(dtype), b.to(dtype)
-            pairs.append((b * root, a * ((root if merge == "ab" else w) * self.scale(lang))))
-        if merge == "ab" and len(pairs) == 2:
-            pairs = [(pairs[0][0] + pairs[1][0], pairs[0][1] + pairs[1][1])]
-        return pairs
-
-    def modular_delta_weight(self, src: int, tgt: int, w_in: float, w_out: float, merge: str = "outputs",
-                             dtype: torch.dtype = torch.float64) -> Tensor:
-        """What a modular layer adds to W for the direction of language rows src -> tgt: the sum of
-        its :meth:`direction_pairs`' B A, placed at the adapter's spans (the dense form of
-        :meth:`modular_delta`)."""
+    def direction_weight(self, src: int, tgt: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        """What this layer adds to W for the direction src -> tgt, at the adapter's spans of a zero
+        matrix of the base weight's shape: sum of :meth:`direction_pairs`' B A (the dense form of the
+        forward's delta)."""
         out = torch.zeros(self.base_layer.weight.shape, dtype=dtype, device=self.base_layer.weight.device)
-        for b, a in self.direction_pairs(src, tgt, w_in, w_out, merge, dtype):
+        for b, a in self.direction_pairs(src, tgt, dtype):
             out[self.out_span[0]:self.out_span[1], self.in_span[0]:self.in_span[1]] += b @ a
         return out
 

@@ -209,7 +209,7 @@ def records(pools: List[Pool], cfg: LSLoConfig) -> List[dict]:
         for m in pool.members:
             side, layer_idx, module = m.layer.site
             lang = cfg.languages[m.lang]
-            bank = "" if m.layer.index != "learned" else m.name.rsplit("_", 1)[-1]
+            bank = m.name.rsplit("_", 1)[-1] if len(m.layer.banks) > 1 else ""  # lora_A_src -> A_src
             out.append(dict(side=side, layer=layer_idx, module=module, language=lang,
                             group=cfg.groups.get(lang), matrix=m.matrix + (f"_{bank}" if bank else ""),
                             pool=pool.name, n_params=m.numel, n_pruned=m.n_pruned()))

@@ -282,7 +282,7 @@ CSV_KEYS = ["row", "name", "table", "arch", "processes", "updates", "measured_up
             "eval_directions", "eval_sentences", "eval_peak_rss_bytes", "amp"]
 
 
-STEP_OUTPUTS = {"build": "model.pt", "prepare": None, "merge": None, "adapters": None}
+STEP_OUTPUTS = {"build": "model.pt", "prepare": None, "fold": None, "adapters": None}
 
 
 def other_steps(measures: List[dict]) -> List[dict]:
@@ -294,7 +294,7 @@ def other_steps(measures: List[dict]) -> List[dict]:
         path = option(m["argv"], "--out")
         if path and STEP_OUTPUTS[m["label"]]:
             path = os.path.join(path, STEP_OUTPUTS[m["label"]])
-        what = {"merge": f"lslo-export merge {option(m['argv'], '--source-lang')}-{option(m['argv'], '--target-lang')}",
+        what = {"fold": f"lslo-export fold {option(m['argv'], '--source-lang')}-{option(m['argv'], '--target-lang')}",
                 "adapters": "lslo-export adapters", "build": "build the model", "prepare": "prepare.sh"}[m["label"]]
         out.append(dict(step=what, s=m["wall_s"], peak_rss_bytes=m["peak_rss_bytes"], out=path,
                         returncode=m["returncode"],

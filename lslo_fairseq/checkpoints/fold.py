@@ -1,6 +1,8 @@
-"""Merged inference export for one direction (src -> tgt): a plain fairseq ``transformer``.
+"""Folding (``lslo-export fold``): the adapters of one direction (src -> tgt) folded into the base
+weights, a plain fairseq ``transformer``.
 
-Every LSLo projection becomes a dense weight for that direction, with the pruning masks applied
+Every LSLo projection becomes a dense weight for that direction (W plus the B A of the factors its
+mode gives for the direction, ``lslo_fairseq.modules.modes``), with the pruning masks applied
 (the effective factors are ``A * mask_A`` and ``B * mask_B``, see ``LSLoLinear.effective``):
 
     fixed index:    W' = W + B_l A_l,       l = src (source-indexed layer) or tgt (target-indexed)
@@ -11,7 +13,7 @@ Every LSLo projection becomes a dense weight for that direction, with the prunin
 
 with (w_src, w_tgt) the softmax of the transformer layer's logits; in the paper adapter shape each
 B_l A_l lands in its slice of W (fc1: rows [s, s+d), fc2: columns [s, s+d)), and with
-``--lslo-alpha`` it is scaled by alpha / r_l (``LSLoLinear.delta_weight``). The product is formed in float64
+``--lslo-alpha`` it is scaled by alpha / r_l (``LSLoLinear.direction_weight``). The product is formed in float64
 and stored in the checkpoint's dtype, one layer at a time; biases are unchanged (LoRA has none). Every
 other tensor is the rebuilt model's own (no copy), so tensors tied in the model (the encoder and
 decoder embeddings and the output projection under ``--share-all-embeddings``) stay one tensor and
@@ -51,24 +53,18 @@ def _rows(model, src: str, tgt: str) -> Dict[str, int]:
 
 
 @torch.no_grad()
-def _fold(model, layer, rows: Dict[str, int]) -> torch.Tensor:
-    """One LSLo layer's dense weight (float64) for the language rows ``rows``."""
-    weight = layer.base_layer.weight.double()
-    if layer.index == "modular":
-        w_in, w_out = model.lslo_router.pair_weights[rows["src"], rows["tgt"]].tolist()
-        return weight + layer.modular_delta_weight(rows["src"], rows["tgt"], w_in, w_out, model.lslo_router.merge)
-    if layer.index == "learned":
-        w = layer.index_weights().double()
-        return weight + w[0] * layer.delta_weight(rows["src"], "src") + w[1] * layer.delta_weight(rows["tgt"], "tgt")
-    return weight + layer.delta_weight(rows[layer.index], layer.index)
+def _fold(layer, rows: Dict[str, int]) -> torch.Tensor:
+    """One LSLo layer's dense weight (float64) for the language rows ``rows``: W plus the sum of
+    its mode's factors for the direction (``LSLoLinear.direction_weight``)."""
+    return layer.base_layer.weight.double() + layer.direction_weight(rows["src"], rows["tgt"])
 
 
-def merged_weights(model, src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]":
+def folded_weights(model, src: str, tgt: str) -> "OrderedDict[str, torch.Tensor]":
     """Module path of every LSLo layer -> its dense weight for the direction src -> tgt (float64).
     A modular model uses the merge its router is configured with (``LanguageRouter.configure_merge``:
     the pivot's directions their one adapter, the others the merge weights)."""
     rows = _rows(model, src, tgt)
-    return OrderedDict((path, _fold(model, layer, rows)) for path, layer in model.lslo_layers.items())
+    return OrderedDict((path, _fold(layer, rows)) for path, layer in model.lslo_layers.items())
 
 
 def storage_key(t: torch.Tensor) -> tuple:
@@ -101,7 +97,7 @@ def plain_state_dict(model, source_state: Dict[str, torch.Tensor], src: str, tgt
             continue
         path, sep, leaf = key.partition(".base_layer.")
         if sep and leaf == "weight":
-            out[f"{path}.weight"] = _fold(model, model.lslo_layers[path], rows).to(value.dtype)
+            out[f"{path}.weight"] = _fold(model.lslo_layers[path], rows).to(value.dtype)
         else:
             out[key.replace(".base_layer.", ".")] = shared_cast(cache, own[key], value.dtype)
     return out
