@@ -109,7 +109,7 @@ def nontrivial(checkpoint):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("run", list(RUNS))
-def test_merged_export_decodes_like_lslo_under_stock_fairseq(runs, run, tiny_data, tmp_path):
+def test_folded_export_decodes_like_lslo_under_stock_fairseq(runs, run, tiny_data, tmp_path):
     masks, logits = nontrivial(runs[run])
     if "pruned" in run:
         assert masks and 0.3 < 1 - torch.cat([m.flatten().float() for m in masks]).mean() < 0.6
@@ -127,9 +127,17 @@ def test_merged_export_decodes_like_lslo_under_stock_fairseq(runs, run, tiny_dat
 
 
 @pytest.mark.slow
-def test_merged_export_is_a_stock_checkpoint_for_one_direction(runs, tiny_base_checkpoint, tmp_path):
+def test_folded_export_is_a_stock_checkpoint_for_one_direction(runs, tiny_base_checkpoint, tmp_path, capsys):
     out = tmp_path / "oc-ko.pt"
     export("fold", "--checkpoint", runs["wl"], "-s", SRC, "-t", TGT, "--out", out)
+    assert "deprecated" not in capsys.readouterr().err
+    # the subcommand's old name still works, says it is deprecated, and writes the same weights
+    old = tmp_path / "old-name.pt"
+    export("merge", "--checkpoint", runs["wl"], "-s", SRC, "-t", TGT, "--out", old)
+    err = capsys.readouterr().err
+    assert "'merge' is deprecated" in err and "use 'lslo-export fold'" in err
+    new_w, old_w = torch.load(out, weights_only=True)["model"], torch.load(old, weights_only=True)["model"]
+    assert new_w.keys() == old_w.keys() and all(torch.equal(new_w[k], old_w[k]) for k in new_w)
     assert torch.serialization.get_unsafe_globals_in_checkpoint(str(out)) == []  # no Namespace: stock loads it
     state = torch.load(out, weights_only=True)
     model_cfg, task_cfg = state["cfg"]["model"], state["cfg"]["task"]
