@@ -479,7 +479,7 @@ def parse_train_langs(spec: Optional[str], languages: Sequence[str], pivot: Opti
 
 
 def parse_merge_weights(spec, flag: str = "--lslo-merge-weights"):
-    """``W_IN,W_OUT`` (both >= 0, not both 0) -> (w_in, w_out)."""
+    """``W_IN,W_OUT`` (both in [0, 1], not both 0) -> (w_in, w_out)."""
     if isinstance(spec, (tuple, list)):
         values = list(spec)
     else:
@@ -488,8 +488,8 @@ def parse_merge_weights(spec, flag: str = "--lslo-merge-weights"):
         w = tuple(float(v) for v in values)
     except ValueError:
         w = ()
-    if len(w) != 2 or not all(math.isfinite(x) and x >= 0 for x in w) or w == (0.0, 0.0):
-        raise LSLoConfigError(f"{flag}: two weights W_IN,W_OUT >= 0, not both 0 (e.g. 0.5,0.5), got {spec!r}")
+    if len(w) != 2 or not all(math.isfinite(x) and 0 <= x <= 1 for x in w) or w == (0.0, 0.0):
+        raise LSLoConfigError(f"{flag}: two weights W_IN,W_OUT in [0, 1], not both 0 (e.g. 0.5,0.5), got {spec!r}")
     return w
 
 

@@ -7,7 +7,10 @@ source-indexed layer and of ``tgt[b]`` in a target-indexed one.
 Modular fine-tuning: the router also holds the merge table, (w_in, w_out) for every (source,
 target) language row pair: (1, 0) into the pivot (X -> pivot uses LoRA_in(X) alone, as it trained),
 (0, 1) out of it, and the merge weights elsewhere (one pair for all directions, or one per
-direction); ``merge_weights`` looks up every sentence's pair with one gather.
+direction); ``merge_weights`` looks up every sentence's pair with one gather. The weights may also
+differ per transformer layer (the follow-up's learned weights: one pair per direction and layer,
+shared by all LSLo modules of the layer): then the table has one slice per layer, and a layer's
+modules read their own.
 """
 from __future__ import annotations
 
@@ -41,6 +44,9 @@ class LanguageRouter(nn.Module):
         self.register_buffer("token_to_lang", table, persistent=False)
         n = len(self.languages)
         self.register_buffer("pair_weights", torch.zeros(n, n, 2), persistent=False)
+        # per-layer merge weights, (encoder layers + decoder layers, n, n, 2), or None: pair_weights everywhere
+        self.register_buffer("layer_weights", None, persistent=False)
+        self.layer_counts: Dict[str, int] = {}
         self.register_buffer("lang_ranks", torch.zeros(n, dtype=torch.long), persistent=False)
         self.merge = "outputs"
         self.src: Optional[Tensor] = None
@@ -79,30 +85,87 @@ class LanguageRouter(nn.Module):
         return toks
 
     # -- modular fine-tuning: per-sentence merge weights ----------------------------------------
+    def set_layer_counts(self, encoder: int, decoder: int) -> None:
+        """The model's numbers of encoder and decoder layers (the slices of per-layer merge weights)."""
+        self.layer_counts = {"encoder": int(encoder), "decoder": int(decoder)}
+
     def configure_merge(self, pivot: str, ranks: Sequence[int], mode: str = "outputs",
-                        weights=(0.5, 0.5), per_direction: Optional[Dict[tuple, tuple]] = None) -> None:
+                        weights=(0.5, 0.5), per_direction: Optional[Dict[tuple, tuple]] = None,
+                        per_layer: Optional[Dict[Optional[tuple], Dict[str, Sequence]]] = None) -> None:
         """Fill the merge table: ``weights`` (w_in, w_out) for every direction without the pivot,
-        ``per_direction[(src, tgt)]`` where given; (1, 0) into and (0, 1) out of the pivot."""
+        ``per_direction[(src, tgt)]`` where given; (1, 0) into and (0, 1) out of the pivot.
+
+        ``per_layer`` maps a direction (src, tgt), or None for every direction, to
+        ``{"encoder": [(w_in, w_out)] * encoder layers, "decoder": [...] * decoder layers}``. From
+        the most general to the most specific, each overriding the one before: ``weights``, the
+        per-layer profile of all directions (``per_layer[None]``), ``per_direction``, the direction's
+        own per-layer weights. The pivot's directions stay (1, 0) / (0, 1) in every layer."""
         from .config import MERGE_MODES
 
         if mode not in MERGE_MODES:
             raise RoutingError(f"--lslo-merge: one of {', '.join(MERGE_MODES)}, got {mode!r}")
         self.merge, pivot_row = mode, self.languages.index(pivot)
+        rows = {l: i for i, l in enumerate(self.languages)}
+        known = {d: w for d, w in (per_direction or {}).items() if d[0] in rows and d[1] in rows}
+        layered = {d: w for d, w in (per_layer or {}).items() if d is None or (d[0] in rows and d[1] in rows)}
+
+        def pin(table: Tensor) -> Tensor:
+            table[..., :, pivot_row, :] = torch.tensor([1.0, 0.0])
+            table[..., pivot_row, :, :] = torch.tensor([0.0, 1.0])
+            return table
+
         table = torch.empty_like(self.pair_weights, device="cpu")
         table[:, :] = torch.tensor([float(w) for w in weights])
-        for (s, t), w in (per_direction or {}).items():
-            if s in self.languages and t in self.languages:
-                table[self.languages.index(s), self.languages.index(t)] = torch.tensor([float(x) for x in w])
-        table[:, pivot_row] = torch.tensor([1.0, 0.0])
-        table[pivot_row, :] = torch.tensor([0.0, 1.0])
-        self.pair_weights.copy_(table)
+        for (s, t), w in known.items():
+            table[rows[s], rows[t]] = torch.tensor([float(x) for x in w])
+        self.pair_weights.copy_(pin(table))
         self.lang_ranks.copy_(torch.tensor([int(r) for r in ranks]))
+        self.layer_weights = None
+        if not layered:
+            return
+        counts = self.layer_counts
+        if not counts:
+            raise RoutingError("per-layer merge weights need the model's layer counts (set_layer_counts)")
+        sides = [(side, i) for side in ("encoder", "decoder") for i in range(counts[side])]
+        per_site = table.unsqueeze(0).repeat(len(sides), 1, 1, 1)
+        profile = layered.get(None)
+        own = torch.zeros(table.shape[:2], dtype=torch.bool)  # directions with a pair of their own
+        for s, t in known:
+            own[rows[s], rows[t]] = True
+        for k, (side, i) in enumerate(sides):
+            if profile is not None:
+                per_site[k][~own] = torch.tensor([float(x) for x in profile[side][i]])
+            for d, w in layered.items():
+                if d is not None:
+                    per_site[k, rows[d[0]], rows[d[1]]] = torch.tensor([float(x) for x in w[side][i]])
+        self.layer_weights = pin(per_site).to(self.pair_weights.device)
 
-    def merge_weights(self, batch_size: int) -> Tensor:
-        """(w_in, w_out) of every sentence, (batch_size, 2). Under ``ab`` a sentence that mixes two
-        adapters of different ranks is refused (eq. 4 adds A and B matrices row by row)."""
+    def site_table(self, site=None) -> Tensor:
+        """The (n, n, 2) merge table that the LSLo modules at ``site`` = (side, layer, ...) use."""
+        if self.layer_weights is None or site is None:
+            return self.pair_weights
+        side, layer = site[0], int(site[1])
+        return self.layer_weights[layer + (self.layer_counts["encoder"] if side == "decoder" else 0)]
+
+    def direction_weights(self, src: int, tgt: int, site=None) -> Tensor:
+        """(w_in, w_out) of language rows src -> tgt at ``site``."""
+        return self.site_table(site)[src, tgt]
+
+    def direction_record(self, src: int, tgt: int):
+        """What a direction's merge weights are, for a record: [w_in, w_out], or with per-layer weights
+        ``{"encoder": [[w_in, w_out], ...], "decoder": [...]}``."""
+        if self.layer_weights is None:
+            return [float(w) for w in self.pair_weights[src, tgt].tolist()]
+        per = self.layer_weights[:, src, tgt].tolist()
+        e = self.layer_counts["encoder"]
+        return {"encoder": per[:e], "decoder": per[e:]}
+
+    def merge_weights(self, batch_size: int, site=None) -> Tensor:
+        """(w_in, w_out) of every sentence at ``site`` (a layer's modules: their own weights when the
+        weights are per layer), (batch_size, 2). Under ``ab`` a sentence that mixes two adapters of
+        different ranks is refused (eq. 4 adds A and B matrices row by row)."""
         src, tgt = self.ids("src", batch_size), self.ids("tgt", batch_size)
-        w = self.pair_weights[src, tgt]
+        w = self.site_table(site)[src, tgt]
         if self.merge == "ab":
             bad = (self.lang_ranks[src] != self.lang_ranks[tgt]) & (w > 0).all(dim=1)
             if bool(bad.any()):

@@ -41,7 +41,7 @@ def test_grid_picks_each_directions_argmax_and_the_json_round_trips(tmp_path):
     avg = {w: sum(fake_score(w, d) for d in dirs) / 3 for w in ms.DEFAULT_GRID}
     assert result.weights == max(avg, key=avg.get)
     json_path, csv_path, plots = ms.write_outputs(result, str(tmp_path / "mw"), {"checkpoint": "x.pt"})
-    weights, per = read_merge_weights(json_path)
+    weights, per, _ = read_merge_weights(json_path)
     assert weights == pytest.approx((result.weights, 1 - result.weights))
     assert per == {("fr", "ko"): pytest.approx((0.2, 0.8)), ("ko", "fr"): pytest.approx((0.8, 0.2)),
                    ("oc", "fr"): pytest.approx((0.6, 0.4))}
@@ -57,7 +57,7 @@ def test_global_scope_picks_the_best_average_for_every_direction(tmp_path):
     dirs = [("ko", "fr"), ("oc", "fr")]  # peaks 0.8 and 0.6: the best average is 0.7
     result = ms.search(dirs, FakeScorer(), "grid", "global", [0, 0.5, 0.6, 0.7, 0.8, 1])
     assert result.weights == 0.7 and result.chosen == {d: 0.7 for d in dirs}
-    weights, per = read_merge_weights(ms.write_outputs(result, str(tmp_path / "g"))[0])
+    weights, per, _ = read_merge_weights(ms.write_outputs(result, str(tmp_path / "g"))[0])
     assert weights == pytest.approx((0.7, 0.3)) and per == {}
 
 
@@ -157,7 +157,7 @@ def test_cli_grid_search_on_valid_writes_the_weights_generation_reads(modular_ch
     for w in ("0", "0.5", "1"):
         assert (out / f"w_in={w}" / "fr-ko" / "generate-valid.txt").exists()
         assert not (out / f"w_in={w}" / "fr-ko" / "generate-test.txt").exists()
-    weights, per = read_merge_weights(str(out / "merge_weights.json"))
+    weights, per, _ = read_merge_weights(str(out / "merge_weights.json"))
     assert set(per) == {("fr", "ko"), ("ko", "fr")} and all(w[0] in (0, 0.5, 1) and sum(w) == 1 for w in per.values())
     doc = json.loads((out / "merge_weights.json").read_text())
     assert doc["search"]["gen_subset"] == "valid" and doc["search"]["grid"] == [0, 0.5, 1]

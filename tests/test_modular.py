@@ -166,7 +166,96 @@ def test_train_langs_bad_values_name_the_flag(spec, match):
                          extra=["--lslo-modular", "--lslo-train-langs", spec])
 
 
-@pytest.mark.parametrize("spec", ["0.5", "-0.1,1", "0,0", "a,b", "nan,1"])
+def per_layer_file(tmp_path, model, profile=None, directions=None, default=None):
+    """A merge-weights JSON with per-layer weights: a profile for every direction and/or per direction."""
+    import json
+
+    data = {}
+    if default is not None:
+        data["weights"] = list(default)
+    if profile is not None:
+        data["layers"] = profile
+    if directions:
+        data["direction_layers"] = directions
+    path = tmp_path / "layers.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def layer_profile(model, seed):
+    """Distinct (w_in, w_out) in [0, 1] for every encoder and decoder layer."""
+    g = torch.Generator().manual_seed(seed)
+    return {side: [[round(float(v), 3) for v in torch.rand(2, generator=g) * 0.9 + 0.05]
+                   for _ in range(len(getattr(model, side).layers))] for side in ("encoder", "decoder")}
+
+
+@pytest.mark.parametrize("mode", ["outputs", "ab"])
+def test_per_layer_weights_are_eq3_eq4_per_layer_by_hand(mode, tmp_path):
+    """Per-layer merge weights (a profile for all directions, and one direction's own): every LSLo
+    module of layer i mixes with layer i's (w_in, w_out), by eq. 3 (outputs) or eq. 4 (ab), in a
+    mixed training batch, in a one-direction eval batch, and in the factors folding uses."""
+    from lslo_fairseq.merging import apply_merge
+
+    ranks = "en:2,fr:3,ko:3,oc:3" if mode == "ab" else RANKS
+    model, _ = modular_model(ranks=ranks)
+    langs = model.lslo_config.languages
+    fr, ko, oc = (langs.index(l) for l in ("fr", "ko", "oc"))
+    profile, own = layer_profile(model, 1), layer_profile(model, 2)
+    apply_merge(model, mode, per_layer_file(tmp_path, model, profile, {"ko-fr": own}))
+    seen = set()
+    for path, layer in model.lslo_layers.items():
+        side, i, _ = layer.site
+        x = torch.randn(3, 2, layer.in_features)
+        for train in (True, False):
+            model.train(train)
+            pairs = [(fr, oc), (ko, fr)] if train else [(ko, fr), (ko, fr)]
+            got = layer_output(model, layer, x, [s for s, _ in pairs], [t for _, t in pairs])
+            for b, (s, t) in enumerate(pairs):
+                w_in, w_out = (own if (s, t) == (ko, fr) else profile)[side][i]
+                if mode == "outputs":
+                    delta = w_in * block(layer, "B", "in", s) @ block(layer, "A", "in", s) \
+                        + w_out * block(layer, "B", "out", t) @ block(layer, "A", "out", t)
+                else:
+                    a, c = w_in ** 0.5, w_out ** 0.5
+                    delta = (a * block(layer, "B", "in", s) + c * block(layer, "B", "out", t)) @ \
+                        (a * block(layer, "A", "in", s) + c * block(layer, "A", "out", t))
+                full = torch.zeros_like(layer.weight, dtype=torch.float64)
+                full[layer.out_span[0]:layer.out_span[1], layer.in_span[0]:layer.in_span[1]] = delta
+                want = x[:, b].double() @ (layer.weight.double() + full).t() + layer.bias.double()
+                torch.testing.assert_close(got[:, b], want, rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(layer.direction_weight(s, t), full, rtol=1e-6, atol=1e-7)  # fp32 weights
+                seen.add((side, i))
+    model.train(False)
+    assert seen == {(side, i) for side in ("encoder", "decoder") for i in range(len(getattr(model, side).layers))}
+    # the pivot's directions keep their one adapter in every layer
+    en = langs.index("en")
+    assert all(model.lslo_router.direction_weights(fr, en, l.site).tolist() == [1.0, 0.0]
+               for l in model.lslo_layers.values())
+    rec = model.lslo_router.direction_record(ko, fr)
+    assert rec == {side: [pytest.approx(w) for w in own[side]] for side in ("encoder", "decoder")}
+
+
+def test_per_layer_weights_bad_input_names_the_file(tmp_path):
+    from lslo_fairseq.merging import apply_merge
+
+    model, _ = modular_model()
+    profile = layer_profile(model, 3)
+    short = dict(profile, decoder=profile["decoder"][:-1])
+    with pytest.raises(LSLoConfigError, match=r"layers.json: 'layers' has 1 decoder layer pairs, the model has 2"):
+        apply_merge(model, "outputs", per_layer_file(tmp_path, model, short))
+    out_of_range = dict(profile, encoder=[[1.5, 0.2]] + profile["encoder"][1:])
+    with pytest.raises(LSLoConfigError, match=r"layers.json: 'layers' encoder layer 0: two weights W_IN,W_OUT in \[0, 1\]"):
+        apply_merge(model, "outputs", per_layer_file(tmp_path, model, out_of_range))
+    with pytest.raises(LSLoConfigError, match=r"layers.json: 'layers': per-layer weights are"):
+        apply_merge(model, "outputs", per_layer_file(tmp_path, model, {"encoder": profile["encoder"]}))
+    only_fr_ko = per_layer_file(tmp_path, model, directions={"fr-ko": profile})
+    with pytest.raises(LSLoConfigError, match=r"no weights for ko-oc \(the file has fr-ko and no default"):
+        apply_merge(model, "outputs", only_fr_ko, "ko", "oc")
+    apply_merge(model, "outputs", only_fr_ko, "fr", "ko")  # the direction it has
+    apply_merge(model, "outputs", only_fr_ko, "fr", "en")  # into the pivot: no merge weights needed
+
+
+@pytest.mark.parametrize("spec", ["0.5", "-0.1,1", "0,0", "a,b", "nan,1", "1.2,0.3"])
 def test_bad_merge_weights_name_the_flag(spec):
     from lslo_fairseq.merging import read_merge_weights
 

@@ -131,7 +131,7 @@ def test_generation_refuses_ab_with_unequal_ranks_and_merge_options_on_other_mod
     out = fails(["fairseq-generate", *base, "--path", lslo_run["ckpt"], "--lslo-merge-weights", "1,0"])
     assert "--lslo-merge/--lslo-merge-weights apply to modular checkpoints" in out
     out = fails(["fairseq-generate", *base, "--path", modular_runs["old"], "--lslo-merge-weights=-1,2"])
-    assert "--lslo-merge-weights: two weights W_IN,W_OUT >= 0" in out
+    assert "--lslo-merge-weights: two weights W_IN,W_OUT in [0, 1]" in out
 
 
 @pytest.mark.slow

@@ -146,8 +146,8 @@ def export_direction(model, state: Dict[str, Any], src: str, tgt: str, source_pa
             "direction": f"{src}-{tgt}", "source_lang": src, "target_lang": tgt,
             "from_checkpoint": source_path,
             "lslo_languages": list(model.lslo_config.languages),
-            **({"merge": model.lslo_router.merge, "merge_weights": model.lslo_router.pair_weights[
-                model.lslo_config.languages.index(src), model.lslo_config.languages.index(tgt)].tolist()}
+            **({"merge": model.lslo_router.merge, "merge_weights": model.lslo_router.direction_record(
+                model.lslo_config.languages.index(src), model.lslo_config.languages.index(tgt))}
                if model.lslo_config.modular else {}),
             "note": f"adapters folded for {src}->{tgt} only: translating any other direction with this "
                     "model uses the wrong adapters",

@@ -94,8 +94,7 @@ def export_peft(src: Source, directions: Sequence[Tuple[str, str]], out: str, ba
     for s, t in directions:
         apply_merge(model, merge, merge_weights, s, t)
         if cfg.modular:
-            row = model.lslo_router.pair_weights[cfg.languages.index(s), cfg.languages.index(t)]
-            merged[f"{s}-{t}"] = [float(w) for w in row.tolist()]
+            merged[f"{s}-{t}"] = model.lslo_router.direction_record(cfg.languages.index(s), cfg.languages.index(t))
         config, tensors = adapter_files(model, s, t, base_model)
         folder = os.path.join(out, f"{s}-{t}")
         os.makedirs(folder, exist_ok=True)
@@ -110,6 +109,7 @@ def export_peft(src: Source, directions: Sequence[Tuple[str, str]], out: str, ba
     info = {"from_checkpoint": os.path.abspath(src.path), "base_model": base_model, "adapters": written}
     if cfg.modular:
         info["merge"] = {"mode": merge, "spec": merge_weights, "pivot": cfg.pivot,
-                         "note": "(w_in, w_out) per direction; the pivot's directions use their one adapter"}
+                         "note": "(w_in, w_out) per direction (per encoder and decoder layer when the weights are per layer); "
+                                 "the pivot's directions use their one adapter"}
     write_json_atomic(os.path.join(out, "lslo_export.json"), info)
     return written

@@ -329,6 +329,7 @@ class LSLoTransformerModel(TransformerModel):
         tok_ids = lang_token_ids(dictionary, cfg.languages, lang_tok_style)
         cfg.token_ids = tok_ids
         self.lslo_router = LanguageRouter(cfg.languages, tok_ids, len(dictionary))
+        self.lslo_router.set_layer_counts(len(self.encoder.layers), len(self.decoder.layers))
         if cfg.modular:
             self.lslo_router.configure_merge(cfg.pivot, cfg.ranks)
         for part in (self.encoder, self.decoder):

@@ -122,16 +122,16 @@ class Modular(Mode):
         src, tgt = router.ids("src", batch), router.ids("tgt", batch)
         if not layer.training and torch.equal(src, src[:1].expand(batch)) and torch.equal(tgt, tgt[:1].expand(batch)):
             s0, t0 = int(src[0]), int(tgt[0])
-            w_in, w_out = router.pair_weights[s0, t0].tolist()
+            w_in, w_out = router.direction_weights(s0, t0, layer.site).tolist()
             if router.merge == "ab" and w_in > 0 and w_out > 0 and layer.ranks[s0] != layer.ranks[t0]:
-                router.merge_weights(batch)  # raises the router's error, naming --lslo-merge ab
+                router.merge_weights(batch, layer.site)  # raises the router's error, naming --lslo-merge ab
             pairs = self.pairs(layer, s0, t0)
             if not pairs:
                 return x.new_zeros(x.shape[:-1] + (layer.adapter_out,))
             a_m, b_m = torch.cat([a for _, a in pairs], 0), torch.cat([b for b, _ in pairs], 1)
             z = nn.functional.linear(x, a_m.to(x.dtype))
             return nn.functional.linear(z, b_m.to(z.dtype))
-        w = router.merge_weights(batch)  # (B, 2)
+        w = router.merge_weights(batch, layer.site)  # (B, 2): this layer's weights
         if router.merge == "ab":
             return self._delta_ab(layer, x, src, tgt, w)
         delta = None
@@ -161,9 +161,9 @@ class Modular(Mode):
         """``outputs``: one pair per bank with a weight > 0 and a rank > 0, (B_in, w_in s A_in) and
         (B_out, w_out s A_out); ``ab``: one pair (sqrt(w_in) B_in + sqrt(w_out) B_out,
         sqrt(w_in) s A_in + sqrt(w_out) s A_out), which needs equal ranks. The weights are the
-        router's for the direction (:func:`lslo_fairseq.merging.apply_merge` sets them)."""
+        router's for the direction at this layer (:func:`lslo_fairseq.merging.apply_merge` sets them)."""
         merge = layer.router.merge
-        w_in, w_out = layer.router.pair_weights[src, tgt].tolist()
+        w_in, w_out = layer.router.direction_weights(src, tgt, layer.site).tolist()
         parts = [(lang, bank, float(w)) for lang, bank, w in zip((src, tgt), self.banks, (w_in, w_out))
                  if w > 0 and layer.ranks[lang] > 0]
         if merge == "ab" and len({layer.ranks[lang] for lang, _, _ in parts}) > 1:
