@@ -220,3 +220,58 @@ def test_search_points_decode_as_fairseq_generate_with_their_weights(modular_che
         assert new == "".join(l for l in cli.splitlines(keepends=True) if not log_line.match(l)), w
         texts[w] = new
     assert texts["0"] != texts["1"]  # the points' weights reached the model
+
+
+@pytest.mark.slow
+def test_learned_per_layer_weights_start_at_half_move_and_generation_reads_them(modular_checkpoint, tiny_data,
+                                                                                 tmp_path, capsys):
+    """--learn-merge-weights: per direction and layer (w_in, w_out) = softmax(w0, w1) from w0 = w1 = 1
+    (0.5/0.5), learned on valid with the adapters frozen; the loss goes down, the weights move, the file is
+    what --lslo-merge-weights and lslo-plot merge-weights read; zero epochs of learning are 0.5/0.5."""
+    from helpers import task_args
+    from lslo_fairseq.cli import plot, score
+    from lslo_fairseq.evaluation import merge_learning as ml
+    from lslo_fairseq.evaluation.generation import Translator
+    from test_modular_cli import generate
+
+    extra = [*task_args(tiny_data)[3:], "--max-len-b", "10"]
+    common = ["--data-dir", tiny_data["data_dir"], "--pairs", "fr-ko,ko-fr", "--checkpoint", str(modular_checkpoint)]
+    err = _score_error(["--learn-merge-weights", *common, "--pairs", "fr-en", "--results-dir", tmp_path / "x",
+                        "--", *extra], capsys)
+    assert "--pairs: fr-en has the pivot en" in err and "--learn-merge-weights tunes directions without the pivot" in err
+    err = _score_error(["--learn-merge-weights", *common, "--merge-epochs", "0", "--results-dir", tmp_path / "x",
+                        "--", *extra], capsys)
+    assert "--merge-epochs must be >= 1" in err and not (tmp_path / "x").exists()
+
+    # the learner itself: before any step the weights are 0.5/0.5; adapters and base do not move
+    translator = Translator(tiny_data["data_dir"], str(modular_checkpoint), [("fr", "ko"), ("ko", "fr")],
+                            None, extra, beam=1, gen_subset="valid")
+    model = translator.models[0]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    start = ml.learn(translator, [("fr", "ko")], epochs=1, lr=1e-12)
+    assert all(abs(w - 0.5) < 1e-6 for side in start.weights["fr-ko"].values() for pair in side for w in pair)
+    ml.learn(translator, [("fr", "ko")], epochs=2, lr=0.1)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    out = tmp_path / "learn"
+    assert score.main(["--learn-merge-weights", *common, "--merge-epochs", "4", "--merge-lr", "0.2",
+                       "--results-dir", str(out), "--", *extra]) == 0
+    printed = capsys.readouterr().out
+    assert "fr-ko: w_out per layer: encoder" in printed
+    doc = json.loads((out / "merge_weights.json").read_text())
+    assert doc["learning"]["frozen"] == "base and adapters" and doc["learning"]["gen_subset"] == "valid"
+    losses = doc["learning"]["loss_per_epoch"]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    weights, per, layered = read_merge_weights(str(out / "merge_weights.json"))
+    assert weights is None and set(layered) == {("fr", "ko"), ("ko", "fr")}
+    for w in layered.values():
+        assert len(w["encoder"]) == 2 and len(w["decoder"]) == 2
+        assert all(abs(sum(p) - 1) < 1e-5 for side in w.values() for p in side)
+    assert any(abs(p[0] - 0.5) > 0.01 for w in layered.values() for side in w.values() for p in side)
+    # generation reads them; a direction the file does not have is refused, naming it
+    learned = generate(tiny_data, str(modular_checkpoint), "fr", "ko", tmp_path / "g",
+                       ["--lslo-merge-weights", str(out / "merge_weights.json")])
+    half = generate(tiny_data, str(modular_checkpoint), "fr", "ko", tmp_path / "h", ["--lslo-merge-weights", "0.5,0.5"])
+    assert learned and len(learned) == len(half)
+    assert plot.main(["merge-weights", str(out / "merge_weights.json"), "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig_merge_weights.png").stat().st_size > 5_000

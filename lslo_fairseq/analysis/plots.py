@@ -404,6 +404,42 @@ def plot_weight_learning(wl_json: Union[str, Mapping], out_prefix: str) -> Saved
     return _save(fig, out_prefix)
 
 
+def plot_merge_weights(per_direction: Mapping[str, Mapping[str, Sequence[Sequence[float]]]], out_prefix: str) -> Saved:
+    """The follow-up's figure 2: per direction (one panel each), the normalised target weight
+    w_out / (w_in + w_out) of every layer, encoder layers then decoder layers (1-based), a dotted
+    line at 0.5 (above it the target language's output adapter dominates)."""
+    names = sorted(per_direction)
+    if not names:
+        raise ValueError("no direction with per-layer merge weights to plot")
+    ncols = min(4, len(names))
+    nrows = (len(names) + ncols - 1) // ncols
+    fig = _figure((3.0 * ncols, 2.4 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    for k, name in enumerate(names):
+        ax = axes[k // ncols][k % ncols]
+        x, labels = 0, []
+        for side, style in (("encoder", dict(color="#1f77b4", marker="o")), ("decoder", dict(color="#d62728", marker="s"))):
+            pairs = np.array(per_direction[name][side], dtype=float).reshape(-1, 2)
+            target = pairs[:, 1] / pairs.sum(axis=1)
+            xs = np.arange(x + 1, x + len(pairs) + 1)
+            ax.plot(xs, target, linewidth=1.4, markersize=4, label=side, **style)
+            labels += [f"{side[0]}{i + 1}" for i in range(len(pairs))]
+            x += len(pairs)
+        ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xticks(range(1, x + 1))
+        ax.set_xticklabels(labels, fontsize=6, rotation=90)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        if k % ncols == 0:
+            ax.set_ylabel("target weight w_out")
+    for k in range(len(names), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Learned merge weights per layer (LoRA_out(target) share)", fontsize=10)
+    return _save(fig, out_prefix)
+
+
 def plot_weight_history(wl_json: Union[str, Mapping], out_prefix: str) -> Saved:
     """The target weight ``w_tgt`` of every layer over training (the file's ``history``), encoder
     and decoder panels; the final choice is the side of 0.5 each line ends on."""

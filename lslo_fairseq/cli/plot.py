@@ -8,6 +8,7 @@
     lslo-plot lsp pruning_counts.json --out figs/lsp                  # figures 4 and 6, score tables
     lslo-plot curves --run 2;2;8+WL=ep1.json,ep2.json,... --run Ft-all=... \\
         --columns H2H,V2V --out figs/curves                           # figure 3
+    lslo-plot merge-weights merge_weights.json --out figs/modular     # the modular follow-up's figure 2
 
 Every figure is written as ``<PREFIX>_figN.png`` and ``.pdf``. Input files are read and checked
 before anything is drawn; an error names the file or flag at fault (exit status 2).
@@ -46,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "the file, also PREFIX_fig1_history (w_tgt over updates).")
     w.add_argument("weights", metavar="WL.json", help="weight_learning.json written by the training code")
     w.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig1.png/.pdf")
+
+    mw = sub.add_parser("merge-weights", help="the modular follow-up's figure 2: learned merge weights per layer",
+                        description="One panel per direction: the normalised target weight w_out / (w_in + w_out) "
+                        "of every encoder and decoder layer, from a merge-weights JSON with per-layer weights "
+                        "(lslo-score --learn-merge-weights writes one).")
+    mw.add_argument("weights", metavar="MERGE_WEIGHTS.json", help="merge weights with per-layer entries")
+    mw.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_merge_weights.png/.pdf")
 
     for name, fig, what in (("ise", "figures 2 and 5, score tables and tables 9-10",
                              "intrinsic subspace estimation (layer-wise cross-language pruning)"),
@@ -129,6 +137,20 @@ def _cmd_weights(args) -> int:
         _report(plots.plot_weight_history(wl, args.out + "_fig1_history").paths)
     for side in ("encoder", "decoder"):
         print(f"{side}_index: {','.join(wl[side + '_index'])}")
+    return 0
+
+
+def _cmd_merge_weights(args) -> int:
+    from ..merging import read_merge_weights
+
+    _, _, layered = read_merge_weights(args.weights)
+    per_direction = {"-".join(d): w for d, w in layered.items() if d is not None}
+    if None in layered:
+        per_direction["all directions"] = layered[None]
+    if not per_direction:
+        raise imp.AnalysisError(f"{args.weights}: no per-layer merge weights ('layers' or 'direction_layers'); "
+                                "lslo-score --learn-merge-weights writes them")
+    _report(plots.plot_merge_weights(per_direction, args.out + "_merge_weights").paths)
     return 0
 
 
@@ -221,6 +243,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.command == "weights":
         body = lambda: _cmd_weights(args)  # noqa: E731
+    elif args.command == "merge-weights":
+        body = lambda: _cmd_merge_weights(args)  # noqa: E731
     elif args.command in ("ise", "lsp"):
         body = lambda: _cmd_pruning(args, args.command)  # noqa: E731
     else:

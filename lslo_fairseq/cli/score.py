@@ -32,6 +32,8 @@ Search the merge ratio of a modular checkpoint (``--lslo-modular``) on validatio
         -- --encoder-langtok src --decoder-langtok --langs en,fr,oc --fixed-dictionary dict.txt
 
 writes ``<results-dir>/merge_weights.json`` (for ``--lslo-merge-weights FILE``), ``.csv`` and ``.png``.
+``--learn-merge-weights`` (same inputs; :mod:`..evaluation.merge_learning`) learns one (w_in, w_out) per
+direction and layer instead, the follow-up's weight learning, into ``merge_weights.json``.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from ..config import MERGE_MODES, parse_lang_groups
 from ..evaluation import DEFAULT_TASK, Direction, ScoringError
 from ..evaluation.bootstrap import compare_runs, format_intervals, run_stats, significance_summary
 from ..evaluation.generation import generate_all_directions, parse_pairs
+from ..evaluation.merge_learning import DEFAULT_EPOCHS, DEFAULT_LR
 from ..evaluation.merge_search import DEFAULT_GRID, DEFAULT_TRIALS, METHODS, SCOPES
 from ..evaluation.metrics import DEFAULT_METRIC, METRICS, Metric, parse_metrics, results_prefix
 from ..evaluation.outputs import find_direction_outputs, missing_ids, read_generate_output
@@ -162,7 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--merge-search-scope", default="direction", choices=SCOPES,
                    help="direction (default): each direction its best w_in (bayes: one search each); global: "
                    "one w_in for all, the best average spBLEU over the directions.")
-    m.add_argument("--merge-seed", type=int, default=1, metavar="S", help="bayes: random seed (default 1).")
+    m.add_argument("--merge-seed", type=int, default=1, metavar="S",
+                   help="bayes, and --learn-merge-weights' batch order: random seed (default 1).")
+    m.add_argument("--learn-merge-weights", action="store_true",
+                   help="learn instead of searching: per direction and per layer (w_in, w_out) = softmax(w0, w1), "
+                   "w0 = w1 = 1.0 at the start, shared by the layer's LoRA modules (the follow-up's weight "
+                   "learning), by teacher-forced cross-entropy on --gen-subset with the base and the adapters "
+                   "frozen; writes <results-dir>/merge_weights.json (or --out PREFIX.json) for "
+                   "--lslo-merge-weights and for lslo-plot merge-weights.")
+    m.add_argument("--merge-epochs", type=int, default=DEFAULT_EPOCHS, metavar="N",
+                   help=f"--learn-merge-weights: passes over the data (default {DEFAULT_EPOCHS}).")
+    m.add_argument("--merge-lr", type=float, default=DEFAULT_LR, metavar="LR",
+                   help=f"--learn-merge-weights: Adam's learning rate for the logits (default {DEFAULT_LR}).")
     return p
 
 
@@ -432,51 +446,61 @@ def _option_value(extra: Sequence[str], flag: str) -> Optional[str]:
     return value
 
 
+def check_merge_tuning(args, extra: List[str], what: str):
+    """Inputs shared by ``--merge-search`` and ``--learn-merge-weights`` (``what``), checked before any
+    work: no table scoring in the same command, validation data (never test), a modular checkpoint,
+    directions without the pivot that have data, the merge mode. Returns (checkpoint, directions,
+    merge mode, user dir)."""
+    from ..evaluation import merge_search as ms
+
+    if args.run or args.generate:
+        raise ScoringError(f"{what} tunes the merge weights on validation data; score a table "
+                           "separately (--generate ... -- --lslo-merge-weights <the JSON it writes>), not with "
+                           f"{'--run' if args.run else '--generate'} in the same command")
+    if args.gen_subset == "test":
+        raise ScoringError(f"--gen-subset test: {what} tunes the merge weights, which on the test set would "
+                           "make its scores optimistic; tune on valid (the default) and score test afterwards")
+    args.gen_subset = args.gen_subset or "valid"
+    for flag in ("data_dir", "checkpoint", "pairs", "results_dir"):
+        if not getattr(args, flag):
+            raise ScoringError(f"{what} needs --{flag.replace('_', '-')}")
+    if _option_value(extra, "--lslo-merge-weights") is not None:
+        raise ScoringError(f"--lslo-merge-weights (after '--'): {what} sets the weights itself; drop it")
+    merge = _option_value(extra, "--lslo-merge") or "outputs"
+    if merge not in MERGE_MODES:
+        raise ScoringError(f"--lslo-merge: outputs or ab, got {merge!r}")
+    if not os.path.isdir(args.data_dir.split(os.pathsep)[0]):
+        raise ScoringError(f"--data-dir: {args.data_dir} does not exist")
+    ckpt = ms.read_modular_checkpoint(args.checkpoint, what=what)
+    try:
+        pairs = parse_pairs(args.pairs)
+    except ScoringError as e:
+        raise ScoringError(f"--pairs: {e}") from None
+    ms.check_directions(pairs, ckpt, merge, args.merge_grid_values, what=what)
+    ms.check_valid_data(args.data_dir, pairs, args.gen_subset)
+    user_dir = args.user_dir if args.user_dir else _default_user_dir(args.task)
+    if user_dir and not os.path.isdir(user_dir):
+        raise ScoringError(f"--user-dir: {user_dir} does not exist")
+    return ckpt, pairs, merge, user_dir
+
+
 def merge_search(args, extra: List[str]) -> None:
     """``--merge-search``: every input checked before the first translation (a modular checkpoint,
     directions without the pivot and with validation data, the grid, the library), then search,
     print the choice and write PREFIX.json, .csv and the plot."""
     from ..evaluation import merge_search as ms
 
-    if args.run or args.generate:
-        raise ScoringError("--merge-search searches the merge weights on validation data; score a table "
-                           "separately (--generate ... -- --lslo-merge-weights <the JSON it writes>), not with "
-                           f"{'--run' if args.run else '--generate'} in the same command")
-    if args.gen_subset == "test":
-        raise ScoringError("--gen-subset test: --merge-search tunes the merge weights, which on the test set would "
-                           "make its scores optimistic; search on valid (the default) and score test afterwards")
-    args.gen_subset = args.gen_subset or "valid"
     if args.metric != DEFAULT_METRIC:
         raise ScoringError(f"--metric: --merge-search maximises spBLEU only, got {args.metric}")
-    for flag in ("data_dir", "checkpoint", "pairs", "results_dir"):
-        if not getattr(args, flag):
-            raise ScoringError(f"--merge-search needs --{flag.replace('_', '-')}")
-    if _option_value(extra, "--lslo-merge-weights") is not None:
-        raise ScoringError("--lslo-merge-weights (after '--'): --merge-search sets the weights of every point "
-                           "itself; drop it")
-    merge = _option_value(extra, "--lslo-merge") or "outputs"
-    if merge not in MERGE_MODES:
-        raise ScoringError(f"--lslo-merge: outputs or ab, got {merge!r}")
     if args.merge_trials < 1:
         raise ScoringError(f"--merge-trials must be >= 1, got {args.merge_trials}")
     if args.beam < 1:
         raise ScoringError(f"--beam must be >= 1, got {args.beam}")
-    grid = ms.parse_grid(args.merge_grid) if args.merge_search == "grid" else None
+    args.merge_grid_values = grid = ms.parse_grid(args.merge_grid) if args.merge_search == "grid" else None
     if args.merge_search == "bayes":
         ms.bayes_library()
     spm = check_spm(args.spm)
-    if not os.path.isdir(args.data_dir.split(os.pathsep)[0]):
-        raise ScoringError(f"--data-dir: {args.data_dir} does not exist")
-    ckpt = ms.read_modular_checkpoint(args.checkpoint)
-    try:
-        pairs = parse_pairs(args.pairs)
-    except ScoringError as e:
-        raise ScoringError(f"--pairs: {e}") from None
-    ms.check_directions(pairs, ckpt, merge, grid)
-    ms.check_valid_data(args.data_dir, pairs, args.gen_subset)
-    user_dir = args.user_dir if args.user_dir else _default_user_dir(args.task)
-    if user_dir and not os.path.isdir(user_dir):
-        raise ScoringError(f"--user-dir: {user_dir} does not exist")
+    ckpt, pairs, merge, user_dir = check_merge_tuning(args, extra, "--merge-search")
     os.makedirs(args.results_dir, exist_ok=True)
     log = os.path.join(args.results_dir, "generate.log")
     if not args.verbose:
@@ -502,12 +526,51 @@ def merge_search(args, extra: List[str]) -> None:
           f"{', '.join(plots)}", file=sys.stderr)
 
 
+def learn_merge_weights(args, extra: List[str]) -> None:
+    """``--learn-merge-weights``: inputs checked as for the merge search, then the per-(direction,
+    layer) merge weights learned with the base and the adapters frozen; writes PREFIX.json and prints
+    the learned target weights."""
+    from ..evaluation import merge_learning as ml
+    from ..evaluation.generation import Translator
+
+    if args.merge_epochs < 1:
+        raise ScoringError(f"--merge-epochs must be >= 1, got {args.merge_epochs}")
+    if not args.merge_lr > 0:
+        raise ScoringError(f"--merge-lr must be > 0, got {args.merge_lr}")
+    args.merge_grid_values = None
+    ckpt, pairs, merge, user_dir = check_merge_tuning(args, extra, "--learn-merge-weights")
+    os.makedirs(args.results_dir, exist_ok=True)
+    log = os.path.join(args.results_dir, "learn.log")
+    if not args.verbose:
+        print(f"fairseq's log: {log}", file=sys.stderr)
+    with progress.logs_to(log, args.verbose):
+        translator = Translator(args.data_dir, args.checkpoint, pairs, user_dir, extra, beam=1,
+                                gen_subset=args.gen_subset, task=args.task)
+        with progress.bar("learning merge weights", None, "batches", args.verbose) as b:
+            result = ml.learn(translator, pairs, args.merge_epochs, args.merge_lr, args.merge_seed,
+                              None if args.verbose else (lambda: b.update(1)))
+    path = (args.out or os.path.join(args.results_dir, "merge_weights")) + ".json"
+    meta = {"merge": merge, "gen_subset": args.gen_subset, "epochs": args.merge_epochs, "lr": args.merge_lr,
+            "seed": args.merge_seed, "checkpoint": os.path.abspath(args.checkpoint),
+            "data_dir": os.path.abspath(args.data_dir), "extra_args": list(extra), "pivot": ckpt.pivot}
+    ml.write(result, path, meta)
+    print(f"learned merge weights (--lslo-merge {merge}), {args.gen_subset}, {args.merge_epochs} epochs; "
+          "w_in + w_out = 1:")
+    print(ml.format_result(result))
+    print(f"wrote {path} (use: --lslo-merge {merge} --lslo-merge-weights {path}; plot: lslo-plot merge-weights "
+          f"{path} --out PREFIX)", file=sys.stderr)
+
+
 def score(args, extra: List[str]) -> None:
     """lslo-score: every input is checked before any work; existing outputs are read before
     generation (a broken file stops the run first); then generate, score, print and write, one
     metric after the other."""
+    if args.merge_search and args.learn_merge_weights:
+        raise ScoringError("--merge-search and --learn-merge-weights: one of them per command")
     if args.merge_search:
         return merge_search(args, extra)
+    if args.learn_merge_weights:
+        return learn_merge_weights(args, extra)
     args.gen_subset = args.gen_subset or "test"
     if not args.lang_groups:
         raise ScoringError("--lang-groups is required: a preset (lang12, lang30), a list like 'en:H,fr:H,oc:V' "

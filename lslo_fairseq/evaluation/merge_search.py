@@ -120,7 +120,7 @@ class ModularCheckpoint:
         return self.ranks[self.languages.index(lang)]
 
 
-def read_modular_checkpoint(path: str, flag: str = "--checkpoint") -> ModularCheckpoint:
+def read_modular_checkpoint(path: str, flag: str = "--checkpoint", what: str = "--merge-search") -> ModularCheckpoint:
     """The checkpoint's LSLo layout; refused unless it was trained with ``--lslo-modular``."""
     from ..errors import CheckpointError
     from ..layout.frozen_base import read_fairseq_checkpoint
@@ -135,13 +135,13 @@ def read_modular_checkpoint(path: str, flag: str = "--checkpoint") -> ModularChe
     layout = layout_in(state["model"])
     if not layout or not layout.get("pivot"):
         kind = "an LSLo checkpoint without --lslo-modular" if layout else "not an LSLo checkpoint"
-        raise ScoringError(f"--merge-search: {flag} {path} is {kind}; the merge weights (w_in, w_out) exist only "
+        raise ScoringError(f"{what}: {flag} {path} is {kind}; the merge weights (w_in, w_out) exist only "
                            "in modular checkpoints (fairseq-train --lslo-modular)")
     return ModularCheckpoint(path, list(layout["languages"]), [int(r) for r in layout["ranks"]], layout["pivot"])
 
 
 def check_directions(directions: Sequence[Direction], ckpt: ModularCheckpoint, merge: str = "outputs",
-                     grid: Optional[Sequence[float]] = None, flag: str = "--pairs") -> None:
+                     grid: Optional[Sequence[float]] = None, flag: str = "--pairs", what: str = "--merge-search") -> None:
     """Every direction is between two of the checkpoint's languages, without the pivot; under ``ab``
     the two adapters' ranks are equal wherever both weights can be > 0."""
     for s, t in directions:
@@ -153,7 +153,7 @@ def check_directions(directions: Sequence[Direction], ckpt: ModularCheckpoint, m
     if pivot:
         raise ScoringError(f"{flag}: {', '.join(pivot)} {'have' if len(pivot) > 1 else 'has'} the pivot {ckpt.pivot}, "
                            f"whose merge weights are fixed (1,0 into {ckpt.pivot}, 0,1 out of it): "
-                           "--merge-search searches directions without the pivot only")
+                           f"{what} tunes directions without the pivot only")
     interior = grid is None or any(0.0 < w < 1.0 for w in grid)
     if merge == "ab" and interior:
         for s, t in directions:

@@ -114,13 +114,15 @@ class Modular(Mode):
     name, banks, kernel = "modular", ("in", "out"), "gather"
 
     def delta(self, layer, x: Tensor) -> Tensor:
-        """In eval mode a batch of one direction (as fairseq-generate decodes) applies that
-        direction's :meth:`pairs` stacked into one LoRA: two small GEMMs, no gather; a bank whose
-        weight is 0 for the whole batch is skipped."""
+        """In eval mode without autograd, a batch of one direction (as fairseq-generate decodes) applies
+        that direction's :meth:`pairs` stacked into one LoRA: two small GEMMs, no gather (with autograd,
+        e.g. learning merge weights, the weights must stay tensors); in eval mode a bank whose weight
+        is 0 for the whole batch is skipped."""
         router = layer.router
         batch = x.size(1)
         src, tgt = router.ids("src", batch), router.ids("tgt", batch)
-        if not layer.training and torch.equal(src, src[:1].expand(batch)) and torch.equal(tgt, tgt[:1].expand(batch)):
+        one_direction = torch.equal(src, src[:1].expand(batch)) and torch.equal(tgt, tgt[:1].expand(batch))
+        if not layer.training and not torch.is_grad_enabled() and one_direction:
             s0, t0 = int(src[0]), int(tgt[0])
             w_in, w_out = router.direction_weights(s0, t0, layer.site).tolist()
             if router.merge == "ab" and w_in > 0 and w_out > 0 and layer.ranks[s0] != layer.ranks[t0]:
