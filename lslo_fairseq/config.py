@@ -245,7 +245,7 @@ class LSLoConfig:
     fc_offset: int = 0  # paper shape: first column of fc1's output / fc2's input slice
     init: str = "lora"  # A's initialisation: lora (fan-in k) or paper (fan-in r_l)
     alpha: Optional[float] = None  # None: no scaling (the paper); else delta x alpha / r_l
-    pivot: Optional[str] = None  # modular fine-tuning: the pivot language (no adapters, rank 0)
+    pivot: Optional[str] = None  # modular fine-tuning: the pivot language (rank 0: no adapters, by default)
     train_langs: Optional[List[str]] = None  # --lslo-train-langs: the only languages whose adapters train
     token_ids: Optional[List[int]] = None  # each language's __xx__ token id, set by the model
 
@@ -444,8 +444,13 @@ def resolve_config(args, known_langs=None) -> LSLoConfig:
         if pivot not in languages:
             raise LSLoConfigError(f"--lslo-pivot {pivot}: not one of the LSLo languages {languages} "
                                   "(every training pair of --lslo-modular has the pivot on one side)")
-        ranks = [0 if l == pivot else r for l, r in zip(languages, ranks)]  # the pivot has no adapters
-    train_langs = parse_train_langs(getattr(args, "lslo_train_langs", None), languages, pivot)
+        pivot_rank = int(getattr(args, "lslo_pivot_rank", 0) or 0)
+        if pivot_rank < 0:
+            raise LSLoConfigError(f"--lslo-pivot-rank: a rank >= 0 (0: the pivot has no adapters), got {pivot_rank}")
+        # the pivot's adapters: none (rank 0, ours), or the follow-up's, trained on pivot->pivot copies
+        ranks = [pivot_rank if l == pivot else r for l, r in zip(languages, ranks)]
+    train_langs = parse_train_langs(getattr(args, "lslo_train_langs", None), languages, pivot,
+                                    ranks[languages.index(pivot)] if pivot else 0)
     prune = resolve_prune(args, languages, groups)
     prune.targets = [l for l, r in zip(languages, ranks)
                      if l in prune.targets and r > 0 and (train_langs is None or l in train_langs)]
@@ -464,7 +469,8 @@ def resolve_config(args, known_langs=None) -> LSLoConfig:
                       pivot=pivot, train_langs=train_langs)
 
 
-def parse_train_langs(spec: Optional[str], languages: Sequence[str], pivot: Optional[str]) -> Optional[List[str]]:
+def parse_train_langs(spec: Optional[str], languages: Sequence[str], pivot: Optional[str],
+                      pivot_rank: int = 0) -> Optional[List[str]]:
     """``--lslo-train-langs``: the languages whose adapters train (None: all)."""
     if not spec:
         return None
@@ -473,8 +479,9 @@ def parse_train_langs(spec: Optional[str], languages: Sequence[str], pivot: Opti
     unknown = [l for l in langs if l not in languages]
     if unknown or not langs:
         raise LSLoConfigError(f"{flag}: {unknown or spec!r} are not LSLo languages ({', '.join(languages)})")
-    if pivot in langs:
-        raise LSLoConfigError(f"{flag}: the pivot {pivot} has no adapters under --lslo-modular; list other languages")
+    if pivot in langs and not pivot_rank:
+        raise LSLoConfigError(f"{flag}: the pivot {pivot} has no adapters under --lslo-modular (--lslo-pivot-rank 0); "
+                              "list other languages")
     return [l for l in languages if l in langs]
 
 

@@ -94,7 +94,9 @@ def apply_merge(model, mode: str = "outputs", spec=None, src: Optional[str] = No
         return
     weights, per_direction, layered = read_merge_weights(spec)
     check_layer_counts(layered, model.lslo_router.layer_counts, spec)
-    known = src in cfg.languages and tgt in cfg.languages and cfg.pivot not in (src, tgt)
+    # the directions that merge: all but the pivot's, unless the pivot has adapters (--lslo-pivot-rank)
+    known = src in cfg.languages and tgt in cfg.languages and src != tgt and (
+        cfg.pivot not in (src, tgt) or cfg.rank_of(cfg.pivot) > 0)
     if known and weights is None and (src, tgt) not in per_direction and (src, tgt) not in layered:
         given = sorted({"-".join(d) for d in list(per_direction) + list(layered) if d is not None})
         raise LSLoConfigError(f"{FLAG} {spec}: no weights for {src}-{tgt} (the file has {', '.join(given)} and no "

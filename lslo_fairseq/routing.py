@@ -48,6 +48,10 @@ class LanguageRouter(nn.Module):
         self.register_buffer("layer_weights", None, persistent=False)
         self.layer_counts: Dict[str, int] = {}
         self.register_buffer("lang_ranks", torch.zeros(n, dtype=torch.long), persistent=False)
+        # training: the English-centric pairs use one adapter each (1, 0) / (0, 1), whatever the merge
+        self.register_buffer("train_weights", torch.zeros(n, n, 2), persistent=False)
+        self.pivot_row: Optional[int] = None
+        self.pivot_adapters = False
         self.merge = "outputs"
         self.src: Optional[Tensor] = None
         self.tgt: Optional[Tensor] = None
@@ -99,21 +103,26 @@ class LanguageRouter(nn.Module):
         ``{"encoder": [(w_in, w_out)] * encoder layers, "decoder": [...] * decoder layers}``. From
         the most general to the most specific, each overriding the one before: ``weights``, the
         per-layer profile of all directions (``per_layer[None]``), ``per_direction``, the direction's
-        own per-layer weights. The pivot's directions stay (1, 0) / (0, 1) in every layer."""
+        own per-layer weights. Without adapters of the pivot (rank 0) its directions stay (1, 0) /
+        (0, 1) in every layer; with them (``--lslo-pivot-rank``) they merge like any other direction at
+        generation, and keep (1, 0) / (0, 1) in training (:meth:`merge_weights`)."""
         from .config import MERGE_MODES
 
         if mode not in MERGE_MODES:
             raise RoutingError(f"--lslo-merge: one of {', '.join(MERGE_MODES)}, got {mode!r}")
         self.merge, pivot_row = mode, self.languages.index(pivot)
+        self.pivot_row, self.pivot_adapters = pivot_row, int(ranks[pivot_row]) > 0
         rows = {l: i for i, l in enumerate(self.languages)}
         known = {d: w for d, w in (per_direction or {}).items() if d[0] in rows and d[1] in rows}
         layered = {d: w for d, w in (per_layer or {}).items() if d is None or (d[0] in rows and d[1] in rows)}
 
-        def pin(table: Tensor) -> Tensor:
-            table[..., :, pivot_row, :] = torch.tensor([1.0, 0.0])
-            table[..., pivot_row, :, :] = torch.tensor([0.0, 1.0])
+        def pin(table: Tensor, always: bool = False) -> Tensor:
+            if always or not self.pivot_adapters:
+                table[..., :, pivot_row, :] = torch.tensor([1.0, 0.0])
+                table[..., pivot_row, :, :] = torch.tensor([0.0, 1.0])
             return table
 
+        self.train_weights.copy_(pin(torch.zeros_like(self.train_weights, device="cpu"), always=True))
         table = torch.empty_like(self.pair_weights, device="cpu")
         table[:, :] = torch.tensor([float(w) for w in weights])
         for (s, t), w in known.items():
@@ -160,11 +169,22 @@ class LanguageRouter(nn.Module):
         e = self.layer_counts["encoder"]
         return {"encoder": per[:e], "decoder": per[e:]}
 
-    def merge_weights(self, batch_size: int, site=None) -> Tensor:
+    def merge_weights(self, batch_size: int, site=None, training: bool = False) -> Tensor:
         """(w_in, w_out) of every sentence at ``site`` (a layer's modules: their own weights when the
         weights are per layer), (batch_size, 2). Under ``ab`` a sentence that mixes two adapters of
-        different ranks is refused (eq. 4 adds A and B matrices row by row)."""
+        different ranks is refused (eq. 4 adds A and B matrices row by row).
+
+        In training with the pivot's own adapters, every pair keeps one adapter: X->pivot (1, 0),
+        pivot->Y (0, 1), and the pivot->pivot copies alternate, even sentences of the batch training
+        LoRA_in(pivot) alone (1, 0) and odd ones LoRA_out(pivot) alone (0, 1)."""
         src, tgt = self.ids("src", batch_size), self.ids("tgt", batch_size)
+        if training and self.pivot_adapters:
+            w = self.train_weights[src, tgt].clone()
+            copies = (src == self.pivot_row) & (tgt == self.pivot_row)
+            odd = torch.arange(batch_size, device=src.device) % 2 == 1
+            w[copies & ~odd] = torch.tensor([1.0, 0.0], device=w.device)
+            w[copies & odd] = torch.tensor([0.0, 1.0], device=w.device)
+            return w
         w = self.site_table(site)[src, tgt]
         if self.merge == "ab":
             bad = (self.lang_ranks[src] != self.lang_ranks[tgt]) & (w > 0).all(dim=1)

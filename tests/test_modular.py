@@ -255,6 +255,39 @@ def test_per_layer_weights_bad_input_names_the_file(tmp_path):
     apply_merge(model, "outputs", only_fr_ko, "fr", "en")  # into the pivot: no merge weights needed
 
 
+def test_pivot_adapters_train_one_adapter_per_pair_and_merge_at_generation():
+    """--lslo-pivot-rank: the pivot gets LoRA_in/LoRA_out of that rank. In training X->en uses LoRA_in(X)
+    alone, en->Y LoRA_out(Y) alone, and en->en copies alternate LoRA_in(en) (even sentences) and
+    LoRA_out(en) (odd); at generation X->en and en->Y merge like any direction."""
+    model, _ = modular_model(extra=["--lslo-pivot-rank", "2"])
+    cfg, router = model.lslo_config, model.lslo_router
+    assert cfg.rank_of("en") == 2 and router.pivot_adapters
+    en, fr, ko = (cfg.languages.index(l) for l in ("en", "fr", "ko"))
+    router.configure_merge("en", cfg.ranks, "outputs", (0.3, 0.7))
+    router.set(torch.tensor([fr, en, en, en, en, fr]), torch.tensor([en, ko, en, en, en, ko]))
+    trained = router.merge_weights(6, training=True).tolist()
+    assert trained[:5] == [[1, 0], [0, 1], [1, 0], [0, 1], [1, 0]]
+    generated = router.merge_weights(6).tolist()
+    assert all(w == pytest.approx([0.3, 0.7]) for w in generated)  # en directions merge too
+    # the layer: in training, a en->en sentence at an even position gets LoRA_in(en) alone
+    layer = model.encoder.layers[0].self_attn.q_proj
+    x = torch.randn(3, 2, layer.in_features)
+    model.train()
+    router.set(torch.tensor([en, en]), torch.tensor([en, en]))
+    with torch.no_grad():
+        got = layer(x).double()
+    model.eval()
+    base = x.double() @ layer.weight.double().t() + layer.bias.double()
+    torch.testing.assert_close(got[:, 0], base[:, 0] + x[:, 0].double() @ (
+        block(layer, "B", "in", en) @ block(layer, "A", "in", en)).t(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got[:, 1], base[:, 1] + x[:, 1].double() @ (
+        block(layer, "B", "out", en) @ block(layer, "A", "out", en)).t(), rtol=1e-4, atol=1e-4)
+    # without pivot adapters (the default) the pivot's directions keep one adapter at generation
+    plain, _ = modular_model()
+    plain.lslo_router.configure_merge("en", plain.lslo_config.ranks, "outputs", (0.3, 0.7))
+    assert plain.lslo_router.direction_weights(fr, en).tolist() == [1.0, 0.0]
+
+
 @pytest.mark.parametrize("spec", ["0.5", "-0.1,1", "0,0", "a,b", "nan,1", "1.2,0.3"])
 def test_bad_merge_weights_name_the_flag(spec):
     from lslo_fairseq.merging import read_merge_weights

@@ -49,6 +49,39 @@ def modular_runs(tiny_data, tiny_base_checkpoint, tmp_path_factory):
                 old_log=(root / "old.log").read_text(), new_log=(root / "new.log").read_text())
 
 
+@pytest.mark.slow
+def test_pivot_adapters_train_on_copies_and_move_the_pivot_directions(tiny_data, tiny_base_checkpoint, tmp_path):
+    """--lslo-pivot-rank 2 with en-en copies: both English adapters train (their B leave zero), the other
+    languages' as without them; fr->en then depends on the merge weights (LoRA_out(en) joins), which it does
+    not without English adapters. Missing copies, or copies without the rank, are refused before training."""
+    import os
+
+    from lslo_fairseq.data.multiparallel import add_copy_pair
+
+    data = dict(tiny_data, data_dir=str(tmp_path / "data"))
+    os.makedirs(data["data_dir"])
+    for name in os.listdir(tiny_data["data_dir"]):
+        os.symlink(os.path.join(tiny_data["data_dir"], name), os.path.join(data["data_dir"], name))
+    assert add_copy_pair(data["data_dir"], "en") == ["test", "train", "valid"]
+    base = ["--lslo-langs", "en,fr,ko", "--finetune-from-model", str(tiny_base_checkpoint), "--max-update", "8"]
+    out = fails(["fairseq-train", *train_args(data, tmp_path / "x", OLD_PAIRS, [*base, "--lslo-pivot-rank", "2"])])
+    assert "--lslo-pivot-rank 2: the pivot's adapters train on en-en copies; add en-en to --lang-pairs" in out
+    out = fails(["fairseq-train", *train_args(data, tmp_path / "x", OLD_PAIRS + ",en-en", base)])
+    assert "--lang-pairs: en-en trains the pivot's own adapters, which exist with --lslo-pivot-rank R > 0" in out
+    run_fairseq("fairseq-train", train_args(data, tmp_path / "ckpt", OLD_PAIRS + ",en-en",
+                                            [*base, "--lslo-pivot-rank", "2"]), tmp_path / "train.log")
+    ckpt = str(tmp_path / "ckpt" / "checkpoint_last.pt")
+    state = read_fairseq_checkpoint(ckpt, "--path")["model"]
+    langs, ranks = ["en", "fr", "ko"], [2, 2, 2]
+    got, _ = blocks(state, langs, ranks)
+    for bank in ("in", "out"):
+        en_b = [v for (k, lang), v in got.items() if lang == "en" and k.endswith(f"lora_B_{bank}")]
+        assert en_b and any(v.abs().max() > 0 for v in en_b), f"LoRA_{bank}(en) did not train"
+    one = generate(data, ckpt, "fr", "en", tmp_path / "in", ["--lslo-merge-weights", "1,0"])
+    other = generate(data, ckpt, "fr", "en", tmp_path / "out", ["--lslo-merge-weights", "0.2,0.8"])
+    assert one != other
+
+
 def blocks(state, langs, ranks):
     """{(tensor key, language): its block} of every adapter tensor, and the other tensors."""
     out, other, at = {}, {}, {}

@@ -256,6 +256,20 @@ def lang_pairs(langs: Sequence[str]) -> List[str]:
     return [f"{s}-{t}" for s in langs for t in langs if s != t]
 
 
+def add_copy_pair(data_dir: PathLike, lang: str) -> List[str]:
+    """Make ``lang-lang`` copy data (the follow-up's en->en, which trains the pivot's own adapters):
+    ``{split}.{lang}-{lang}.{lang}.bin/.idx`` hard-linked to the language's own binarization, for every
+    split that has one (fairseq reads the same file as source and target). Returns the splits."""
+    out = Path(data_dir)
+    splits = sorted(p.name.split(".")[0] for p in (out / MONO_DIR).glob(f"*.{lang}.idx"))
+    if not splits:
+        raise DataError(f"{out / MONO_DIR}: no binarized {lang} text (*.{lang}.idx) to copy; prepare the data first")
+    for split in splits:
+        for ext in ("bin", "idx"):
+            _link(out / MONO_DIR / f"{split}.{lang}.{ext}", out / f"{split}.{lang}-{lang}.{lang}.{ext}")
+    return splits
+
+
 def write_splits(
     out: Path,
     langs: Sequence[str],

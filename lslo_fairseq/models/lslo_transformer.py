@@ -127,6 +127,12 @@ def add_lslo_args(parser) -> None:
                             "adapters) and translate any X->Y by merging (--lslo-merge at generation)")
     group.add_argument("--lslo-pivot", type=str, default=DEFAULT_PIVOT, metavar="LANG",
                        help=f"--lslo-modular: the pivot language (default {DEFAULT_PIVOT})")
+    group.add_argument("--lslo-pivot-rank", type=int, default=0, metavar="R",
+                       help="--lslo-modular: the pivot's own LoRA_in and LoRA_out, of rank R, trained on pivot->pivot "
+                            "copies (en-en in --lang-pairs; each copy sentence trains one of the two alone, "
+                            "alternately) and merged at generation like any language's, X->pivot and pivot->Y "
+                            "included (the follow-up papers' setting). Default 0: the pivot has no adapters and "
+                            "X->pivot, pivot->Y use the one adapter they trained")
     group.add_argument("--lslo-train-langs", type=str, default=None, metavar="LANGS",
                        help="only these languages' adapters train (comma list); every other tensor stays "
                             "bitwise unchanged. With languages added to --lslo-langs and a checkpoint of "

@@ -133,7 +133,7 @@ class Modular(Mode):
             a_m, b_m = torch.cat([a for _, a in pairs], 0), torch.cat([b for b, _ in pairs], 1)
             z = nn.functional.linear(x, a_m.to(x.dtype))
             return nn.functional.linear(z, b_m.to(z.dtype))
-        w = router.merge_weights(batch, layer.site)  # (B, 2): this layer's weights
+        w = router.merge_weights(batch, layer.site, layer.training)  # (B, 2): this layer's weights
         if router.merge == "ab":
             return self._delta_ab(layer, x, src, tgt, w)
         delta = None

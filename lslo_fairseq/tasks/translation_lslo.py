@@ -129,6 +129,14 @@ class TranslationMultiSimpleEpochLSLoTask(TranslationMultiSimpleEpochTask):
                     f"--lang-pairs: --lslo-modular trains on pairs with the pivot {cfg.pivot} only (X-{cfg.pivot} "
                     f"trains LoRA_in(X), {cfg.pivot}-Y LoRA_out(Y)); {', '.join(other[:5])} "
                     f"{'have' if len(other) > 1 else 'has'} no {cfg.pivot}. Translate those by merging at generation")
+            copies, pivot_rank = [cfg.pivot, cfg.pivot] in pairs, cfg.rank_of(cfg.pivot)
+            if pivot_rank and not copies:
+                raise LSLoConfigError(f"--lslo-pivot-rank {pivot_rank}: the pivot's adapters train on {cfg.pivot}-"
+                                      f"{cfg.pivot} copies; add {cfg.pivot}-{cfg.pivot} to --lang-pairs (its data: the "
+                                      f"{cfg.pivot} side as both source and target)")
+            if copies and not pivot_rank:
+                raise LSLoConfigError(f"--lang-pairs: {cfg.pivot}-{cfg.pivot} trains the pivot's own adapters, which "
+                                      "exist with --lslo-pivot-rank R > 0 only; drop the pair or give the rank")
         if cfg.train_langs is not None and float(getattr(args, "weight_decay", 0) or 0) > 0 and (
                 getattr(args, "fp16", False) or getattr(args, "bf16", False)):
             raise LSLoConfigError(
