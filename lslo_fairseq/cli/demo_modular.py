@@ -10,7 +10,11 @@ stand-in.
    Setting 1 and Setting 2 at the searched weight, with 95% paired-bootstrap intervals and each row's
    AVG as a percentage of multi-parallel LSLo's;
 4. ``or`` added: its two adapters trained on en<->or alone (``--lslo-train-langs or``) from the modular
-   checkpoint; every old direction's hypotheses are compared with those before.
+   checkpoint; every old direction's hypotheses are compared with those before;
+5. the follow-up papers' variants: English's own adapters (``--lslo-pivot-rank``, trained on en->en
+   copies) in a second run, compared with ours on the English-centric and zero-shot directions; the
+   per-direction searched ratio and the learned per-layer weights (``lslo-score --learn-merge-weights``)
+   as rows of the table, and the learned weights' figure (the follow-up's figure 2).
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ HELD_BACK = "or"
 # direction; 4 lies between the main demo's ranks 2 (H, M) and 8 (V)
 MODULAR_RANKS = "H:4,M:4,V:4"
 GRID = [0.25, 0.5, 0.75]  # w_in; 0 and 1 are the LoRA_out-only and LoRA_in-only rows
+PIVOT_RANK = 4  # English's own adapters in the papers' variant: the rank of the others
+LEARN_EPOCHS, LEARN_LR = 5, 0.05  # --learn-merge-weights on the validation rows
 
 
 def english_centric(langs: List[str]) -> List[str]:
@@ -57,6 +63,10 @@ def modular_runs(langs: List[str]) -> Dict[str, demo.Run]:
         "added": demo.Run(f"modular + {held}", "modular_added", "translation_multi_simple_epoch_lslo",
                           [*modular, "--lslo-langs", ",".join(langs), "--lslo-train-langs", held],
                           demo.LSLO_LR, extra={"pairs": english_centric([PIVOT, held]), "from": "modular"}),
+        "english": demo.Run(f"modular + {PIVOT} adapters (rank {PIVOT_RANK}, {PIVOT}->{PIVOT})", "modular_english",
+                            "translation_multi_simple_epoch_lslo",
+                            [*modular, "--lslo-langs", ",".join(old), "--lslo-pivot-rank", str(PIVOT_RANK)],
+                            demo.LSLO_LR, extra={"pairs": english_centric(old) + [f"{PIVOT}-{PIVOT}"]}),
     }
 
 
@@ -79,6 +89,7 @@ def merge_search(run, a, data, pairs, out, spm_model):
 
     found: Dict[str, Dict[float, float]] = {}
     best: Dict[str, float] = {}
+    per_direction: Dict[str, Dict[str, float]] = {}
     directions = [tuple(p.split("-")) for p in pairs]
     for mode in ("outputs", "ab"):
         with progress.bar(f"merge search {mode} (valid)", len(GRID) * len(pairs), "directions", a.verbose) as b, \
@@ -90,7 +101,34 @@ def merge_search(run, a, data, pairs, out, spm_model):
             result = ms.search(directions, scorer, "grid", "global", grid=GRID)
         found[mode] = {w: sum(t.score for t in result.trials if t.w_in == w) / len(directions) for w in GRID}
         best[mode] = result.weights
-    return found, best
+        # each direction's best point of the same trials (ties: the first in GRID's order)
+        per_direction[mode] = {f"{s}-{t}": max(GRID, key=lambda w: (result.score_at((s, t), w), -GRID.index(w)))
+                               for s, t in directions}
+    return found, best, per_direction
+
+
+def learn_weights(run, a, data, pairs, out) -> str:
+    """The per-(direction, layer) merge weights of the zero-shot directions learned on their validation
+    rows (:mod:`..evaluation.merge_learning`); writes and returns OUT/learned_merge_weights.json and draws
+    the follow-up's figure 2 into OUT/figures/modular_merge_weights.png."""
+    from ..analysis import plots
+    from ..data.commands import task_args
+    from ..evaluation import merge_learning as ml
+    from ..evaluation.generation import Translator
+    from ..stand_in import package
+    from ..stand_in.build import LANGS
+
+    directions = [tuple(p.split("-")) for p in pairs]
+    with progress.logs_to(os.path.join(out, "logs", "learn_merge_weights.log"), a.verbose), \
+            progress.bar("learning merge weights (valid)", None, "batches", a.verbose) as b:
+        translator = Translator(data["dir"], run.checkpoint, directions, package.user_dir(),
+                                [*task_args(data["dir"], LANGS, data["pairs"])[2:], *demo.GENERATION_LIMITS],
+                                beam=1, gen_subset="valid", task=run.task)
+        result = ml.learn(translator, directions, LEARN_EPOCHS, LEARN_LR, a.seed, lambda: b.update(1))
+    path = ml.write(result, os.path.join(out, "learned_merge_weights.json"),
+                    {"gen_subset": "valid", "epochs": LEARN_EPOCHS, "lr": LEARN_LR, "checkpoint": run.checkpoint})
+    plots.plot_merge_weights(result.weights, os.path.join(out, "figures", "modular_merge_weights"))
+    return path
 
 
 def hypothesis_lines(path: str) -> List[str]:
@@ -104,7 +142,10 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
     """Steps 1-4 of the module docstring; returns the rows' texts, parameter counts and the record."""
     langs = s["langs"]
     runs = modular_runs(langs)
-    for key in ("modular", "added"):
+    from ..data.multiparallel import add_copy_pair
+
+    add_copy_pair(data["dir"], PIVOT)  # en->en copies for the run with English's own adapters
+    for key in ("modular", "added", "english"):
         run = runs[key]
         t = time.time()
         start = runs[run.extra["from"]].checkpoint if run.extra.get("from") else None
@@ -114,14 +155,22 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
     eval_old = [l for l in s["eval_langs"] if l != held]
     pairs = zero_shot(eval_old)
     t = time.time()
-    search, best = merge_search(runs["modular"], a, data, pairs, out, spm_model)
+    search, best, per_direction = merge_search(runs["modular"], a, data, pairs, out, spm_model)
     timings["merge_search"] = time.time() - t
+    t = time.time()
+    learned = learn_weights(runs["modular"], a, data, pairs, out)
+    timings["learn_merge_weights"] = time.time() - t
+    chosen = os.path.join(out, "per_direction_merge_weights.json")
+    write_json_atomic(chosen, {"weights": [best["outputs"], 1 - best["outputs"]], "directions": {
+        d: [w, round(1 - w, 6)] for d, w in per_direction["outputs"].items()}})
     rows = {
         "LoRA_in only (1,0)": ["--lslo-merge-weights", "1,0"],
         "LoRA_out only (0,1)": ["--lslo-merge-weights", "0,1"],
         **{f"Setting {i} ({mode}, w_in={best[mode]})": ["--lslo-merge", mode, "--lslo-merge-weights",
                                                        weights_arg(best[mode])]
            for i, mode in ((1, "outputs"), (2, "ab"))},
+        "Setting 1, w_in per direction (searched)": ["--lslo-merge", "outputs", "--lslo-merge-weights", chosen],
+        "Setting 1, learned per-layer weights": ["--lslo-merge", "outputs", "--lslo-merge-weights", learned],
     }
     t = time.time()
     texts = {}
@@ -143,12 +192,24 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
     new_pairs = [p for p in zero_shot(s["eval_langs"]) if held in p.split("-")]
     texts_new = decode(runs["added"], a, data, new_pairs, out, "added_new", setting1, name=f"{held}'s directions")
     timings["add_language_check"] = time.time() - t
-    record = dict(search=search, best=best, ranks=MODULAR_RANKS, pivot=PIVOT, held_back=held,
+    # 5. English's own adapters (the papers' en->en setting) against ours, at the searched Setting 1 weight
+    t = time.time()
+    centric = english_centric(eval_old)
+    english = {
+        "pivot without adapters (ours)": decode(runs["modular"], a, data, centric + pairs, out, "english_ours",
+                                                setting1, name="ours"),
+        runs["english"].name: decode(runs["english"], a, data, centric + pairs, out, "english_papers", setting1,
+                                     name=runs["english"].name),
+    }
+    timings["english_adapters"] = time.time() - t
+    record = dict(search=search, best=best, per_direction=per_direction, learned_weights=learned,
+                  pivot_rank_variant=PIVOT_RANK, ranks=MODULAR_RANKS, pivot=PIVOT, held_back=held,
                   trainable={r.name: r.trainable for r in runs.values()},
                   old_directions=len(old_pairs), identical_after_adding=len(same),
                   differing_after_adding=[d for d in old_pairs if d not in same])
     write_json_atomic(os.path.join(out, "modular.json"), record)
-    return dict(texts=texts, pairs=pairs, new_pairs=new_pairs, texts_new=texts_new, record=record, runs=runs)
+    return dict(texts=texts, pairs=pairs, new_pairs=new_pairs, texts_new=texts_new, record=record, runs=runs,
+                english=english, centric=centric)
 
 
 def report(a, result, base_texts, lslo_name: str, spm_model: str, eval_langs: List[str]) -> None:
@@ -178,7 +239,27 @@ def report(a, result, base_texts, lslo_name: str, spm_model: str, eval_langs: Li
               f"{lslo_name} ({avg[lslo_name]:.1f})")
     new_scores = [spbleu.spbleu(h, r, spm_model) for h, r in result["texts_new"].values()]
     held = rec["held_back"]
+    print(english_table(result, spm_model))
     print(f"{held} added afterwards (its adapters alone trained, en<->{held}): "
           f"{rec['identical_after_adding']} of {rec['old_directions']} old directions' hypotheses and scores identical "
           f"before and after; {held}'s {len(new_scores)} zero-shot directions "
           f"{sum(new_scores) / len(new_scores):.1f} spBLEU on average")
+
+
+def english_table(result, spm_model: str) -> str:
+    """Mean spBLEU of X->en, en->Y and the zero-shot directions, with and without English's own
+    adapters (both at the searched Setting 1 weight)."""
+    pivot = result["record"]["pivot"]
+    columns = {f"X->{pivot}": [d for d in result["centric"] if d.endswith(f"-{pivot}")],
+               f"{pivot}->Y": [d for d in result["centric"] if d.startswith(f"{pivot}-")],
+               "zero-shot": list(result["pairs"])}
+    lines = [f"\nEnglish's own adapters (the follow-up papers' en->en setting) against none (ours), Setting 1 at "
+             f"w_in={result['record']['best']['outputs']}; mean spBLEU on the test rows:",
+             f"{'':44s}" + "".join(f"{c:>12s}" for c in columns)]
+    for name, texts in result["english"].items():
+        means = []
+        for dirs in columns.values():
+            scores = [spbleu.spbleu(*texts[tuple(d.split("-"))], spm_model) for d in dirs]
+            means.append(sum(scores) / len(scores))
+        lines.append(f"{name:44s}" + "".join(f"{m:12.1f}" for m in means))
+    return "\n".join(lines)
