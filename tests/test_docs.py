@@ -141,6 +141,9 @@ def commands(text: str) -> list:
     """The block's commands: continuation lines joined, comments and blank lines dropped."""
     out = []
     for line in text.replace("\\\n", " ").splitlines():
+        if re.match(r"^\s*[A-Za-z_]\w*=\$\(", line):  # NAME=$(command ...): an assignment, never run
+            out.append([line.strip().split("=", 1)[0] + "=X"])
+            continue
         tokens = shlex.split(line, comments=True)
         if tokens:
             out.append(tokens)
@@ -204,6 +207,10 @@ def _parse_console_script(name: str, argv: list):
     target = dict(render.console_scripts()).get(name)
     assert target, f"no console script {name} in setup.py"
     parser = importlib.import_module(target.split(":")[0]).build_parser()
+    if "--" in argv:  # lslo-score ... -- FAIRSEQ-GENERATE FLAGS: those go to fairseq-generate
+        argv, passed = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+        _parse_fairseq("fairseq-generate", ["DATA", "--user-dir", "lslo_fairseq",
+                                            "--task", "translation_multi_simple_epoch_lslo", *passed])
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         try:
