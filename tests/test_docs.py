@@ -266,3 +266,22 @@ def test_readme_setup_commands_are_what_ci_runs():
 def test_runnable_blocks_exist():
     kinds = {b.kind for b in blocks()}
     assert {"run", "run-tiny", "dry-run", "ci"} <= kinds, kinds
+
+
+# ---- version, changelog, citation, README links -------------------------------------------------
+
+
+def test_version_is_one_number_everywhere():
+    import lslo_fairseq
+
+    proc = subprocess.run([sys.executable, "setup.py", "--version"], cwd=ROOT, capture_output=True, text=True)
+    newest = re.search(r"^## \[(\d[^\]]*)\]", (ROOT / "CHANGELOG.md").read_text(encoding="utf-8"), re.M).group(1)
+    cff = re.search(r"^version:\s*(\S+)", (ROOT / "CITATION.cff").read_text(encoding="utf-8"), re.M).group(1)
+    assert proc.stdout.strip().splitlines()[-1] == lslo_fairseq.__version__ == newest == cff.strip("'\"")
+
+
+def test_readme_links_exist():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if not re.match(r"^[a-z]+://", target):
+            assert (ROOT / target).exists(), f"README.md links to {target}, which does not exist"
