@@ -2,7 +2,7 @@
 
 fairseq itself is deliberately *not* a hard requirement here: users who built fairseq from source
 keep their build. `pip install .[fairseq]` pulls a tested PyPI build, chosen by Python version
-(README, "Set-up"; `scripts/check_python_versions.sh` installs and runs each):
+(docs/install.md; `scripts/check_python_versions.sh` installs and runs each):
 
 - 3.11, 3.12: the ve-fairseq 0.12.3 wheel (cp311, cp312), with hydra-core 1.3.8, omegaconf 2.3.1;
 - 3.13 and newer: fairseq-fixed 0.12.3.1, which has only an sdist for them: it compiles here
