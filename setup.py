@@ -2,7 +2,7 @@
 
 fairseq itself is deliberately *not* a hard requirement here: users who built fairseq from source
 keep their build. `pip install .[fairseq]` pulls a tested PyPI build, chosen by Python version
-(README, "Set-up"; `scripts/check_python_versions.sh` installs and runs each):
+(docs/install.md; `scripts/check_python_versions.sh` installs and runs each):
 
 - 3.11, 3.12: the ve-fairseq 0.12.3 wheel (cp311, cp312), with hydra-core 1.3.8, omegaconf 2.3.1;
 - 3.13 and newer: fairseq-fixed 0.12.3.1, which has only an sdist for them: it compiles here
@@ -14,7 +14,12 @@ keep their build. `pip install .[fairseq]` pulls a tested PyPI build, chosen by 
   for ve-fairseq==0.12.3". pip cannot show a sentence of ours there: a PEP 517 build never learns
   which extras were asked for, and a marker can only drop a requirement. Use Python 3.11 or 3.12.
 """
+import re
+
 from setuptools import find_packages, setup
+
+# The version: lslo_fairseq.__version__ (one place; CHANGELOG.md lists each release).
+VERSION = re.search(r'^__version__ = "([^"]+)"', open("lslo_fairseq/__init__.py", encoding="utf-8").read(), re.M).group(1)
 
 # Environment markers of the `fairseq` extra (see the docstring).
 WHEEL_PYTHONS = 'python_version < "3.13"'   # ve-fairseq wheels: cp311, cp312
@@ -30,7 +35,7 @@ FAIRSEQ_EXTRA = [
 
 setup(
     name="lslo-fairseq",
-    version="0.1.0",
+    version=VERSION,
     description="Language-Specific LoRA (LSLo) plugin for fairseq multilingual NMT",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -54,6 +59,8 @@ setup(
         "hf": ["transformers>=5,<6", "peft>=0.21", "ctranslate2>=4.5", "safetensors"],
         # lslo-score --merge-search bayes (Gaussian-process Bayesian optimisation of the merge ratio)
         "search": ["bayesian-optimization>=3.4,<4"],
+        # the documentation site: mkdocs build --strict (mkdocs.yml, docs/)
+        "docs": ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10"],
     },
     entry_points={
         "console_scripts": [

@@ -9,6 +9,8 @@ their training options as an ``argparse.Namespace``, the one class allowed
 (``--restore-file``, ``--finetune-from-model``, ``fairseq-generate --path``) run after importing
 this package through ``--user-dir``, so the call is made here, where the plugin registers itself.
 """
+__version__ = "0.2.0"  # setup.py reads it; bump with CHANGELOG.md on a user-visible change
+
 from .layout.loading import allow_fairseq_pickles
 
 allow_fairseq_pickles()

@@ -5,6 +5,7 @@
 # FLORES: flores101_dataset directory or .tar.gz [unset: download it, when a network is up].
 # MODEL_LANGS: the model's languages in token order, one per line (--model-langs), when model.pt
 # does not prove that order itself (lslo-prepare-flores says so and prints how to write the file).
+# DRY_RUN=1: write DATA/command.sh and print it, prepare nothing.
 set -euo pipefail
 : "${MODEL_DIR:?set MODEL_DIR to the flores101_mm100_615M directory}"
 SUBSET=${SUBSET:-lang12}
@@ -19,5 +20,6 @@ fi
 [[ -n "${MODEL_LANGS:-}" ]] && args+=(--model-langs "$MODEL_LANGS")
 mkdir -p "$DATA"
 { printf '%q ' lslo-prepare-flores "${args[@]}"; echo; } > "$DATA/command.sh"
+[[ "${DRY_RUN:-0}" == 1 ]] && { echo "[dry run] $DATA: $(cat "$DATA/command.sh")"; exit 0; }
 lslo-prepare-flores "${args[@]}" > "$DATA/prepare.log"
 echo "prepared $DATA ($(grep -c . "$DATA/test.raw.$(head -c 100 "$DATA/lang_pairs.txt" | cut -d- -f1)") test sentences per direction)"
