@@ -41,10 +41,6 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MARKER = re.compile(r"^<!--\s*docs-test:\s*(?P<kind>[\w-]+)(?P<attrs>(?:\s+\w+=\"[^\"]*\")*)\s*-->\s*$")
 KINDS = ("run", "run-tiny", "dry-run", "ci")
 
-# Until `lslo-export merge` is renamed `lslo-export fold` in the code, blocks that use the new name
-# run with the old one; once the parser has `fold`, nothing is rewritten (this can then be deleted).
-ALIASES_UNTIL_RENAMED = {"lslo-export fold": "lslo-export merge"}
-
 
 def _render_module():
     spec = importlib.util.spec_from_file_location("render_docs", ROOT / "scripts" / "render_docs.py")
@@ -158,18 +154,8 @@ def _env(**extra) -> dict:
     return env
 
 
-def _aliased(text: str) -> str:
-    from lslo_fairseq.cli.export import build_parser
-
-    subcommands = {name for name, *_ in render._subcommands(build_parser())}
-    for new, old in ALIASES_UNTIL_RENAMED.items():
-        if new.split()[-1] not in subcommands:
-            text = text.replace(new, old)
-    return text
-
-
 def _run_block(block: Block, cwd: Path):
-    script = "set -euo pipefail\n" + _aliased(block.text) + "\n"
+    script = "set -euo pipefail\n" + block.text + "\n"
     proc = subprocess.run(["bash", "-c", script], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{block.id}: the block failed (exit {proc.returncode}):\n{block.text}\n{proc.stderr[-3000:]}"
     if "expect" in block.attrs:
@@ -225,7 +211,7 @@ def test_dry_run_block(block, tmp_path, monkeypatch):
     env = _env(DRY_RUN=1, MODEL_DIR=tmp_path / "model", DATA=tmp_path / "data", RUNS=tmp_path / "runs")
     variables = {}
     checked = 0
-    for argv in commands(_aliased(block.text)):
+    for argv in commands(block.text):
         assigned = [t for t in argv if re.match(r"^[A-Za-z_]\w*=", t)]
         if argv[0] == "export" or len(assigned) == len(argv):  # NAME=value lines: placeholders
             for token in argv[1:] if argv[0] == "export" else argv:

@@ -2,7 +2,7 @@
 fairseq-generate (greedy and beam 5), with language codes M2M100Tokenizer knows and with codes it does
 not (the exported tokenizer holds every language token at its fairseq id), and the per-direction PEFT
 adapters as the plugin's LSLo model (same tokens, scores within 1e-3), one direction at a time or mixed
-in one batch; the LoRA factors are the merged export's updates; bad input is refused before any work."""
+in one batch; the LoRA factors are the folded export's updates; bad input is refused before any work."""
 import json
 import math
 from pathlib import Path

@@ -1,5 +1,5 @@
 """Modular fine-tuning through fairseq's CLIs: English-centric training, zero-shot directions by
-merging at generation and in the merged export, a language added later with
+merging at generation and in the folded export, a language added later with
 ``--lslo-train-langs``, and the options refused before training."""
 import subprocess
 from pathlib import Path
