@@ -152,10 +152,12 @@ def test_grouped_under_bf16_autocast_matches_gather():
 def test_auto_kernel_choice():
     layer, _ = build("tgt", ranks=[8, 2, 2])  # sum_r 12 <= 8 * 8: dense
     assert layer.kernel() == "dense"
-    layer, _ = build("tgt", ranks=[8] + [2] * 40)  # sum_r 88 > 64
-    assert layer.kernel() == "grouped" and layer.kernel(torch.zeros(16, 3, 12)) == "grouped"
-    assert layer.kernel(torch.zeros(1, 3, 12)) == "gather"  # incremental decoding: one token per sentence
-    modular, _ = build("modular", ranks=[0, 2, 2])
+    layer, _ = build("tgt", ranks=[8] + [2] * 40, in_f=512, out_f=512)  # sum_r 88 > 64
+    assert layer.kernel() == "grouped" and layer.kernel(torch.zeros(16, 3, 512)) == "grouped"
+    assert layer.kernel(torch.zeros(1, 3, 512)) == "gather"  # incremental decoding: one token per sentence
+    narrow, _ = build("tgt", ranks=[8] + [2] * 40, in_f=64, out_f=128)
+    assert narrow.kernel() == "gather"  # per-product overhead dominates
+    modular, _ = build("modular", ranks=[0, 2, 2], in_f=512, out_f=512)
     assert modular.kernel() == "grouped"  # never dense under modular
 
 

@@ -232,6 +232,7 @@ class LSLoLinear(nn.Module):
     kernel_choice = "auto"  # "grouped" | "dense" | "gather" | "auto": set on the class, or on one layer
     dense_max_ratio = 8
     grouped_min_tokens = 4
+    grouped_min_width = 1024  # k + d of the adapter
 
     def kernel(self, x: Optional[Tensor] = None) -> str:
         """``dense`` costs ~ sum_r per token (two GEMMs over all languages' ranks), ``gather`` ~ max_r
@@ -239,17 +240,19 @@ class LSLoLinear(nn.Module):
         sentence (fwd+bwd). ``auto``: dense up to sum_r <= 8 max_r (not under ``modular``, where a
         direction's result must not depend on which other languages exist: dense's GEMM spans every
         language's ranks); beyond, ``grouped`` on CPU for inputs of >= 4 tokens (``x``; training and
-        full-sentence passes), else ``gather`` (incremental decoding, and CUDA, where small products
-        cost a launch each; unmeasured). Measured at the M2M 615M shapes (benchmarks/RESULTS.md,
-        fwd+bwd, 64x16 tokens, adapter cost above the frozen base, vs a shared LoRA): see the
-        "grouped kernel" section there."""
+        full-sentence passes) with k + d >= 1024, else ``gather`` (incremental decoding; narrow layers,
+        where per-product overhead dominates: 64<->128 wide, 8x4 tokens, grouped 4.1 ms vs gather 2.3;
+        CUDA, where small products cost a launch each: unmeasured). Measured at the M2M 615M shapes
+        (fwd+bwd, 64x16 tokens, adapter cost above the frozen base vs a shared LoRA): the "grouped
+        kernel" section of benchmarks/RESULTS.md."""
         if self.kernel_choice != "auto":
             return self.kernel_choice
         if self.index != "modular" and self.offsets[-1] <= self.dense_max_ratio * self.rank_rows.size(1):
             return "dense"
         tokens = self.grouped_min_tokens if x is None else x.size(0)
         device = self.rank_rows.device if x is None else x.device
-        return "grouped" if device.type == "cpu" and tokens >= self.grouped_min_tokens else "gather"
+        wide = self.adapter_in + self.adapter_out >= self.grouped_min_width
+        return "grouped" if device.type == "cpu" and tokens >= self.grouped_min_tokens and wide else "gather"
 
     @property
     def full_shape(self) -> bool:
