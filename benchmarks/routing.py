@@ -8,19 +8,24 @@ backward with fixed output gradients. The base weights are frozen and shared by 
 - ``base``    the frozen nn.Linear layers alone;
 - ``shared``  one LoRA of the largest rank for all languages (h = W x + B A x);
 - ``lslo``    LSLoLinear as the model uses it (``auto`` kernel), and each kernel forced
-              (``gather``, ``dense``);
+              (``grouped``, ``gather``, ``dense``: lslo_fairseq/modules/kernels.py);
 - ``loop``    a naive per-language loop: for every language present, gather its sentences,
               apply its A, B, scatter the result back (``index_select`` / ``index_copy``).
 
 Ratios are medians of per-round ratios; "above base" divides the medians' excess over ``base``
-(the adapters' own cost: loop's over LSLo's).
+(the adapters' own cost: LSLo's over the shared LoRA's, loop's over LSLo's).
+
+Memory (unless ``--no-memory``): each (variant, languages) of ``--memory-variants`` is built and run
+(one warm-up step, one measured step) in a fresh process; the figure is the step's peak above what
+the built configuration holds: ru_maxrss minus the resident set size before the step on CPU,
+``torch.cuda.max_memory_allocated`` minus the allocated bytes before it on CUDA.
 
 Languages: ``lang12`` (H:2,M:2,V:8) and ``lang30`` (H:2,M:2,L:8,V:8) are the paper's presets
 (``lslo_fairseq.config.PRESETS``); ``N`` > 30 languages repeat lang30's group pattern (language i
 gets the group of lang30's language i mod 30) with lang30's ranks. Sentence b has language
 perm[b mod N] (perm a fixed random permutation), so a batch holds min(B, N) distinct languages.
 
-    python benchmarks/routing.py                      # 12, 30, 100 languages, B=64, T=16
+    python benchmarks/routing.py                      # 12, 30, 100, 300 languages, B=64, T=16
     python benchmarks/routing.py --langs 12,30,100,200 --batch 128 --length 8
 """
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import Dict, List
 
 import torch
@@ -125,20 +131,74 @@ def step_fn(model: LayerSet, router, langs, x, grads, device, amp):
     return run
 
 
+VARIANTS = ("base", "shared", "lslo", "grouped", "gather", "dense", "loop")
+
+
+def build_variant(v: str, n: int, bases, langs_of, device) -> tuple:
+    """(model, router, langs) of variant ``v`` at ``n`` languages."""
+    ranks = language_ranks(n)
+    router = LanguageRouter([f"l{i}" for i in range(n)], list(range(n)), n)
+    langs = langs_of(n)
+    if v == "base":
+        return LayerSet(dict(bases)), router, langs
+    if v == "shared":
+        return LayerSet({m: SharedLoRA(b, max(ranks)).to(device) for m, b in bases.items()}), router, langs
+    if v == "loop":
+        return lslo_set(bases, ranks, router, LoopLSLo), router, langs
+    return lslo_set(bases, ranks, router, kernel=None if v == "lslo" else v), router, langs
+
+
+def memory_worker(args, device, key: str) -> dict:
+    """Peak bytes of one fwd+bwd step of ``key`` (variant@languages) above the built configuration."""
+    v, n = key.split("@")
+    torch.manual_seed(0)
+    bases = build_bases(args.dim, args.ffn, device)
+    x = torch.randn(args.length, args.batch, args.dim, device=device, requires_grad=True)
+    grads = [torch.randn(args.length, args.batch, args.dim, device=device) for _ in range(7)]
+    model, router, langs = build_variant(v, int(n), bases, batch_langs(args.batch, device), device)
+    run = step_fn(model, router, langs, x, grads, device, args.amp)
+    run()  # warm-up: lazily allocated state (autograd, BLAS buffers) is not the kernel's
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        run()
+        torch.cuda.synchronize(device)
+        return dict(key=key, peak_bytes=torch.cuda.max_memory_allocated(device) - before)
+    before = timing.rss_bytes()
+    run()
+    return dict(key=key, peak_bytes=max(0, timing.max_rss_bytes() - before))
+
+
+def batch_langs(batch: int, device):
+    """Sentence b has language perm[b mod N], perm a fixed random permutation of the N languages."""
+    def langs_of(n: int):
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(n))
+        return perm[torch.arange(batch) % n].to(device)
+    return langs_of
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--langs", default="12,30,100", help="language counts, comma separated (default 12,30,100)")
+    p.add_argument("--langs", default="12,30,100,300", help="language counts, comma separated (default 12,30,100,300)")
     p.add_argument("--batch", type=int, default=64, help="sentences per batch (default 64)")
     p.add_argument("--length", type=int, default=16, help="tokens per sentence (default 16)")
     p.add_argument("--dim", type=int, default=1024, help="model dimension (default 1024, M2M 615M)")
     p.add_argument("--ffn", type=int, default=4096, help="FFN dimension (default 4096)")
-    p.add_argument("--variants", default="base,shared,lslo,gather,dense,loop",
-                   help="subset of base,shared,lslo,gather,dense,loop")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
+    p.add_argument("--memory-variants", default="base,shared,lslo,gather",
+                   help="variants whose peak memory is measured, one process each (default base,shared,lslo,gather)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # variant@languages whose memory this process measures
     timing.add_common_args(p)
     args = p.parse_args(argv)
     device = timing.setup(args)
     if args.quick:
         args.langs, args.batch, args.length, args.dim, args.ffn = "12,30", 8, 4, 64, 128
+        args.memory_variants = "base,lslo"  # a check that the workers run: 3 processes
+    if args.worker:
+        timing.emit(memory_worker(args, device, args.worker))
+        return 0
     try:
         counts = [int(n) for n in args.langs.split(",")]
     except ValueError:
@@ -146,67 +206,86 @@ def main(argv=None) -> int:
     if any(n < 2 for n in counts):
         raise SystemExit("--langs: every count must be >= 2")
     variants = [v.strip() for v in args.variants.split(",")]
-    unknown = set(variants) - {"base", "shared", "lslo", "gather", "dense", "loop"}
+    mem_variants = [] if args.no_memory else [v.strip() for v in args.memory_variants.split(",")]
+    unknown = (set(variants) | set(mem_variants)) - set(VARIANTS)
     if unknown:
-        raise SystemExit(f"--variants: unknown {sorted(unknown)}")
+        raise SystemExit(f"--variants/--memory-variants: unknown {sorted(unknown)}")
+
+    # memory first: a worker forked from a process that holds the timed configurations would inherit
+    # its resident size as its own ru_maxrss high-water mark
+    memory = {}
+    forward = ["--batch", args.batch, "--length", args.length, "--dim", args.dim, "--ffn", args.ffn,
+               "--device", args.device, "--threads", args.threads] + (["--amp"] if args.amp else [])
+    for key in (["base@%d" % counts[0]] if "base" in mem_variants else []) + [
+            f"{v}@{n}" for n in counts for v in mem_variants if v != "base"]:
+        res = timing.run_worker([os.path.abspath(__file__), "--worker", key, *map(str, forward)], args.threads)
+        memory["base" if key.startswith("base@") else key] = res["peak_bytes"]
 
     torch.manual_seed(0)
     bases = build_bases(args.dim, args.ffn, device)
     x = torch.randn(args.length, args.batch, args.dim, device=device, requires_grad=True)
     grads = [torch.randn(args.length, args.batch, args.dim, device=device) for _ in range(7)]
+    langs_of = batch_langs(args.batch, device)
     fns, info = {}, {}
     for n in counts:
         ranks = language_ranks(n)
         router = LanguageRouter([f"l{i}" for i in range(n)], list(range(n)), n)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(n))
-        langs = perm[torch.arange(args.batch) % n].to(device)
-        kernel_auto = lslo_set({"q": bases["q"]}, ranks, router).proj["q"].kernel()
-        info[n] = dict(sum_r=sum(ranks), max_r=max(ranks), present=int(langs.unique().numel()), auto=kernel_auto)
+        kernel_auto = lslo_set({"q": bases["q"]}, ranks, router).proj["q"].kernel(x)
+        info[n] = dict(sum_r=sum(ranks), max_r=max(ranks), present=int(langs_of(n).unique().numel()),
+                       auto=kernel_auto)
         for v in variants:
-            if v == "base":
-                if "base" not in fns:
-                    fns["base"] = step_fn(LayerSet(dict(bases)), router, langs, x, grads, device, args.amp)
+            if v == "base" and "base" in fns:
                 continue
-            if v == "shared":
-                model = LayerSet({m: SharedLoRA(b, max(ranks)).to(device) for m, b in bases.items()})
-            elif v == "loop":
-                model = lslo_set(bases, ranks, router, LoopLSLo)
-            else:
-                model = lslo_set(bases, ranks, router, kernel=None if v == "lslo" else v)
-            fns[f"{v}@{n}"] = step_fn(model, router, langs, x, grads, device, args.amp)
+            model, router, langs = build_variant(v, n, bases, langs_of, device)
+            fns["base" if v == "base" else f"{v}@{n}"] = step_fn(model, router, langs, x, grads, device, args.amp)
+    started = time.perf_counter()
     times = timing.interleaved(fns, args.repeats, args.warmup, device)
+    timed_s = time.perf_counter() - started
 
     print(f"# routing: fwd+bwd of one M2M layer set (q,k,v,c-q,c-k,c-v: {args.dim}x{args.dim}; "
           f"fc1/fc2: {args.dim}<->{args.ffn}), batch {args.batch} x {args.length} tokens; "
-          f"median of {args.repeats} interleaved rounds")
+          f"median of {args.repeats} interleaved rounds ({timed_s:.0f} s)")
     print("# " + timing.machine_line(args))
     ms = lambda key: 1000 * timing.median(times[key]) if key in times else float("nan")  # noqa: E731
     rat = lambda a, b: timing.ratio(times, a, b) if a in times and b in times else float("nan")  # noqa: E731
+    mib = lambda key: memory[key] / 2 ** 20 if key in memory else float("nan")  # noqa: E731
     rows, results = [], {}
     first = counts[0]
     for n in counts:
         r = dict(info[n], base_ms=ms("base"), **{f"{v}_ms": ms(f"{v}@{n}") for v in variants if v != "base"},
                  lslo_over_shared=rat(f"lslo@{n}", f"shared@{n}"), loop_over_lslo=rat(f"loop@{n}", f"lslo@{n}"),
                  lslo_over_base=rat(f"lslo@{n}", "base"), shared_over_base=rat(f"shared@{n}", "base"),
+                 grouped_over_shared=rat(f"grouped@{n}", f"shared@{n}"),
                  gather_over_shared=rat(f"gather@{n}", f"shared@{n}"), dense_over_shared=rat(f"dense@{n}", f"shared@{n}"),
-                 lslo_vs_first=rat(f"lslo@{n}", f"lslo@{first}"))
-        # the adapters' own cost: time above the frozen base (medians), loop's over LSLo's
-        r["loop_over_lslo_adapter_cost"] = (r.get("loop_ms", float("nan")) - r["base_ms"]) / (
-            r.get("lslo_ms", float("nan")) - r["base_ms"])
+                 lslo_vs_first=rat(f"lslo@{n}", f"lslo@{first}"),
+                 peak_mib={("base" if k == "base" else k.split("@")[0]): memory[k] / 2 ** 20 for k in memory
+                           if k == "base" or k.endswith(f"@{n}")})
+        # the adapters' own cost: time above the frozen base (medians)
+        above = lambda v: r.get(f"{v}_ms", float("nan")) - r["base_ms"]  # noqa: E731
+        for v in ("shared", "lslo", "grouped", "gather", "dense", "loop"):
+            r[f"{v}_above_base_ms"] = above(v)
+        r["lslo_over_shared_above_base"] = above("lslo") / above("shared")
+        r["grouped_over_shared_above_base"] = above("grouped") / above("shared")
+        r["gather_over_shared_above_base"] = above("gather") / above("shared")
+        r["loop_over_lslo_adapter_cost"] = above("loop") / above("lslo")
         results[n] = r
         rows.append([n, f"{r['sum_r']}/{r['max_r']}", r["present"], r["auto"], r["base_ms"],
                      r.get("shared_ms", float("nan")), r.get("lslo_ms", float("nan")),
-                     r.get("gather_ms", float("nan")), r.get("dense_ms", float("nan")), r.get("loop_ms", float("nan")),
-                     r["lslo_over_shared"], r["gather_over_shared"], r["dense_over_shared"], r["loop_over_lslo"],
-                     r["loop_over_lslo_adapter_cost"], r["lslo_vs_first"]])
-    print(timing.table(["langs", "sum_r/max_r", "in batch", "auto", "base ms", "shared ms", "lslo ms", "gather ms",
-                        "dense ms", "loop ms", "lslo/shared", "gather/shared", "dense/shared", "loop/lslo",
-                        "loop/lslo above base", f"lslo vs {first}"], rows))
+                     r.get("grouped_ms", float("nan")), r.get("gather_ms", float("nan")),
+                     r.get("dense_ms", float("nan")), r.get("loop_ms", float("nan")),
+                     r["shared_above_base_ms"], r["lslo_above_base_ms"], r["lslo_over_shared_above_base"],
+                     r["grouped_over_shared_above_base"], r["gather_over_shared_above_base"],
+                     r["lslo_over_shared"], r["loop_over_lslo_adapter_cost"], r["lslo_vs_first"],
+                     mib("base"), mib(f"shared@{n}"), mib(f"lslo@{n}"), mib(f"gather@{n}")])
+    print(timing.table(["langs", "sum_r/max_r", "in batch", "auto", "base ms", "shared ms", "lslo ms", "grouped ms",
+                        "gather ms", "dense ms", "loop ms", "shared above base", "lslo above base",
+                        "lslo/shared above base", "grouped/shared above base", "gather/shared above base",
+                        "lslo/shared", "loop/lslo above base", f"lslo vs {first}", "base peak MiB",
+                        "shared peak MiB", "lslo peak MiB", "gather peak MiB"], rows))
     print("# " + timing.loadavg() + " (after)")
     timing.write_json(args.json, dict(machine=timing.machine_line(args), args=vars(args),
                                       results={str(k): v for k, v in results.items()}))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ modules read their own.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,7 @@ from .errors import LSLoError
 
 ENC_OUT_SRC = "lslo_src_lang"
 ENC_OUT_TGT = "lslo_tgt_lang"
+PLAN_CACHE = 4  # plans kept by a router: both sides, the beam-reduced ids, one spare
 
 
 class RoutingError(LSLoError, RuntimeError):
@@ -56,6 +57,8 @@ class LanguageRouter(nn.Module):
         self.src: Optional[Tensor] = None
         self.tgt: Optional[Tensor] = None
         self.beam_size = 1
+        self._plans: List[tuple] = []  # (ids, version, plan), newest first
+        self._first_beams: Optional[tuple] = None
 
     # -- reading languages from tokens -------------------------------------------------------
     def lookup(self, tokens: Tensor, what: str) -> Tensor:
@@ -201,6 +204,7 @@ class LanguageRouter(nn.Module):
     # -- the current batch ---------------------------------------------------------------------
     def set(self, src: Optional[Tensor], tgt: Optional[Tensor]) -> None:
         self.src, self.tgt = src, tgt
+        self._plans, self._first_beams = [], None
 
     def set_from_encoder_out(self, encoder_out: Optional[Dict[str, List[Tensor]]]) -> None:
         if encoder_out is None:
@@ -225,8 +229,27 @@ class LanguageRouter(nn.Module):
         if ids.numel() == batch_size:
             return ids
         if self.beam_size > 1 and ids.numel() == batch_size * self.beam_size:
-            return ids.view(batch_size, self.beam_size)[:, 0]
+            first = self._first_beams
+            if first is None or first[0] is not ids or first[1] != (ids._version, self.beam_size):
+                # one tensor per batch (not a new view per layer), so that plan() finds it again
+                first = self._first_beams = (ids, (ids._version, self.beam_size),
+                                             ids.view(batch_size, self.beam_size)[:, 0])
+            return first[2]
         raise RoutingError(f"{ids.numel()} language ids for a batch of {batch_size} sentences")
+
+    def plan(self, langs: Tensor) -> List[Tuple[int, int]]:
+        """The batch grouped by adapter: (sentence, language row) pairs of ``langs`` (a tensor from
+        :meth:`ids`) ordered by language, stably (a language's sentences in batch order).
+
+        Computed once per forward and side, with one host copy of the ids, and reused by every layer
+        of that side: cached by tensor identity and version (an in-place edit recomputes it); the
+        cache is emptied by :meth:`set` and keeps the last ``PLAN_CACHE`` tensors."""
+        for seen, version, order in self._plans:
+            if seen is langs and version == langs._version:
+                return order
+        order = sorted(enumerate(langs.tolist()), key=lambda pair: pair[1])
+        self._plans = [(langs, langs._version, order)] + self._plans[:PLAN_CACHE - 1]
+        return order
 
 
 def reorder(values: List[Tensor], new_order: Tensor) -> List[Tensor]:

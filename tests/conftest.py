@@ -80,10 +80,10 @@ def lslo_run(tiny_data, tiny_base_checkpoint, tmp_path_factory):
                 log=(root / "train.log").read_text())
 
 
-@pytest.fixture(params=["gather", "dense"])
+@pytest.fixture(params=["gather", "dense", "grouped"])
 def kernel(request, monkeypatch):
-    """The routing kernel forced on every LSLoLinear (``gather`` or ``dense``). Not autouse: a module
-    whose every test should run with both kernels says ``pytestmark = pytest.mark.usefixtures("kernel")``."""
+    """The routing kernel forced on every LSLoLinear (``gather``, ``dense`` or ``grouped``). Not autouse: a
+    module whose every test should run with every kernel says ``pytestmark = pytest.mark.usefixtures("kernel")``."""
     from lslo_fairseq.modules.lslo_linear import LSLoLinear
 
     monkeypatch.setattr(LSLoLinear, "kernel_choice", request.param)

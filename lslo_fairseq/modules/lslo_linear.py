@@ -22,10 +22,12 @@ factors of one direction; the layer itself does not branch on the mode.
 The adapters of all languages are stored concatenated along the rank axis, ``lora_A``
 (sum_l r_l x k) and ``lora_B`` (d x sum_l r_l), so parameter counts are exact and
 ``torch.nn.utils.prune`` acts on them directly. The forward serves a whole mixed-language batch
-with a constant number of tensor ops per bank, by one of two kernels: ``gather`` (each sentence
-gathers its rows of A/B padded to the largest rank, two ``bmm``; padded rows are multiplied by zero
-before use) or ``dense`` (two GEMMs over all languages' ranks, other languages' columns zeroed per
-sentence). Neither lets padding or another language reach a sentence's output or gradients.
+by one of three kernels (``modules/kernels.py``): ``grouped`` (the batch ordered by language once per
+forward by the router; two small products per sentence on views of x, A_l, B_l, no copies),
+``gather`` (each sentence gathers its rows of A/B padded to the largest rank, two ``bmm``; padded
+rows are multiplied by zero before use) or ``dense`` (two GEMMs over all languages' ranks, other
+languages' columns zeroed per sentence). None lets padding or another language reach a sentence's
+output or gradients.
 
 Adapter shape (``--lslo-adapter-shape``). ``full``: the adapter spans the whole matrix, A_l: r_l x k,
 B_l: d x r_l (LoRA, PEFT). ``paper``: the authors' released code, where every adapter is
@@ -52,6 +54,7 @@ from torch import Tensor, nn
 
 from ..config import ADAPTER_SHAPES, INITS
 from ..routing import LanguageRouter
+from . import kernels
 from .modes import INDEXES, MODES, IndexWeights, Pair, language_factors  # noqa: F401 (IndexWeights: re-exported)
 
 Span = Tuple[int, int]
@@ -124,6 +127,9 @@ class LSLoLinear(nn.Module):
         self.register_buffer("rank_rows", rows, persistent=False)
         self.register_buffer("rank_mask", mask, persistent=False)
         self.register_buffer("col_mask", cols, persistent=False)
+        # the grouped kernel's (first row, end row, scale) of every language
+        self.lang_rows = [(self.offsets[lang], self.offsets[lang + 1], self.scale(lang))
+                          for lang in range(len(self.ranks))]
         self.reset_lora_parameters()
 
     def param_name(self, matrix: str, bank: str) -> str:
@@ -202,45 +208,45 @@ class LSLoLinear(nn.Module):
         return self.offsets[lang], self.offsets[lang + 1]
 
     def lora_delta(self, x: Tensor, langs: Tensor, bank: Optional[str] = None) -> Tensor:
-        """B_l A_l x for every sentence; ``x`` is (T, B, k), ``langs`` (B,) adapter rows."""
+        """B_l A_l x for every sentence; ``x`` is (T, B, k), ``langs`` (B,) adapter rows. The kernels
+        are in ``modules/kernels.py``."""
         bank = bank or self.banks[0]
         lora_a = getattr(self, self.param_name("A", bank))
         lora_b = getattr(self, self.param_name("B", bank))
-        if self.kernel() == "dense":
-            return self._delta_dense(x, langs, lora_a, lora_b)
-        return self._delta_gather(x, langs, lora_a, lora_b)
+        kernel = self.kernel(x)
+        if kernel == "grouped":
+            rows = kernels.sentence_rows(self.router.plan(langs), self.lang_rows)
+            return kernels.delta_grouped(x, lora_a, lora_b, rows, self.rank_rows.size(1))
+        if kernel == "dense":
+            return kernels.delta_dense(x, langs, lora_a, lora_b, self.col_mask)
+        return kernels.delta_gather(x, langs, lora_a, lora_b, self.rank_rows, self.rank_mask)
 
-    kernel_choice = "auto"  # "dense" | "gather" | "auto": set on the class, or on one layer
+    kernel_choice = "auto"  # "grouped" | "dense" | "gather" | "auto": set on the class, or on one layer
     dense_max_ratio = 8
+    grouped_min_tokens = 4
+    grouped_min_width = 1024  # k + d of the adapter
 
-    def kernel(self) -> str:
-        """``gather`` costs ~ max_r per token (batched small matmuls), ``dense`` ~ sum_r (two GEMMs
-        over all languages' ranks). ``auto`` picks dense up to sum_r <= 8 max_r. Measured at the
-        M2M 615M shapes (benchmarks/RESULTS.md, fwd+bwd, 64x16 tokens, 1 thread): sum_r/max_r = 6
-        (lang12) dense 863 ms vs gather 855 ms (a tie); 18 (lang30) 1009 vs 873; 56 (100
-        languages) 1498 vs 942. At small widths dense wins clearly (per-sentence bmm overhead)."""
+    def kernel(self, x: Optional[Tensor] = None) -> str:
+        """``dense`` costs ~ sum_r per token (two GEMMs over all languages' ranks), ``gather`` ~ max_r
+        plus a per-sentence copy of A and B, ``grouped`` ~ r_l with no copy but 6 small products per
+        sentence (fwd+bwd). ``auto``: dense up to sum_r <= 8 max_r (not under ``modular``, where a
+        direction's result must not depend on which other languages exist: dense's GEMM spans every
+        language's ranks); beyond, ``grouped`` on CPU for inputs of >= 4 tokens (``x``; training and
+        full-sentence passes) with k + d >= 1024, else ``gather`` (incremental decoding; narrow layers,
+        where per-product overhead dominates: 64<->128 wide, 8x4 tokens, grouped 4.1 ms vs gather 2.3;
+        CUDA, where small products cost a launch each: unmeasured). Measured at the M2M 615M shapes
+        (fwd+bwd, 64x16 tokens, adapter cost above the frozen base vs a shared LoRA): the "grouped
+        kernel" section of benchmarks/RESULTS.md."""
         if self.kernel_choice != "auto":
             return self.kernel_choice
-        if self.mode.kernel is not None:  # the modular mode's results must not depend on other languages
-            return self.mode.kernel
-        return "dense" if self.offsets[-1] <= self.dense_max_ratio * self.rank_rows.size(1) else "gather"
-
-    def _delta_gather(self, x, langs, lora_a, lora_b):
-        """Each sentence gathers its A_l, B_l padded to max rank R; two bmm."""
-        rows = self.rank_rows[langs]  # (B, R)
-        mask = self.rank_mask[langs].to(lora_a.dtype).unsqueeze(-1)  # (B, R, 1)
-        a = lora_a[rows] * mask  # (B, R, k), padded rows zeroed
-        b_t = lora_b.t().contiguous()[rows]  # (B, R, d) = B_l^T; padded rows meet the zeros of a
-        xb = x.transpose(0, 1)  # (B, T, k)
-        z = torch.bmm(xb, a.transpose(1, 2).to(xb.dtype))  # (B, T, R)
-        return torch.bmm(z, b_t.to(z.dtype)).transpose(0, 1)  # (T, B, d)
-
-    def _delta_dense(self, x, langs, lora_a, lora_b):
-        """z = A_all x for all languages' ranks, zero every column not of the sentence's language,
-        then B_all z: two GEMMs; other languages' rows get no output and no gradient."""
-        z = nn.functional.linear(x, lora_a.to(x.dtype))  # (T, B, sum_r); autocast may make it bf16
-        z = z * self.col_mask[langs].to(z.dtype).unsqueeze(0)  # in z's dtype: no fp32 copy under autocast
-        return nn.functional.linear(z, lora_b.to(z.dtype))  # (T, B, d)
+        # dense's GEMM spans every language's ranks: a mode whose results must not depend on which other
+        # languages exist (modular) does not use it
+        if self.mode.allows_dense and self.offsets[-1] <= self.dense_max_ratio * self.rank_rows.size(1):
+            return "dense"
+        tokens = self.grouped_min_tokens if x is None else x.size(0)
+        device = self.rank_rows.device if x is None else x.device
+        wide = self.adapter_in + self.adapter_out >= self.grouped_min_width
+        return "grouped" if device.type == "cpu" and tokens >= self.grouped_min_tokens and wide else "gather"
 
     @property
     def full_shape(self) -> bool:

@@ -59,7 +59,7 @@ class Mode:
     name: str = ""
     banks: Tuple[str, ...] = ()
     needs_index_weights = False  # the transformer layer's IndexWeights (weight learning)
-    kernel: Optional[str] = None  # a kernel this mode must use, or None: the layer's choice
+    allows_dense = True  # the dense kernel (a GEMM over every language's ranks) may serve this mode
 
     def delta(self, layer, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -108,10 +108,10 @@ class LearnedIndex(Mode):
 class Modular(Mode):
     """The follow-up's modular fine-tuning: input adapters routed by the source language, output
     adapters by the target language, mixed per sentence by the router's (w_in, w_out) and merge mode.
-    A direction's result must not depend on which other languages exist, so it always uses the
-    ``gather`` kernel (``dense``'s GEMM spans every language's ranks: adding one changes its rounding)."""
+    A direction's result must not depend on which other languages exist, so it never uses the
+    ``dense`` kernel (its GEMM spans every language's ranks: adding one changes its rounding)."""
 
-    name, banks, kernel = "modular", ("in", "out"), "gather"
+    name, banks, allows_dense = "modular", ("in", "out"), False
 
     def delta(self, layer, x: Tensor) -> Tensor:
         """In eval mode without autograd, a batch of one direction (as fairseq-generate decodes) applies
