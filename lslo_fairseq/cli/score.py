@@ -499,8 +499,8 @@ def merge_search(args, extra: List[str]) -> None:
     args.merge_grid_values = grid = ms.parse_grid(args.merge_grid) if args.merge_search == "grid" else None
     if args.merge_search == "bayes":
         ms.bayes_library()
-    spm = check_spm(args.spm)
     ckpt, pairs, merge, user_dir = check_merge_tuning(args, extra, "--merge-search")
+    spm = check_spm(args.spm)
     os.makedirs(args.results_dir, exist_ok=True)
     log = os.path.join(args.results_dir, "generate.log")
     if not args.verbose:
