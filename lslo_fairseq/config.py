@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 from .errors import LSLoError
 from .names import ALL_MODULES, INDEX_CHOICES
-from .runfiles import RunFileError, weight_learning
+from .runfiles import RunFileError, merge_weights, weight_learning
 
 MODULE_SETS = {
     "all": ALL_MODULES,
@@ -24,7 +24,6 @@ MODULE_SETS = {
 MODULAR_INDEX = "modular"
 DEFAULT_PIVOT = "en"
 MERGE_MODES = ("outputs", "ab")
-DEFAULT_MERGE_WEIGHTS = (0.5, 0.5)
 
 # Model shapes by name, and as fairseq flags: the tiny shape of the tests, the demo's quick mode and
 # ``--arch lslo_transformer_tiny`` is set here only.
@@ -479,18 +478,12 @@ def parse_train_langs(spec: Optional[str], languages: Sequence[str], pivot: Opti
 
 
 def parse_merge_weights(spec, flag: str = "--lslo-merge-weights"):
-    """``W_IN,W_OUT`` (both >= 0, not both 0) -> (w_in, w_out)."""
-    if isinstance(spec, (tuple, list)):
-        values = list(spec)
-    else:
-        values = _split_list(str(spec))
+    """``W_IN,W_OUT`` (both >= 0, not both 0) -> (w_in, w_out); the check is the merge-weights
+    file's (:func:`.runfiles.merge_weights.pair`)."""
     try:
-        w = tuple(float(v) for v in values)
-    except ValueError:
-        w = ()
-    if len(w) != 2 or not all(math.isfinite(x) and x >= 0 for x in w) or w == (0.0, 0.0):
-        raise LSLoConfigError(f"{flag}: two weights W_IN,W_OUT >= 0, not both 0 (e.g. 0.5,0.5), got {spec!r}")
-    return w
+        return merge_weights.pair(spec, flag)
+    except RunFileError as e:
+        raise LSLoConfigError(str(e)) from None
 
 
 def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> PruneConfig:

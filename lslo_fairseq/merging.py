@@ -7,14 +7,14 @@ task), ``lslo-export merge`` and ``lslo-score --merge-search``.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, Optional, Tuple
 
-from .config import DEFAULT_MERGE_WEIGHTS, MERGE_MODES, LSLoConfigError, parse_merge_weights
+from .config import MERGE_MODES, LSLoConfigError, parse_merge_weights
+from .runfiles import RunFileError, merge_weights
+from .runfiles.merge_weights import Weights
 
 FLAG = "--lslo-merge-weights"
-Weights = Tuple[float, float]
 
 
 def add_merge_options(parser, merge_help: str, weights_help: str) -> None:
@@ -25,21 +25,16 @@ def add_merge_options(parser, merge_help: str, weights_help: str) -> None:
 
 
 def read_merge_weights(spec) -> Tuple[Weights, Dict[Tuple[str, str], Weights]]:
-    """``W_IN,W_OUT`` or a JSON file ``{"weights": [w_in, w_out], "directions": {"fr-oc": [w_in, w_out]}}``
+    """``W_IN,W_OUT`` or a merge-weights JSON file (:mod:`.runfiles.merge_weights`)
     -> ((w_in, w_out), {(src, tgt): (w_in, w_out)}); None -> the default 0.5,0.5."""
     if spec is None:
-        return DEFAULT_MERGE_WEIGHTS, {}
+        return merge_weights.DEFAULT_WEIGHTS, {}
     if not (str(spec).endswith(".json") or os.path.isfile(str(spec))):
         return parse_merge_weights(spec), {}
     try:
-        with open(spec, encoding="utf-8") as f:
-            data = json.load(f)
-        weights = parse_merge_weights(data.get("weights", DEFAULT_MERGE_WEIGHTS), f"{FLAG} {spec}: 'weights'")
-        per = {tuple(d.split("-")): parse_merge_weights(w, f"{FLAG} {spec}: direction {d}")
-               for d, w in (data.get("directions") or {}).items()}
-    except (OSError, ValueError, AttributeError) as e:
-        raise LSLoConfigError(f"{FLAG} {spec}: not a merge-weights JSON file ({e})") from None
-    return weights, per
+        return merge_weights.load(str(spec))
+    except RunFileError as e:
+        raise LSLoConfigError(f"{FLAG} {e}") from None
 
 
 def apply_merge(model, mode: str = "outputs", spec=None, src: Optional[str] = None,

@@ -5,7 +5,9 @@ reader and its validator:
   matrix (written by the pruning controller; read by eq. 6 and the figures);
 - :mod:`.weight_learning`: ``SAVE_DIR/weight_learning.json``, the learned (w_src, w_tgt) of every
   layer and the index each one chooses (written by the task; read by ``--lslo-encoder-index`` and
-  ``lslo-plot weights``).
+  ``lslo-plot weights``);
+- :mod:`.merge_weights`: the merge-weights JSON, the (w_in, w_out) of a modular checkpoint's
+  directions (written by ``lslo-score --merge-search``; read by ``--lslo-merge-weights FILE``).
 
 Plain Python (no torch, no fairseq): the CLIs and option checks read them cheaply. Writes are
 atomic (:mod:`lslo_fairseq.files`).
