@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ..config import PRESETS
+from ..groups import PRESETS
 from ..errors import LSLoError
 from ..files import write_json_atomic
 from ..stand_in import package
@@ -138,7 +138,7 @@ def settings(a) -> Dict:
 
 def model_args(manifest: dict) -> List[str]:
     """The stand-in's shape (from its manifest), pre-norm, shared embeddings, positions, dropout."""
-    from ..config import PRENORM_SHARED_ARGS, shape_args
+    from ..shapes import PRENORM_SHARED_ARGS, shape_args
 
     r = manifest["recipe"]
     return [*shape_args(r["layers"], r["dim"], r["ffn"], r["heads"]), *PRENORM_SHARED_ARGS,

@@ -18,7 +18,7 @@ import os
 import time
 from typing import Dict, List
 
-from ..config import PRESETS
+from ..groups import PRESETS
 from ..evaluation import spbleu
 from ..evaluation.merge_search import weights_arg
 from ..evaluation.outputs import find_direction_outputs, read_generate_output

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..layout.frozen_base import read_fairseq_checkpoint
-from ..config import PRESETS, parse_lang_groups
+from ..config import parse_lang_groups
+from ..groups import PRESETS
 from ..errors import LSLoError
 from ..files import download_atomic, write_json_atomic
 from .multiparallel import PathLike, _link, _write_lines, encode_splits, lang_pairs, write_splits

@@ -186,7 +186,8 @@ def groups_of(step: str, measures: List[dict]) -> str:
 
 
 def langs_of(spec: str) -> List[str]:
-    from ..config import PRESETS, parse_lang_groups
+    from ..config import parse_lang_groups
+    from ..groups import PRESETS
 
     return list(PRESETS[spec]) if spec in PRESETS else list(parse_lang_groups(spec))
 
