@@ -30,6 +30,7 @@ from typing import Dict, List, Optional
 from ..groups import PRESETS
 from ..errors import LSLoError
 from ..files import write_json_atomic
+from ..runfiles import RunFileError, prepared, stand_in_manifest
 from ..stand_in import package
 from ..data.commands import fairseq_bin, task_args
 from ..stand_in.build import DEMO_SPLIT, EVAL_LANGS, LANGS
@@ -322,8 +323,7 @@ def demo(a) -> int:
     if a.stand_in and not os.path.isdir(a.stand_in):
         raise LSLoError(f"--stand-in {a.stand_in}: no such folder")
     stand_in = package.verify(stand_in_dir)  # before any work
-    with open(os.path.join(stand_in_dir, "manifest.json"), encoding="utf-8") as f:
-        manifest = json.load(f)
+    manifest = stand_in_manifest.load(str(stand_in_dir))
     groups = {l: PRESETS["lang12"][l] for l in s["eval_langs"]}
     out = os.path.abspath(a.out)
     os.makedirs(os.path.join(out, "logs"), exist_ok=True)
@@ -331,8 +331,10 @@ def demo(a) -> int:
     timings: Dict[str, float] = {}
 
     data_dir = os.path.join(out, "data")
-    prepared = os.path.join(data_dir, "prepared.json")
-    info = read_json_or_none(prepared)
+    try:
+        info = prepared.load(data_dir)
+    except RunFileError:
+        info = None
     fresh = info is not None and info.get("langs") == s["langs"] and info["rows"]["test"] == s["n_test"] \
         and os.path.exists(info["spm_model"]) \
         and package.sha256(info["spm_model"]) == package.sha256(stand_in[package.SPM_MODEL])
@@ -341,8 +343,7 @@ def demo(a) -> int:
             prepare(package.DEMO_TSV, s["langs"], data_dir, s["n_valid"], s["n_test"], 0, s["split_seed"],
                     max_train_rows=s["max_train_rows"], spm_model=stand_in[package.SPM_MODEL],
                     dictionary=stand_in[package.DICT])
-    with open(prepared, encoding="utf-8") as f:
-        info = json.load(f)
+    info = prepared.load(data_dir)
     data = dict(dir=data_dir, pairs=lang_pairs(s["langs"]))
     test_data = dict(data, pairs=lang_pairs(s["eval_langs"]))
     spm_model = info["spm_model"]
