@@ -1,5 +1,5 @@
-"""The files a training run writes for analysis, one module per format, each with its writer, its
-reader and its validator:
+"""The JSON files the plugin writes for a later step (analysis, generation, the demo, export), one
+module per format, each with its writer, its reader and its validator:
 
 - :mod:`.pruning_counts`: ``SAVE_DIR/pruning_counts.json``, the pruned count of every adapter
   matrix (written by the pruning controller; read by eq. 6 and the figures);
@@ -7,7 +7,13 @@ reader and its validator:
   layer and the index each one chooses (written by the task; read by ``--lslo-encoder-index`` and
   ``lslo-plot weights``);
 - :mod:`.merge_weights`: the merge-weights JSON, the (w_in, w_out) of a modular checkpoint's
-  directions (written by ``lslo-score --merge-search``; read by ``--lslo-merge-weights FILE``).
+  directions (written by ``lslo-score --merge-search``; read by ``--lslo-merge-weights FILE``);
+- :mod:`.prepared`: ``DATA_DIR/prepared.json``, what a prepared data directory holds (written by
+  both preparers, ``data.multiparallel`` and ``data.flores101``; read by ``lslo-demo``);
+- :mod:`.stand_in_manifest`: the stand-in's ``manifest.json`` (written by ``stand_in.package``;
+  read by ``lslo-demo`` for the model's shape);
+- :mod:`.export_info`: ``OUT/lslo_export.json``, the record of ``lslo-export hf`` or ``peft``
+  (``kind`` says which; read by ``lslo-export peft --base-model``).
 
 Plain Python (no torch, no fairseq): the CLIs and option checks read them cheaply. Writes are
 atomic (:mod:`lslo_fairseq.files`).
