@@ -18,12 +18,16 @@ import os
 import time
 from typing import Dict, List
 
+from ..data.commands import task_args
+from ..evaluation import merge_search as ms
+from ..evaluation import spbleu, tables
+from ..evaluation.bootstrap import compare_runs, format_intervals, significance_summary
 from ..groups import PRESETS
-from ..evaluation import spbleu
-from ..evaluation.merge_search import weights_arg
+from ..stand_in import package
+from ..stand_in.build import LANGS
 from ..evaluation.outputs import find_direction_outputs, read_generate_output
 from ..files import write_json_atomic
-from . import demo, progress
+from . import demo_runs, progress
 
 PIVOT = "en"
 HELD_BACK = "or"
@@ -46,37 +50,32 @@ def held_back(langs: List[str]) -> str:
     return HELD_BACK if HELD_BACK in langs else langs[-1]
 
 
-def modular_runs(langs: List[str]) -> Dict[str, demo.Run]:
+def modular_runs(langs: List[str]) -> Dict[str, demo_runs.Run]:
     held = held_back(langs)
     old = [l for l in langs if l != held]
-    modular = demo.lslo_options(["--lslo-modular", "--lslo-pivot", PIVOT, "--lslo-ranks", MODULAR_RANKS])
+    modular = demo_runs.lslo_options(["--lslo-modular", "--lslo-pivot", PIVOT, "--lslo-ranks", MODULAR_RANKS])
     return {
-        "modular": demo.Run(f"modular {MODULAR_RANKS}", "modular", "translation_multi_simple_epoch_lslo",
-                            [*modular, "--lslo-langs", ",".join(old)], demo.LSLO_LR,
+        "modular": demo_runs.Run(f"modular {MODULAR_RANKS}", "modular", "translation_multi_simple_epoch_lslo",
+                            [*modular, "--lslo-langs", ",".join(old)], demo_runs.LSLO_LR,
                             extra={"pairs": english_centric(old)}),
-        "added": demo.Run(f"modular + {held}", "modular_added", "translation_multi_simple_epoch_lslo",
+        "added": demo_runs.Run(f"modular + {held}", "modular_added", "translation_multi_simple_epoch_lslo",
                           [*modular, "--lslo-langs", ",".join(langs), "--lslo-train-langs", held],
-                          demo.LSLO_LR, extra={"pairs": english_centric([PIVOT, held]), "from": "modular"}),
+                          demo_runs.LSLO_LR, extra={"pairs": english_centric([PIVOT, held]), "from": "modular"}),
     }
 
 
-def decode(run: demo.Run, a, data, pairs: List[str], out: str, key: str, merge: List[str], subset: str = "test",
+def decode(run: demo_runs.Run, a, data, pairs: List[str], out: str, key: str, merge: List[str], subset: str = "test",
            name: str = ""):
     """Translate ``subset`` of ``pairs`` with ``run``'s checkpoint and the merge options ``merge``
     into OUT/generate/KEY; returns {direction: (hypotheses, references)}."""
-    gen = demo.Run(name or key, key, run.task, checkpoint=run.checkpoint, extra={"generate": merge, "subset": subset})
-    results = demo.generate_run(gen, a, data, dict(data, pairs=pairs), out)
+    gen = demo_runs.Run(name or key, key, run.task, checkpoint=run.checkpoint, extra={"generate": merge, "subset": subset})
+    results = demo_runs.generate_run(gen, a, data, dict(data, pairs=pairs), out)
     return {d: read_generate_output(p) for d, p in find_direction_outputs(results, subset).items()}
 
 
 def merge_search(run, a, data, pairs, out, spm_model):
     """Per mode, the mean spBLEU of the zero-shot directions' validation rows at every w_in of GRID and
     the w_in with the best mean (:func:`..evaluation.merge_search.search`, global scope)."""
-    from ..evaluation import merge_search as ms
-    from ..stand_in import package
-    from ..data.commands import task_args
-    from ..stand_in.build import LANGS
-
     found: Dict[str, Dict[float, float]] = {}
     best: Dict[str, float] = {}
     directions = [tuple(p.split("-")) for p in pairs]
@@ -85,7 +84,7 @@ def merge_search(run, a, data, pairs, out, spm_model):
                 progress.logs_to(os.path.join(out, "logs", f"merge_search_{mode}.log"), a.verbose):
             scorer = ms.generation_scorer(
                 data["dir"], run.checkpoint, os.path.join(out, "search", mode), package.user_dir(),
-                [*task_args(data["dir"], LANGS, data["pairs"])[2:], *demo.GENERATION_LIMITS, "--lslo-merge", mode],
+                [*task_args(data["dir"], LANGS, data["pairs"])[2:], *demo_runs.GENERATION_LIMITS, "--lslo-merge", mode],
                 spm_model, beam=a.beam, gen_subset="valid", task=run.task, progress=lambda *_: b.update(1))
             result = ms.search(directions, scorer, "grid", "global", grid=GRID)
         found[mode] = {w: sum(t.score for t in result.trials if t.w_in == w) / len(directions) for w in GRID}
@@ -100,7 +99,7 @@ def hypothesis_lines(path: str) -> List[str]:
         return sorted(line for line in f if line[:2] in ("H-", "D-", "P-"))
 
 
-def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_model: str, timings) -> Dict:
+def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo_runs.Run, spm_model: str, timings) -> Dict:
     """Steps 1-4 of the module docstring; returns the rows' texts, parameter counts and the record."""
     langs = s["langs"]
     runs = modular_runs(langs)
@@ -108,7 +107,7 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
         run = runs[key]
         t = time.time()
         start = runs[run.extra["from"]].checkpoint if run.extra.get("from") else None
-        demo.train_run(run, a, s, dict(data, pairs=run.extra["pairs"]), stand_in, out, manifest, start=start)
+        demo_runs.train_run(run, a, s, dict(data, pairs=run.extra["pairs"]), stand_in, out, manifest, start=start)
         timings[f"train_{run.key}"] = time.time() - t
     held = held_back(langs)
     eval_old = [l for l in s["eval_langs"] if l != held]
@@ -120,7 +119,7 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
         "LoRA_in only (1,0)": ["--lslo-merge-weights", "1,0"],
         "LoRA_out only (0,1)": ["--lslo-merge-weights", "0,1"],
         **{f"Setting {i} ({mode}, w_in={best[mode]})": ["--lslo-merge", mode, "--lslo-merge-weights",
-                                                       weights_arg(best[mode])]
+                                                       ms.weights_arg(best[mode])]
            for i, mode in ((1, "outputs"), (2, "ab"))},
     }
     t = time.time()
@@ -134,9 +133,9 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
     old_pairs = pairs + english_centric(eval_old)
     folders = {}
     for key, when in (("modular", "before"), ("added", "after")):
-        check = demo.Run(f"old directions, {when} {held}", f"{when}_added", runs[key].task,
+        check = demo_runs.Run(f"old directions, {when} {held}", f"{when}_added", runs[key].task,
                          checkpoint=runs[key].checkpoint, extra={"generate": setting1})
-        folders[when] = demo.generate_run(check, a, data, dict(data, pairs=old_pairs), out)
+        folders[when] = demo_runs.generate_run(check, a, data, dict(data, pairs=old_pairs), out)
     before, after = folders["before"], folders["after"]
     same = [d for d in old_pairs if hypothesis_lines(os.path.join(before, d, "generate-test.txt"))
             == hypothesis_lines(os.path.join(after, d, "generate-test.txt"))]
@@ -154,9 +153,6 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
 def report(a, result, base_texts, lslo_name: str, spm_model: str, eval_langs: List[str]) -> None:
     """The zero-shot table with intervals against Pretrain, % of multi-parallel LSLo, and the check of
     the added language."""
-    from ..evaluation import tables
-    from ..evaluation.bootstrap import compare_runs, format_intervals, significance_summary
-
     pairs = [tuple(p.split("-")) for p in result["pairs"]]
     texts = {name: {d: t[d] for d in pairs} for name, t in base_texts.items()}
     texts.update(result["texts"])
