@@ -13,7 +13,7 @@
   lslo-export info     FILE
       what FILE is (LSLo checkpoint, merged export, adapters file, plain checkpoint).
   lslo-export hf | peft | ct2
-      leave fairseq: Hugging Face M2M100 + PEFT adapters, CTranslate2 (see lslo_fairseq/export/cli.py).
+      leave fairseq: Hugging Face M2M100 + PEFT adapters, CTranslate2 (see lslo_fairseq/export/subcommands.py).
 
 Every output is written atomically (a temporary file, then a rename) and holds no optimizer state.
 """
@@ -26,6 +26,7 @@ import time
 
 from ..config import LSLoConfigError
 from ..merging import add_merge_options
+from ..export import subcommands
 from .. import runner
 
 
@@ -54,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output .pt")
     i = sub.add_parser("info", help="describe a checkpoint or adapters file")
     i.add_argument("file")
-    from ..export import cli as leaving  # hf, peft, ct2: leaving fairseq
-    leaving.add_parsers(sub)
+    subcommands.add_parsers(sub)  # hf, peft, ct2: leaving fairseq
     return p
 
 
@@ -78,9 +78,8 @@ def run(args) -> None:
     if args.command != "info":
         _check_out(args)
     start = time.perf_counter()
-    from ..export import cli as leaving
-    if args.command in leaving.COMMANDS:
-        leaving.run(args)
+    if args.command in subcommands.COMMANDS:
+        subcommands.run(args)
     elif args.command == "merge":
         state, model = reading.load_lslo_checkpoint(args.checkpoint, "--checkpoint")
         apply_merge(model, args.lslo_merge, args.lslo_merge_weights, args.source_lang, args.target_lang)
