@@ -19,9 +19,12 @@ Plain Python (no torch, no fairseq): the CLIs and option checks read them cheapl
 atomic (:mod:`lslo_fairseq.files`).
 """
 import json
+import numbers
 import os
+from typing import Any, Callable
 
 from ..errors import LSLoError
+from ..files import write_json_atomic
 
 
 class RunFileError(LSLoError):
@@ -38,3 +41,26 @@ def read_json(path: str):
             return json.load(f)
     except (OSError, ValueError) as e:
         raise RunFileError(f"{path}: not a readable JSON file: {e}") from None
+
+
+def is_int(x) -> bool:
+    """An integer of JSON (not a bool)."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def is_number(x) -> bool:
+    """A number of JSON (not a bool)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def load_checked(path: str, validate: Callable[[Any, str], Any]):
+    """``validate(content, path)`` of the JSON file at ``path``: errors name the file."""
+    return validate(read_json(path), path)
+
+
+def write_checked(path: str, doc, validate: Callable[[Any, str], Any]) -> str:
+    """``validate(doc, path)`` first (a file that exists can always be read back), then ``doc`` at
+    ``path``, atomically; returns ``path``."""
+    validate(doc, path)
+    write_json_atomic(path, doc)
+    return path

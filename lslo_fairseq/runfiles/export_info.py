@@ -14,12 +14,11 @@ they write, one schema per command, told apart by ``kind``:
 Read by ``lslo-export peft --base-model HF_DIR`` (which must be an ``hf`` record). Files written
 before ``kind`` existed are told apart by their keys (``language_token_ids``: hf; ``adapters``: peft).
 """
-import numbers
 import os
 from typing import Mapping, Optional
 
 from ..files import write_json_atomic
-from . import RunFileError, read_json
+from . import RunFileError, is_int, read_json
 
 FILENAME = "lslo_export.json"
 REQUIRED = {
@@ -27,10 +26,6 @@ REQUIRED = {
     "peft": ("from_checkpoint", "base_model", "adapters"),
 }
 KINDS = tuple(REQUIRED)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 def kind_of(doc: Mapping, where: str) -> str:
@@ -61,14 +56,14 @@ def validate(doc, where: str = FILENAME, kind: Optional[str] = None) -> dict:
         raise RunFileError(f"{where}: missing key(s) {missing} of an lslo-export {got} record")
     if got == "hf":
         ids = doc["language_token_ids"]
-        if not isinstance(ids, Mapping) or not all(isinstance(l, str) and _is_int(i) for l, i in ids.items()):
+        if not isinstance(ids, Mapping) or not all(isinstance(l, str) and is_int(i) for l, i in ids.items()):
             raise RunFileError(f"{where}: language_token_ids must map languages to token ids, got {ids!r}")
-        if not _is_int(doc["vocab_size"]) or doc["vocab_size"] <= 0:
+        if not is_int(doc["vocab_size"]) or doc["vocab_size"] <= 0:
             raise RunFileError(f"{where}: vocab_size must be an integer > 0, got {doc['vocab_size']!r}")
     else:
         adapters = doc["adapters"]
         if not isinstance(adapters, Mapping) or not all(
-                isinstance(a, Mapping) and _is_int(a.get("modules")) and isinstance(a.get("ranks"), list)
+                isinstance(a, Mapping) and is_int(a.get("modules")) and isinstance(a.get("ranks"), list)
                 for a in adapters.values()):
             raise RunFileError(f"{where}: adapters must map directions to {{modules, ranks}}, got {adapters!r}")
     return {"kind": got, **doc}

@@ -12,8 +12,7 @@ record (read by nobody). A pair is two numbers >= 0, not both 0 (:func:`pair`).
 import math
 from typing import Dict, Mapping, Tuple
 
-from ..files import write_json_atomic
-from . import RunFileError, read_json
+from . import RunFileError, load_checked, write_checked
 
 Weights = Tuple[float, float]
 DEFAULT_WEIGHTS: Weights = (0.5, 0.5)
@@ -61,12 +60,10 @@ def validate(doc, where: str) -> Tuple[Weights, Dict[Tuple[str, str], Weights]]:
 
 def load(path: str) -> Tuple[Weights, Dict[Tuple[str, str], Weights]]:
     """Read and validate a merge-weights JSON; errors name the file."""
-    return validate(read_json(path), path)
+    return load_checked(path, validate)
 
 
 def write(path: str, doc: dict) -> str:
     """Write (atomically) and return ``path``; the document is validated first, so the file written
     can always be read back."""
-    validate(doc, path)
-    write_json_atomic(path, doc)
-    return path
+    return write_checked(path, doc, validate)

@@ -14,8 +14,7 @@ Only those shared keys are checked; each preparer's own keys are passed through.
 import os
 from typing import Mapping
 
-from ..files import write_json_atomic
-from . import RunFileError, read_json
+from . import RunFileError, is_int, load_checked, write_checked
 
 FILENAME = "prepared.json"
 PATH_KEYS = ("data_dir", "spm_model", "dict", "lang_dict")
@@ -43,20 +42,16 @@ def validate(doc, where: str = FILENAME) -> dict:
         raise RunFileError(f"{where}: lang_pairs must be a list of SRC-TGT pairs of langs {langs}, got {pairs!r}")
     rows = doc["rows"]
     if not isinstance(rows, Mapping) or not all(
-            isinstance(rows.get(s), int) and not isinstance(rows.get(s), bool) and rows[s] >= 0 for s in SPLITS):
+            is_int(rows.get(s)) and rows[s] >= 0 for s in SPLITS):
         raise RunFileError(f"{where}: rows must give the number of train, valid and test rows, got {rows!r}")
     return dict(doc)
 
 
 def write(out_dir: str, info: dict) -> str:
     """Write (atomically) and return ``out_dir/prepared.json``; ``info`` is validated first."""
-    path = os.path.join(out_dir, FILENAME)
-    validate(info, path)
-    write_json_atomic(path, info)
-    return path
+    return write_checked(os.path.join(out_dir, FILENAME), info, validate)
 
 
 def load(data_dir: str) -> dict:
     """Read and validate ``data_dir/prepared.json``; errors name the file."""
-    path = os.path.join(data_dir, FILENAME)
-    return validate(read_json(path), path)
+    return load_checked(os.path.join(data_dir, FILENAME), validate)

@@ -10,19 +10,13 @@ Written by :func:`lslo_fairseq.stand_in.package.pack` at the end of ``lslo-stand
 
 ``SHA256SUMS`` does not cover it (it is a record, not an input of the model).
 """
-import numbers
 import os
 from typing import Mapping
 
-from ..files import write_json_atomic
-from . import RunFileError, read_json
+from . import RunFileError, is_int, is_number, load_checked, write_checked
 
 FILENAME = "manifest.json"
 SHAPE_KEYS = ("layers", "dim", "ffn", "heads")
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 def validate(doc, where: str = FILENAME) -> dict:
@@ -37,29 +31,25 @@ def validate(doc, where: str = FILENAME) -> dict:
     if not isinstance(recipe, Mapping):
         raise RunFileError(f"{where}: recipe must be an object, got {type(recipe).__name__}")
     for key in SHAPE_KEYS:
-        if not _is_int(recipe.get(key)) or recipe[key] <= 0:
+        if not is_int(recipe.get(key)) or recipe[key] <= 0:
             raise RunFileError(f"{where}: recipe.{key} must be an integer > 0, got {recipe.get(key)!r}")
     dropout = recipe.get("dropout")
-    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+    if not is_number(dropout) or not 0 <= dropout < 1:
         raise RunFileError(f"{where}: recipe.dropout must be a number in [0, 1), got {dropout!r}")
     curve = doc["curve"]
-    if not isinstance(curve, list) or not all(isinstance(p, Mapping) and _is_int(p.get("updates")) for p in curve):
+    if not isinstance(curve, list) or not all(isinstance(p, Mapping) and is_int(p.get("updates")) for p in curve):
         raise RunFileError(f"{where}: curve must be a list of points with their 'updates', got {curve!r}")
     for key in ("parameters", "bytes"):
-        if not _is_int(doc[key]) or doc[key] <= 0:
+        if not is_int(doc[key]) or doc[key] <= 0:
             raise RunFileError(f"{where}: {key} must be an integer > 0, got {doc[key]!r}")
     return dict(doc)
 
 
-def write(out_dir: str, manifest: dict) -> str:
-    """Write (atomically) and return ``out_dir/manifest.json``; validated first."""
-    path = os.path.join(out_dir, FILENAME)
-    validate(manifest, path)
-    write_json_atomic(path, manifest)
-    return path
-
-
 def load(folder: str) -> dict:
     """Read and validate ``folder/manifest.json``; errors name the file."""
-    path = os.path.join(folder, FILENAME)
-    return validate(read_json(path), path)
+    return load_checked(os.path.join(folder, FILENAME), validate)
+
+
+def write(out_dir: str, manifest: dict) -> str:
+    """Write (atomically) and return ``out_dir/manifest.json``; validated first."""
+    return write_checked(os.path.join(out_dir, FILENAME), manifest, validate)
