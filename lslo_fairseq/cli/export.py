@@ -25,7 +25,8 @@ import sys
 import time
 
 from ..config import LSLoConfigError
-from ..merging import add_merge_options
+from ..files import torch_save_atomic
+from ..merging import add_merge_options, apply_merge
 from ..export import subcommands
 from .. import runner
 
@@ -71,9 +72,7 @@ def _mb(path: str) -> str:
 
 
 def run(args) -> None:
-    from ..checkpoints import adapters, merge, reading
-    from ..files import torch_save_atomic
-    from ..merging import apply_merge
+    from ..checkpoints import adapters, merge, reading  # deferred: torch and fairseq (--help stays quick)
 
     if args.command != "info":
         _check_out(args)
@@ -109,8 +108,8 @@ def run(args) -> None:
 
 
 def describe(path: str) -> str:
-    from ..checkpoints import adapters, merge, reading
-    from ..layout.loading import load
+    from ..checkpoints import adapters, merge, reading  # deferred: torch and fairseq
+    from ..layout.loading import load  # deferred: torch
 
     data = load(path, "FILE")
     if isinstance(data, dict) and data.get("format") == adapters.FORMAT:
