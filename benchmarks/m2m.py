@@ -19,7 +19,7 @@ from fairseq.models.transformer import TransformerModel
 
 import lslo_fairseq.models  # noqa: F401  (registers the architectures)
 from lslo_fairseq.checkpoints.reading import StandInTask
-from lslo_fairseq.config import PRESETS
+from lslo_fairseq.groups import PRESETS
 from lslo_fairseq.models.lslo_transformer import LSLoTransformerModel, lslo_m2m100_615m
 
 # The released M2M-124 615M (flores101_mm100_615M): a fairseq dictionary of 256,000 entries, fairseq's 4

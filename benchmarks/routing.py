@@ -21,7 +21,7 @@ the built configuration holds: ru_maxrss minus the resident set size before the 
 ``torch.cuda.max_memory_allocated`` minus the allocated bytes before it on CUDA.
 
 Languages: ``lang12`` (H:2,M:2,V:8) and ``lang30`` (H:2,M:2,L:8,V:8) are the paper's presets
-(``lslo_fairseq.config.PRESETS``); ``N`` > 30 languages repeat lang30's group pattern (language i
+(``lslo_fairseq.groups.PRESETS``); ``N`` > 30 languages repeat lang30's group pattern (language i
 gets the group of lang30's language i mod 30) with lang30's ranks. Sentence b has language
 perm[b mod N] (perm a fixed random permutation), so a batch holds min(B, N) distinct languages.
 
@@ -41,7 +41,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import timing  # noqa: E402
-from lslo_fairseq.config import PRESETS  # noqa: E402
+from lslo_fairseq.groups import PRESETS  # noqa: E402
 from lslo_fairseq.modules.lslo_linear import LSLoLinear  # noqa: E402
 from lslo_fairseq.routing import LanguageRouter  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""Language sets, resource groups and the parsing/validation of every ``--lslo-*`` option.
+"""The parsing/validation of every ``--lslo-*`` option and the resolved adapter layout
+(:class:`LSLoConfig`). The paper's language table is :mod:`.groups`, model shapes :mod:`.shapes`.
 
 Everything here is plain Python (no fairseq, no torch) so that the CLIs and the task can validate a
 run before any data or weights are touched. Every error names the flag it is about.
@@ -8,11 +9,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .errors import LSLoError
+from .groups import PRESETS
 from .names import ALL_MODULES, INDEX_CHOICES
-from .runfiles import RunFileError, weight_learning
+from .runfiles import RunFileError, merge_weights, weight_learning
 
 MODULE_SETS = {
     "all": ALL_MODULES,
@@ -24,55 +26,6 @@ MODULE_SETS = {
 MODULAR_INDEX = "modular"
 DEFAULT_PIVOT = "en"
 MERGE_MODES = ("outputs", "ab")
-DEFAULT_MERGE_WEIGHTS = (0.5, 0.5)
-
-# Model shapes by name, and as fairseq flags: the tiny shape of the tests, the demo's quick mode and
-# ``--arch lslo_transformer_tiny`` is set here only.
-TINY_SHAPE = dict(layers=2, dim=64, ffn=128, heads=4)
-PRENORM_SHARED_ARGS = ["--share-all-embeddings", "--encoder-normalize-before", "--decoder-normalize-before"]
-
-
-def shape_args(layers: int, dim: int, ffn: int, heads: int) -> List[str]:
-    """fairseq's flags for ``layers``+``layers`` layers of width ``dim``, FFN ``ffn``, ``heads`` heads."""
-    out: List[str] = []
-    for side in ("encoder", "decoder"):
-        out += [f"--{side}-layers", str(layers), f"--{side}-embed-dim", str(dim),
-                f"--{side}-ffn-embed-dim", str(ffn), f"--{side}-attention-heads", str(heads)]
-    return out
-
-
-# Resource groups in the order the paper's tables use them.
-GROUP_ORDER = ("H", "M", "L", "V")
-GROUP_NAMES = {"H": "High", "M": "Medium", "L": "Low", "V": "Very low"}
-
-
-def order_groups(groups: Iterable[str]) -> List[str]:
-    """Group names in table order: those of ``GROUP_ORDER`` (H, M, L, V) first, others sorted."""
-    groups = set(groups)
-    return [g for g in GROUP_ORDER if g in groups] + sorted(groups - set(GROUP_ORDER))
-
-
-
-# Paper, table 5 (lang12) and table 6 (lang30): language -> (group, bitext with English).
-# Bitext sizes in sentence pairs as printed (M = 1e6, K = 1e3); English has none ("-").
-_LANG30_TABLE = [
-    ("en", "H", None), ("fr", "H", 289e6), ("de", "H", 216e6), ("it", "H", 116e6),
-    ("pt", "H", 137e6), ("ru", "H", 127e6), ("es", "H", 315e6),
-    ("ar", "M", 25.2e6), ("zh", "M", 37.9e6), ("nl", "M", 82.4e6), ("he", "M", 6.64e6),
-    ("hi", "M", 3.3e6), ("ja", "M", 23.2e6), ("ko", "M", 7.46e6), ("mt", "M", 5.82e6),
-    ("no", "M", 10.9e6),
-    ("af", "L", 570e3), ("am", "L", 339e3), ("hy", "L", 977e3), ("ha", "L", 335e3),
-    ("ny", "L", 932e3), ("sn", "L", 877e3), ("yo", "L", 171e3), ("zu", "L", 123e3),
-    ("ff", "V", 71e3), ("kam", "V", 50e3), ("oc", "V", 5.11e3), ("or", "V", 5e3),
-    ("sd", "V", 21.8e3), ("wo", "V", 86.9e3),
-]
-_LANG12 = ["en", "fr", "de", "it", "zh", "nl", "ja", "ko", "oc", "or", "sd", "wo"]
-
-PRESETS: Dict[str, Dict[str, str]] = {
-    "lang30": {lang: group for lang, group, _ in _LANG30_TABLE},
-    "lang12": {lang: group for lang, group, _ in _LANG30_TABLE if lang in _LANG12},
-}
-BITEXT_WITH_EN: Dict[str, Optional[float]] = {lang: size for lang, _, size in _LANG30_TABLE}
 
 
 class LSLoConfigError(LSLoError):
@@ -486,18 +439,12 @@ def parse_train_langs(spec: Optional[str], languages: Sequence[str], pivot: Opti
 
 
 def parse_merge_weights(spec, flag: str = "--lslo-merge-weights"):
-    """``W_IN,W_OUT`` (both in [0, 1], not both 0) -> (w_in, w_out)."""
-    if isinstance(spec, (tuple, list)):
-        values = list(spec)
-    else:
-        values = _split_list(str(spec))
+    """``W_IN,W_OUT`` (both in [0, 1], not both 0) -> (w_in, w_out); the check is the merge-weights
+    file's (:func:`.runfiles.merge_weights.pair`)."""
     try:
-        w = tuple(float(v) for v in values)
-    except ValueError:
-        w = ()
-    if len(w) != 2 or not all(math.isfinite(x) and 0 <= x <= 1 for x in w) or w == (0.0, 0.0):
-        raise LSLoConfigError(f"{flag}: two weights W_IN,W_OUT in [0, 1], not both 0 (e.g. 0.5,0.5), got {spec!r}")
-    return w
+        return merge_weights.pair(spec, flag)
+    except RunFileError as e:
+        raise LSLoConfigError(str(e)) from None
 
 
 def resolve_prune(args, languages: Sequence[str], groups: Dict[str, str]) -> PruneConfig:

@@ -7,14 +7,14 @@ task), ``lslo-export fold`` and ``lslo-score --merge-search``.
 """
 from __future__ import annotations
 
-import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
-from .config import DEFAULT_MERGE_WEIGHTS, MERGE_MODES, LSLoConfigError, parse_merge_weights
+from .config import MERGE_MODES, LSLoConfigError, parse_merge_weights
+from .runfiles import RunFileError, merge_weights
+from .runfiles.merge_weights import Direction, LayerWeights, Weights
 
 FLAG = "--lslo-merge-weights"
-Weights = Tuple[float, float]
 
 
 def add_merge_options(parser, merge_help: str, weights_help: str) -> None:
@@ -24,51 +24,21 @@ def add_merge_options(parser, merge_help: str, weights_help: str) -> None:
     parser.add_argument("--lslo-merge-weights", type=str, default=None, metavar="W_IN,W_OUT|FILE", help=weights_help)
 
 
-SIDES = ("encoder", "decoder")
-LayerWeights = Dict[str, List[Weights]]  # {"encoder": [(w_in, w_out)] * layers, "decoder": [...]}
+SIDES = merge_weights.SIDES
 
 
-def _layer_weights(value, where: str) -> LayerWeights:
-    """``{"encoder": [[w_in, w_out], ...], "decoder": [...]}``, every pair checked."""
-    if not isinstance(value, dict) or set(value) != set(SIDES):
-        raise LSLoConfigError(f"{where}: per-layer weights are {{\"encoder\": [[W_IN, W_OUT], ...], \"decoder\": "
-                              f"[...]}} (one pair per layer), got {str(value)[:80]}")
-    return {side: [parse_merge_weights(w, f"{where} {side} layer {i}") for i, w in enumerate(value[side])]
-            for side in SIDES}
-
-
-def read_merge_weights(spec) -> Tuple[Weights, Dict[Tuple[str, str], Weights], Dict[Optional[Tuple[str, str]], LayerWeights]]:
-    """``W_IN,W_OUT``, or a JSON file with any of
-
-        "weights": [w_in, w_out]                      one pair for every direction
-        "directions": {"fr-oc": [w_in, w_out]}        one pair per direction
-        "layers": {"encoder": [[w_in, w_out], ...], "decoder": [...]}
-                                                      one pair per layer, for every direction
-        "direction_layers": {"fr-oc": {"encoder": [...], "decoder": [...]}}
-                                                      one pair per direction and layer (learned weights)
-
-    -> ((w_in, w_out), {(src, tgt): (w_in, w_out)}, {(src, tgt) or None: per-layer weights}); None ->
-    the default 0.5,0.5. Every weight is in [0, 1]."""
+def read_merge_weights(spec) -> Tuple[Optional[Weights], Dict[Direction, Weights], Dict[Optional[Direction], LayerWeights]]:
+    """``W_IN,W_OUT`` or a merge-weights JSON file (:mod:`.runfiles.merge_weights`) -> ((w_in, w_out)
+    or None, {(src, tgt): (w_in, w_out)}, {(src, tgt) or None: per-layer weights}); None -> the
+    default 0.5,0.5. Every weight is in [0, 1]."""
     if spec is None:
-        return DEFAULT_MERGE_WEIGHTS, {}, {}
+        return merge_weights.DEFAULT_WEIGHTS, {}, {}
     if not (str(spec).endswith(".json") or os.path.isfile(str(spec))):
         return parse_merge_weights(spec), {}, {}
     try:
-        with open(spec, encoding="utf-8") as f:
-            data = json.load(f)
-        weights = parse_merge_weights(data.get("weights", DEFAULT_MERGE_WEIGHTS), f"{FLAG} {spec}: 'weights'")
-        per = {tuple(d.split("-")): parse_merge_weights(w, f"{FLAG} {spec}: direction {d}")
-               for d, w in (data.get("directions") or {}).items()}
-        layered: Dict[Optional[Tuple[str, str]], LayerWeights] = {}
-        if data.get("layers") is not None:
-            layered[None] = _layer_weights(data["layers"], f"{FLAG} {spec}: 'layers'")
-        for d, w in (data.get("direction_layers") or {}).items():
-            layered[tuple(d.split("-"))] = _layer_weights(w, f"{FLAG} {spec}: direction_layers {d}")
-    except (OSError, ValueError, AttributeError) as e:
-        raise LSLoConfigError(f"{FLAG} {spec}: not a merge-weights JSON file ({e})") from None
-    if layered and "weights" not in data and "layers" not in data:
-        weights = None  # no default: a direction without weights of its own is refused (apply_merge)
-    return weights, per, layered
+        return merge_weights.load(str(spec))
+    except RunFileError as e:
+        raise LSLoConfigError(f"{FLAG} {e}") from None
 
 
 def check_layer_counts(layered: Dict, counts: Dict[str, int], spec) -> None:
@@ -105,10 +75,10 @@ def apply_merge(model, mode: str = "outputs", spec=None, src: Optional[str] = No
         if (src, tgt) in layered or ((src, tgt) not in per_direction and None in layered):
             used = [w for side in SIDES for w in layered[(src, tgt) if (src, tgt) in layered else None][side]]
         else:
-            used = [per_direction.get((src, tgt), weights or DEFAULT_MERGE_WEIGHTS)]
+            used = [per_direction.get((src, tgt), weights or merge_weights.DEFAULT_WEIGHTS)]
         if any(min(w) > 0 for w in used):
             raise LSLoConfigError(
                 f"--lslo-merge ab needs equal ranks of the input and output adapters: {src} has rank "
                 f"{cfg.rank_of(src)} and {tgt} rank {cfg.rank_of(tgt)}; use --lslo-merge outputs")
-    model.lslo_router.configure_merge(cfg.pivot, cfg.ranks, mode, weights or DEFAULT_MERGE_WEIGHTS, per_direction,
+    model.lslo_router.configure_merge(cfg.pivot, cfg.ranks, mode, weights or merge_weights.DEFAULT_WEIGHTS, per_direction,
                                       layered)

@@ -57,7 +57,7 @@ TINY_RUN=$(cat <<'EOF'
 import os, subprocess, sys, time
 from pathlib import Path
 import fairseq, lslo_fairseq, torch
-from lslo_fairseq.config import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
+from lslo_fairseq.shapes import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
 from lslo_fairseq.data.multiparallel import LIBREOFFICE_TSV, prepare
 work = Path(sys.argv[1])
 work.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence, Union
 
 import lslo_fairseq
 from lslo_fairseq.data.commands import fairseq_bin  # noqa: F401  (the plugin's own; tests import it from here)
-from lslo_fairseq.config import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
+from lslo_fairseq.shapes import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
 
 # Tiny model shape (no --arch: add "--arch transformer" for a plain model, or a plugin arch).
 TINY_ARCH_ARGS = [*PRENORM_SHARED_ARGS, *shape_args(**TINY_SHAPE)]

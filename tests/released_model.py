@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from lslo_fairseq.config import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
+from lslo_fairseq.shapes import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
 
 TASK_KEYS = ("task", "langs", "lang_pairs", "lang_dict", "encoder_langtok", "decoder_langtok", "lang_tok_style",
              "fixed_dictionary", "data")

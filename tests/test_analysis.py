@@ -10,7 +10,7 @@ from scipy import stats
 from lslo_fairseq.analysis import importance as imp
 from lslo_fairseq.analysis import plots
 from lslo_fairseq.cli.plot import main
-from lslo_fairseq.config import BITEXT_WITH_EN, PRESETS
+from lslo_fairseq.groups import BITEXT_WITH_EN, PRESETS
 from lslo_fairseq.names import DECODER_MODULES, ENCODER_MODULES
 from lslo_fairseq.runfiles import RunFileError, pruning_counts
 from lslo_fairseq.evaluation.tables import write_results

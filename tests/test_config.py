@@ -4,13 +4,13 @@ import argparse
 import pytest
 
 from lslo_fairseq.config import (
-    PRESETS,
     LSLoConfigError,
     default_index,
     parse_index,
     parse_modules,
     resolve_config,
 )
+from lslo_fairseq.groups import PRESETS
 
 
 def args(**kw):

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from flores_fixture import make_flores_dataset, make_model_dir, make_tarball
-from lslo_fairseq.config import PRESETS, TINY_SHAPE, shape_args
+from lslo_fairseq.groups import PRESETS
+from lslo_fairseq.shapes import TINY_SHAPE, shape_args
 from lslo_fairseq.data import flores101
 from lslo_fairseq.cli.prepare_flores import main as prepare_flores_main
 from lslo_fairseq.checkpoints.reading import CheckpointError

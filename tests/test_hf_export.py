@@ -20,7 +20,7 @@ except imports.MissingLibraryError as e:  # only where transformers/peft cannot 
     pytest.skip(f"the hf extra is not installed: {e}", allow_module_level=True)
 
 from lslo_fairseq.cli.export import main as export_main  # noqa: E402
-from lslo_fairseq.export.generation import FairseqRules, translate  # noqa: E402
+from lslo_fairseq.export.hf_generation import FairseqRules, translate  # noqa: E402
 
 DIRECTIONS = [("fr", "oc"), ("oc", "en")]
 MAX_LEN_B = 20

@@ -274,7 +274,7 @@ def test_lslo_params_counts_the_built_models_trainable_parameters(modules, ranks
     assert f"LSLo trainable parameters (--lslo-adapter-shape {shape}): {expect:,}" in out
     if shape == "full":
         assert "in the authors' shape (--lslo-adapter-shape paper, every adapter 1024x1024): 15,335,424" in out
-    from lslo_fairseq.config import PRESETS
+    from lslo_fairseq.groups import PRESETS
 
     model = build_meta_model("lslo_m2m100_615m", ranks, "lang12", modules, list(PRESETS["lang12"]), None, [], shape)
     assert count(model)["adapters"] == expect == sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -11,7 +11,7 @@ import pytest
 import sacrebleu
 
 from lslo_fairseq.cli import score as score_cli
-from lslo_fairseq.config import PRESETS
+from lslo_fairseq.groups import PRESETS
 from lslo_fairseq.evaluation import ScoringError, generation, outputs, tables
 from lslo_fairseq.evaluation import spbleu as spbleu_mod
 from lslo_fairseq.evaluation.generation import generation_args

@@ -119,7 +119,7 @@ lang_pairs() { if [[ -f "$DATA/lang_pairs.txt" ]]; then cat "$DATA/lang_pairs.tx
 # command (Spike0924/LSLo, README.md, "Training"), flag by flag; README.md next to this file lists each
 # intended difference and its reason, and tests/test_recipe_command.py holds their command as data
 # and compares it with every row's.
-# lslo-demo trains with these settings at a small scale (lslo_fairseq/cli/demo.py, train_options).
+# lslo-demo trains with these settings at a small scale (lslo_fairseq/cli/demo_runs.py, train_options).
 fairseq_train() {
   local dir=$1; shift
   local launcher=(fairseq-train)

@@ -27,7 +27,7 @@ from ..errors import LSLoError
 from ..files import write_csv_atomic, write_json_atomic
 from ..runfiles.pruning_counts import RECORD_KEYS, SIDE_MODULES, SIDES, is_number
 
-from ..config import BITEXT_WITH_EN, GROUP_ORDER
+from ..groups import BITEXT_WITH_EN, GROUP_ORDER
 from ..names import DECODER_MODULES
 
 SCORE_LABEL = "Score (eq. 6): pruned \u2212 P\u00b7#B"

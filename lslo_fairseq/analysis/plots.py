@@ -23,7 +23,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..config import GROUP_NAMES, order_groups
+from ..groups import GROUP_NAMES, order_groups
 from ..names import INDEX_CHOICES
 from ..runfiles import weight_learning
 from .importance import (

@@ -22,12 +22,17 @@ import os
 import time
 from typing import Dict, List
 
-from ..config import PRESETS
-from ..evaluation import spbleu
-from ..evaluation.merge_search import weights_arg
+from ..data.commands import task_args
+from ..evaluation import merge_search as ms
+from ..evaluation import spbleu, tables
+from ..evaluation.bootstrap import compare_runs, format_intervals, significance_summary
+from ..groups import PRESETS
+from ..stand_in import package
+from ..stand_in.build import LANGS
 from ..evaluation.outputs import find_direction_outputs, read_generate_output
 from ..files import write_json_atomic
-from . import demo, progress
+from ..runfiles import merge_weights
+from . import demo_runs, progress
 
 PIVOT = "en"
 HELD_BACK = "or"
@@ -52,41 +57,35 @@ def held_back(langs: List[str]) -> str:
     return HELD_BACK if HELD_BACK in langs else langs[-1]
 
 
-def modular_runs(langs: List[str]) -> Dict[str, demo.Run]:
+def modular_runs(langs: List[str]) -> Dict[str, demo_runs.Run]:
     held = held_back(langs)
     old = [l for l in langs if l != held]
-    modular = demo.lslo_options(["--lslo-modular", "--lslo-pivot", PIVOT, "--lslo-ranks", MODULAR_RANKS])
+    modular = demo_runs.lslo_options(["--lslo-modular", "--lslo-pivot", PIVOT, "--lslo-ranks", MODULAR_RANKS])
+    task = "translation_multi_simple_epoch_lslo"
     return {
-        "modular": demo.Run(f"modular {MODULAR_RANKS}", "modular", "translation_multi_simple_epoch_lslo",
-                            [*modular, "--lslo-langs", ",".join(old)], demo.LSLO_LR,
-                            extra={"pairs": english_centric(old)}),
-        "added": demo.Run(f"modular + {held}", "modular_added", "translation_multi_simple_epoch_lslo",
-                          [*modular, "--lslo-langs", ",".join(langs), "--lslo-train-langs", held],
-                          demo.LSLO_LR, extra={"pairs": english_centric([PIVOT, held]), "from": "modular"}),
-        "english": demo.Run(f"modular + {PIVOT} adapters (rank {PIVOT_RANK}, {PIVOT}->{PIVOT})", "modular_english",
-                            "translation_multi_simple_epoch_lslo",
-                            [*modular, "--lslo-langs", ",".join(old), "--lslo-pivot-rank", str(PIVOT_RANK)],
-                            demo.LSLO_LR, extra={"pairs": english_centric(old) + [f"{PIVOT}-{PIVOT}"]}),
+        "modular": demo_runs.Run(f"modular {MODULAR_RANKS}", "modular", task, [*modular, "--lslo-langs", ",".join(old)],
+                                 demo_runs.LSLO_LR, extra={"pairs": english_centric(old)}),
+        "added": demo_runs.Run(f"modular + {held}", "modular_added", task,
+                               [*modular, "--lslo-langs", ",".join(langs), "--lslo-train-langs", held],
+                               demo_runs.LSLO_LR, extra={"pairs": english_centric([PIVOT, held]), "from": "modular"}),
+        "english": demo_runs.Run(f"modular + {PIVOT} adapters (rank {PIVOT_RANK}, {PIVOT}->{PIVOT})", "modular_english",
+                                 task, [*modular, "--lslo-langs", ",".join(old), "--lslo-pivot-rank", str(PIVOT_RANK)],
+                                 demo_runs.LSLO_LR, extra={"pairs": english_centric(old) + [f"{PIVOT}-{PIVOT}"]}),
     }
 
 
-def decode(run: demo.Run, a, data, pairs: List[str], out: str, key: str, merge: List[str], subset: str = "test",
+def decode(run: demo_runs.Run, a, data, pairs: List[str], out: str, key: str, merge: List[str], subset: str = "test",
            name: str = ""):
     """Translate ``subset`` of ``pairs`` with ``run``'s checkpoint and the merge options ``merge``
     into OUT/generate/KEY; returns {direction: (hypotheses, references)}."""
-    gen = demo.Run(name or key, key, run.task, checkpoint=run.checkpoint, extra={"generate": merge, "subset": subset})
-    results = demo.generate_run(gen, a, data, dict(data, pairs=pairs), out)
+    gen = demo_runs.Run(name or key, key, run.task, checkpoint=run.checkpoint, extra={"generate": merge, "subset": subset})
+    results = demo_runs.generate_run(gen, a, data, dict(data, pairs=pairs), out)
     return {d: read_generate_output(p) for d, p in find_direction_outputs(results, subset).items()}
 
 
 def merge_search(run, a, data, pairs, out, spm_model):
     """Per mode, the mean spBLEU of the zero-shot directions' validation rows at every w_in of GRID and
     the w_in with the best mean (:func:`..evaluation.merge_search.search`, global scope)."""
-    from ..evaluation import merge_search as ms
-    from ..stand_in import package
-    from ..data.commands import task_args
-    from ..stand_in.build import LANGS
-
     found: Dict[str, Dict[float, float]] = {}
     best: Dict[str, float] = {}
     per_direction: Dict[str, Dict[str, float]] = {}
@@ -96,7 +95,7 @@ def merge_search(run, a, data, pairs, out, spm_model):
                 progress.logs_to(os.path.join(out, "logs", f"merge_search_{mode}.log"), a.verbose):
             scorer = ms.generation_scorer(
                 data["dir"], run.checkpoint, os.path.join(out, "search", mode), package.user_dir(),
-                [*task_args(data["dir"], LANGS, data["pairs"])[2:], *demo.GENERATION_LIMITS, "--lslo-merge", mode],
+                [*task_args(data["dir"], LANGS, data["pairs"])[2:], *demo_runs.GENERATION_LIMITS, "--lslo-merge", mode],
                 spm_model, beam=a.beam, gen_subset="valid", task=run.task, progress=lambda *_: b.update(1))
             result = ms.search(directions, scorer, "grid", "global", grid=GRID)
         found[mode] = {w: sum(t.score for t in result.trials if t.w_in == w) / len(directions) for w in GRID}
@@ -111,18 +110,15 @@ def learn_weights(run, a, data, pairs, out) -> str:
     """The per-(direction, layer) merge weights of the zero-shot directions learned on their validation
     rows (:mod:`..evaluation.merge_learning`); writes and returns OUT/learned_merge_weights.json and draws
     the follow-up's figure 2 into OUT/figures/modular_merge_weights.png."""
-    from ..analysis import plots
-    from ..data.commands import task_args
-    from ..evaluation import merge_learning as ml
-    from ..evaluation.generation import Translator
-    from ..stand_in import package
-    from ..stand_in.build import LANGS
+    from ..analysis import plots  # deferred: matplotlib
+    from ..evaluation import merge_learning as ml  # deferred: torch
+    from ..evaluation.generation import Translator  # deferred: fairseq
 
     directions = [tuple(p.split("-")) for p in pairs]
     with progress.logs_to(os.path.join(out, "logs", "learn_merge_weights.log"), a.verbose), \
             progress.bar("learning merge weights (valid)", None, "batches", a.verbose) as b:
         translator = Translator(data["dir"], run.checkpoint, directions, package.user_dir(),
-                                [*task_args(data["dir"], LANGS, data["pairs"])[2:], *demo.GENERATION_LIMITS],
+                                [*task_args(data["dir"], LANGS, data["pairs"])[2:], *demo_runs.GENERATION_LIMITS],
                                 beam=1, gen_subset="valid", task=run.task)
         result = ml.learn(translator, directions, LEARN_EPOCHS, LEARN_LR, a.seed, lambda: b.update(1))
     path = ml.write(result, os.path.join(out, "learned_merge_weights.json"),
@@ -138,18 +134,18 @@ def hypothesis_lines(path: str) -> List[str]:
         return sorted(line for line in f if line[:2] in ("H-", "D-", "P-"))
 
 
-def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_model: str, timings) -> Dict:
+def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo_runs.Run, spm_model: str, timings) -> Dict:
     """Steps 1-4 of the module docstring; returns the rows' texts, parameter counts and the record."""
     langs = s["langs"]
     runs = modular_runs(langs)
-    from ..data.multiparallel import add_copy_pair
+    from ..data.multiparallel import add_copy_pair  # deferred: imports sentencepiece, torch and fairseq
 
     add_copy_pair(data["dir"], PIVOT)  # en->en copies for the run with English's own adapters
     for key in ("modular", "added", "english"):
         run = runs[key]
         t = time.time()
         start = runs[run.extra["from"]].checkpoint if run.extra.get("from") else None
-        demo.train_run(run, a, s, dict(data, pairs=run.extra["pairs"]), stand_in, out, manifest, start=start)
+        demo_runs.train_run(run, a, s, dict(data, pairs=run.extra["pairs"]), stand_in, out, manifest, start=start)
         timings[f"train_{run.key}"] = time.time() - t
     held = held_back(langs)
     eval_old = [l for l in s["eval_langs"] if l != held]
@@ -161,13 +157,13 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
     learned = learn_weights(runs["modular"], a, data, pairs, out)
     timings["learn_merge_weights"] = time.time() - t
     chosen = os.path.join(out, "per_direction_merge_weights.json")
-    write_json_atomic(chosen, {"weights": [best["outputs"], 1 - best["outputs"]], "directions": {
+    merge_weights.write(chosen, {"weights": [best["outputs"], round(1 - best["outputs"], 6)], "directions": {
         d: [w, round(1 - w, 6)] for d, w in per_direction["outputs"].items()}})
     rows = {
         "LoRA_in only (1,0)": ["--lslo-merge-weights", "1,0"],
         "LoRA_out only (0,1)": ["--lslo-merge-weights", "0,1"],
         **{f"Setting {i} ({mode}, w_in={best[mode]})": ["--lslo-merge", mode, "--lslo-merge-weights",
-                                                       weights_arg(best[mode])]
+                                                       ms.weights_arg(best[mode])]
            for i, mode in ((1, "outputs"), (2, "ab"))},
         "Setting 1, w_in per direction (searched)": ["--lslo-merge", "outputs", "--lslo-merge-weights", chosen],
         "Setting 1, learned per-layer weights": ["--lslo-merge", "outputs", "--lslo-merge-weights", learned],
@@ -183,9 +179,9 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
     old_pairs = pairs + english_centric(eval_old)
     folders = {}
     for key, when in (("modular", "before"), ("added", "after")):
-        check = demo.Run(f"old directions, {when} {held}", f"{when}_added", runs[key].task,
+        check = demo_runs.Run(f"old directions, {when} {held}", f"{when}_added", runs[key].task,
                          checkpoint=runs[key].checkpoint, extra={"generate": setting1})
-        folders[when] = demo.generate_run(check, a, data, dict(data, pairs=old_pairs), out)
+        folders[when] = demo_runs.generate_run(check, a, data, dict(data, pairs=old_pairs), out)
     before, after = folders["before"], folders["after"]
     same = [d for d in old_pairs if hypothesis_lines(os.path.join(before, d, "generate-test.txt"))
             == hypothesis_lines(os.path.join(after, d, "generate-test.txt"))]
@@ -215,9 +211,6 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo.Run, spm_mod
 def report(a, result, base_texts, lslo_name: str, spm_model: str, eval_langs: List[str]) -> None:
     """The zero-shot table with intervals against Pretrain, % of multi-parallel LSLo, and the check of
     the added language."""
-    from ..evaluation import tables
-    from ..evaluation.bootstrap import compare_runs, format_intervals, significance_summary
-
     pairs = [tuple(p.split("-")) for p in result["pairs"]]
     texts = {name: {d: t[d] for d in pairs} for name, t in base_texts.items()}
     texts.update(result["texts"])

@@ -14,7 +14,7 @@
   lslo-export info     FILE
       what FILE is (LSLo checkpoint, folded export, adapters file, plain checkpoint).
   lslo-export hf | peft | ct2
-      leave fairseq: Hugging Face M2M100 + PEFT adapters, CTranslate2 (see lslo_fairseq/export/cli.py).
+      leave fairseq: Hugging Face M2M100 + PEFT adapters, CTranslate2 (see lslo_fairseq/export/subcommands.py).
 
 Every output is written atomically (a temporary file, then a rename) and holds no optimizer state.
 """
@@ -26,7 +26,9 @@ import sys
 import time
 
 from ..config import LSLoConfigError
-from ..merging import add_merge_options
+from ..files import torch_save_atomic
+from ..merging import add_merge_options, apply_merge
+from ..export import subcommands
 from .. import runner
 
 DEPRECATED_FOLD = "merge"  # the old name of `lslo-export fold` ("merge" now means the modular input/output merge)
@@ -58,8 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output .pt")
     i = sub.add_parser("info", help="describe a checkpoint or adapters file")
     i.add_argument("file")
-    from ..export import cli as leaving  # hf, peft, ct2: leaving fairseq
-    leaving.add_parsers(sub)
+    subcommands.add_parsers(sub)  # hf, peft, ct2: leaving fairseq
     return p
 
 
@@ -75,16 +76,13 @@ def _mb(path: str) -> str:
 
 
 def run(args) -> None:
-    from ..checkpoints import adapters, fold, reading
-    from ..files import torch_save_atomic
-    from ..merging import apply_merge
+    from ..checkpoints import adapters, fold, reading  # deferred: torch and fairseq (--help stays quick)
 
     if args.command != "info":
         _check_out(args)
     start = time.perf_counter()
-    from ..export import cli as leaving
-    if args.command in leaving.COMMANDS:
-        leaving.run(args)
+    if args.command in subcommands.COMMANDS:
+        subcommands.run(args)
     elif args.command in ("fold", DEPRECATED_FOLD):
         if args.command == DEPRECATED_FOLD:
             print(f"lslo-export: '{DEPRECATED_FOLD}' is deprecated and will be removed: use 'lslo-export fold' (same "
@@ -117,8 +115,8 @@ def run(args) -> None:
 
 
 def describe(path: str) -> str:
-    from ..checkpoints import adapters, fold, reading
-    from ..layout.loading import load
+    from ..checkpoints import adapters, fold, reading  # deferred: torch and fairseq
+    from ..layout.loading import load  # deferred: torch
 
     data = load(path, "FILE")
     if isinstance(data, dict) and data.get("format") == adapters.FORMAT:

@@ -23,7 +23,8 @@ from typing import List, Optional, Sequence
 
 from ..analysis import importance as imp
 from ..analysis import plots
-from ..config import PRESETS, parse_lang_groups
+from ..config import parse_lang_groups
+from ..groups import PRESETS
 from ..errors import LSLoError
 from ..evaluation import tables as tables_mod
 from ..runfiles import pruning_counts, weight_learning

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Dict, Optional, Sequence
 
-from ..config import PRESETS
+from ..groups import PRESETS
 from ..data.flores101 import FLORES101_URL, FloresError, describe, prepare_flores101, resolve_langs
 from ..runner import run
 

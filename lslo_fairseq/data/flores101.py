@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..layout.frozen_base import read_fairseq_checkpoint
-from ..config import PRESETS, parse_lang_groups
+from ..config import parse_lang_groups
+from ..groups import PRESETS
 from ..errors import LSLoError
-from ..files import download_atomic, write_json_atomic
+from ..files import download_atomic
+from ..runfiles import prepared
 from .multiparallel import PathLike, _link, _write_lines, encode_splits, lang_pairs, write_splits
 
 logger = logging.getLogger(__name__)
@@ -449,5 +451,5 @@ def prepare_flores101(
     }
     del info["model_langs"]
     info["n_model_langs"] = len(model["model_langs"])
-    write_json_atomic(str(out / "prepared.json"), info)
+    prepared.write(str(out), info)
     return info

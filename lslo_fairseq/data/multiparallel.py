@@ -30,7 +30,8 @@ import torch
 from fairseq.data import Dictionary, indexed_dataset
 
 from ..errors import LSLoError
-from ..files import write_json_atomic, write_text_atomic
+from ..files import write_text_atomic
+from ..runfiles import prepared
 
 logger = logging.getLogger(__name__)
 
@@ -397,7 +398,7 @@ def prepare(
         "test_spm": {lang: str(out / f"test.spm.{lang}") for lang in langs},
         "elapsed_s": round(time.perf_counter() - start, 3),
     }
-    write_json_atomic(str(out / "prepared.json"), info)
+    prepared.write(str(out), info)
     return info
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from . import Direction, ScoringError
 from .metrics import DEFAULT_METRIC, get_metric
 from .spbleu import _bleu_metric
-from ..config import order_groups
+from ..groups import order_groups
 from .tables import check_grouped
 
 

@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from ..files import write_json_atomic
+from ..runfiles import merge_weights
 from . import Direction, ScoringError
 
 INIT_LOGIT = 1.0  # w0 = w1 = 1.0 (the follow-up, section 3.4): softmax 0.5, 0.5
@@ -135,9 +135,9 @@ def merge_weights_json(result: Learned, meta: Optional[dict] = None) -> dict:
 
 
 def write(result: Learned, path: str, meta: Optional[dict] = None) -> str:
+    """The merge-weights JSON at ``path`` (validated, atomic: :mod:`..runfiles.merge_weights`)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_json_atomic(path, merge_weights_json(result, meta))
-    return path
+    return merge_weights.write(path, merge_weights_json(result, meta))
 
 
 def format_result(result: Learned) -> str:

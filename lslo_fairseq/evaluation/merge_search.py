@@ -17,14 +17,14 @@ pivot, (0, 1) out of it).
 direction); ``global`` one ``w_in`` for all, the best average over the directions (bayes: one search
 of the average). Ties go to the point tried first (grid: the first in ``--merge-grid``'s order).
 
-Files, for ``--out PREFIX`` (default ``<results-dir>/merge_weights``): ``PREFIX.json`` (what
+Files, for ``--out PREFIX`` (default ``<results-dir>/merge_weights``): ``PREFIX.json`` (owned by
+:mod:`lslo_fairseq.runfiles.merge_weights`; what
 ``--lslo-merge-weights PREFIX.json`` reads: ``{"weights": [w_in, w_out], "directions": {"fr-oc": [w_in,
 w_out]}}``, plus the search's record under ``search``), ``PREFIX.csv`` (every point tried: trial, w_in,
 w_out, direction, spbleu) and ``PREFIX.png``/``.pdf`` (score against w_in, one line per direction).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..analysis.plots import _figure, _save
-from ..files import write_csv_atomic, write_text_atomic
+from ..files import write_csv_atomic
+from ..runfiles import merge_weights
 from . import Direction, ScoringError
 
 METHODS = ("grid", "bayes")
@@ -330,7 +331,7 @@ def write_outputs(result: SearchResult, prefix: str, meta: Optional[dict] = None
     """PREFIX.json (the merge weights), PREFIX.csv (every point) and the plot; returns their paths."""
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     json_path, csv_path = prefix + ".json", prefix + ".csv"
-    write_text_atomic(json_path, json.dumps(merge_weights_json(result, meta), indent=1))
+    merge_weights.write(json_path, merge_weights_json(result, meta))
     write_trials_csv(csv_path, result)
     return json_path, csv_path, plot_search(result, prefix).paths
 

@@ -9,7 +9,7 @@ import os
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from ..config import order_groups
+from ..groups import order_groups
 from ..files import write_csv_atomic, write_json_atomic
 from ..runfiles import read_json
 from . import Direction, ScoringError

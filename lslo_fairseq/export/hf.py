@@ -41,6 +41,7 @@ import torch
 from ..checkpoints.reading import CheckpointError, StandInTask
 from ..config import LSLoConfigError
 from ..files import copy_file_atomic, write_json_atomic
+from ..runfiles import RunFileError, export_info
 from . import imports
 from .source import Source
 
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from .tokenizer import SpmModel
 
 DEAD_LOGIT = 1000.0  # the constant logit -T of the dead rows; exp(-1000) is 0 in float32 and float64
-INFO_FILE = "lslo_export.json"
 
 ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_accurate": "gelu_new", "gelu_fast": "gelu_new",
                "tanh": "tanh", "linear": "linear", "swish": "silu"}
@@ -281,7 +281,13 @@ def generation_config(dead_ids: List[int]):
 
 
 def publish(folder: str, out: str) -> List[str]:
-    """Copy every file of ``folder`` into ``out``, each atomically; returns their names."""
+    """Copy every file of ``folder`` into ``out``, each atomically; returns their names.
+
+    HF's ``save_pretrained`` (and PEFT's) write plain files; the exporters let them write into a
+    temporary folder inside ``out`` and publish each file from there, so a reader never sees half a
+    file. The folder ``out`` itself is not swapped by a rename: it may already exist and hold more
+    than one export writes (the user's ``--out``; ``lslo-export peft``'s one folder per direction
+    beside ``lslo_export.json``), and ``os.replace`` cannot put a folder onto a non-empty one."""
     names = sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)))
     for name in names:
         copy_file_atomic(os.path.join(folder, name), os.path.join(out, name))
@@ -317,17 +323,19 @@ def export_hf(src: Source, out: str, check: bool = True) -> Dict:
         "vocab_size": len(src.dictionary) + len(extra_ids), "fairseq_vocab_size": len(src.dictionary),
         "pieces_outside_dict": [tokenizer.convert_ids_to_tokens(i) for i in extra_ids],
         "dict_entries_of_unknown_characters": unknown_runs(entries, spm),
-        "tied_embeddings": not extra_ids, "tokenizer": type(tokenizer).__name__, "files": files + [INFO_FILE],
+        "tied_embeddings": not extra_ids, "tokenizer": type(tokenizer).__name__, "files": files + [export_info.FILENAME],
         "lslo_checkpoint": src.is_lslo, "max_logprob_difference_to_fairseq": worst,
         "note": "frozen base only" + ("; the LSLo adapters are exported by lslo-export peft" if src.is_lslo else ""),
     }
-    write_json_atomic(os.path.join(out, INFO_FILE), info)
+    export_info.write(out, "hf", info)
     return info
 
 
 def read_info(hf_dir: str) -> Dict:
-    path = os.path.join(hf_dir, INFO_FILE)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"--base-model: {hf_dir} has no {INFO_FILE} (not written by lslo-export hf)")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """The ``lslo_export.json`` of a directory ``lslo-export hf`` wrote (``--base-model``)."""
+    if not os.path.isfile(os.path.join(hf_dir, export_info.FILENAME)):
+        raise CheckpointError(f"--base-model: {hf_dir} has no {export_info.FILENAME} (not written by lslo-export hf)")
+    try:
+        return export_info.load(hf_dir, "hf")
+    except RunFileError as e:
+        raise CheckpointError(f"--base-model: {e}") from None

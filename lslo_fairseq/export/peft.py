@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoints.reading import CheckpointError
 from ..config import as_list
-from ..files import write_json_atomic
+from ..runfiles import export_info
 from ..merging import apply_merge
 from . import imports
 from .hf import publish
@@ -111,5 +111,5 @@ def export_peft(src: Source, directions: Sequence[Tuple[str, str]], out: str, ba
         info["merge"] = {"mode": merge, "spec": merge_weights, "pivot": cfg.pivot,
                          "note": "(w_in, w_out) per direction (per encoder and decoder layer when the weights are per layer); "
                                  "the pivot's directions use their one adapter"}
-    write_json_atomic(os.path.join(out, "lslo_export.json"), info)
+    export_info.write(out, "peft", info)
     return written

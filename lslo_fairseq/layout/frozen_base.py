@@ -16,7 +16,6 @@ Tensors shared in the base file (M2M-100's tied embeddings) stay shared.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, Optional
@@ -25,6 +24,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..files import file_digest
+from . import json_buffer
 from .loading import is_fairseq_checkpoint, load
 
 BASE_KEY = "lslo_frozen_base"
@@ -42,18 +42,10 @@ def sha256(path: str) -> str:
     return _DIGESTS[key]
 
 
-def encode(ref: dict) -> torch.Tensor:
-    return torch.tensor(list(json.dumps(ref, sort_keys=True).encode("utf-8")), dtype=torch.uint8)
-
-
-def decode(tensor: torch.Tensor) -> dict:
-    return json.loads(bytes(tensor.to(torch.uint8).tolist()).decode("utf-8"))
-
-
 def reference_of(model_state) -> Optional[dict]:
     """The frozen-base reference of a checkpoint's model state (None for a full checkpoint)."""
     t = model_state.get(BASE_KEY)
-    return None if t is None else decode(t)
+    return None if t is None else json_buffer.decode(t)
 
 
 def new_reference(path: str) -> dict:
@@ -67,7 +59,7 @@ def strip(state: "OrderedDict[str, torch.Tensor]", frozen: Iterable[str], ref: d
     frozen = set(frozen)
     out = OrderedDict((k, v) for k, v in state.items() if k not in frozen)
     ref = dict(ref, keys=[[k, str(v.dtype).replace("torch.", "")] for k, v in state.items() if k in frozen])
-    out[BASE_KEY] = encode(ref)
+    out[BASE_KEY] = json_buffer.encode(ref)
     return out
 
 

@@ -1,17 +1,18 @@
 """The adapter layout: what must agree for LSLo weights to load into a model.
 
-Every LSLo model holds its layout under :data:`LAYOUT_KEY` (UTF-8 JSON in a uint8 tensor,
-:func:`encode_layout`/:func:`decode_layout`); :func:`layout_of` takes it from a config and
-:func:`layout_differences` names every differing field with the flag that sets it.
+Every LSLo model holds its layout under :data:`LAYOUT_KEY` (UTF-8 JSON in a uint8 tensor, as the
+frozen-base reference: :mod:`.json_buffer`; :func:`encode_layout`/:func:`decode_layout`);
+:func:`layout_of` takes it from a config and :func:`layout_differences` names every differing field
+with the flag that sets it.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional
 
 import torch
 
 from ..config import LSLoConfig
+from . import json_buffer
 
 LAYOUT_KEY = "lslo_layout"  # state-dict key of every LSLo model: the layout as UTF-8 JSON in a uint8 tensor
 LAYOUT_FLAGS = {
@@ -54,11 +55,13 @@ def layout_differences(theirs: Dict[str, list], ours: Dict[str, list], theirs_na
 
 
 def encode_layout(layout: dict) -> torch.Tensor:
-    return torch.tensor(list(json.dumps(layout, sort_keys=True).encode("utf-8")), dtype=torch.uint8)
+    """The layout as the ``lslo_layout`` buffer (:func:`.json_buffer.encode`)."""
+    return json_buffer.encode(layout)
 
 
 def decode_layout(tensor: torch.Tensor) -> dict:
-    return json.loads(bytes(tensor.to(torch.uint8).tolist()).decode("utf-8"))
+    """The layout an ``lslo_layout`` buffer holds."""
+    return json_buffer.decode(tensor)
 
 
 def layout_in(model_state: Dict[str, Any]) -> Optional[Dict]:

@@ -36,11 +36,11 @@ from ..config import (
     PRUNE_DEFAULT_DURATION,
     PRUNE_DEFAULT_RATIO,
     PRUNE_DEFAULT_START,
-    TINY_SHAPE,
     LSLoConfig,
     LSLoConfigError,
     resolve_config,
 )
+from ..shapes import TINY_SHAPE
 from ..names import DECODER_MODULES, ENCODER_MODULES
 from ..modules.frozen_langs import FrozenLanguages
 from ..modules.lslo_linear import LSLoLinear, adapter_spans
@@ -551,7 +551,7 @@ def transformer_m2m100_615m(args):
 
 @register_model_architecture("lslo_transformer", "lslo_transformer_tiny")
 def lslo_transformer_tiny(args):
-    """``config.TINY_SHAPE`` (2+2 pre-norm layers, 64/128, 4 heads), shared embeddings: for tests and
+    """``shapes.TINY_SHAPE`` (2+2 pre-norm layers, 64/128, 4 heads), shared embeddings: for tests and
     the demo's quick mode."""
     set_shape(args, **TINY_SHAPE)
     lslo_base_architecture(args)

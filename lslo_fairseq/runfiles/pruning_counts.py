@@ -11,13 +11,11 @@ analysis and ``lslo-plot ise|lsp``::
 Layers are 0-based. ``matrix`` is ``B``/``A``, with ``_src``/``_tgt`` for the banks of a
 weight-learning layer.
 """
-import numbers
 import os
 from typing import List, Mapping
 
 from ..names import DECODER_MODULES, ENCODER_MODULES
-from ..files import write_json_atomic
-from . import RunFileError, read_json
+from . import RunFileError, is_int, is_number, load_checked, write_checked
 
 FILENAME = "pruning_counts.json"
 KINDS = ("ise", "lsp", "gps")
@@ -34,17 +32,7 @@ def write(out_dir: str, kind: str, ratio: float, target_ratio: float, unit: str,
     path = os.path.join(out_dir, FILENAME)
     doc = dict(kind=kind, ratio=ratio, target_ratio=target_ratio, unit=unit, position=position,
                sparsity=dict(sparsity), records=records)
-    validate(doc, path)
-    write_json_atomic(path, doc)
-    return path
-
-
-def is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def is_number(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+    return write_checked(path, doc, validate)
 
 
 def validate_records(records, where: str = "records") -> List[dict]:
@@ -117,4 +105,4 @@ def validate(doc, where: str = "pruning counts") -> dict:
 
 def load(path: str) -> dict:
     """Read and validate a ``pruning_counts.json``; errors name the file."""
-    return validate(read_json(path), path)
+    return load_checked(path, validate)

@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..config import PRENORM_SHARED_ARGS, PRESETS, TINY_SHAPE, shape_args
+from ..groups import PRESETS
+from ..shapes import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
 from ..errors import LSLoError
 from ..files import write_json_atomic
 from . import package

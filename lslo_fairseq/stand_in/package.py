@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Dict
 
 from ..errors import LSLoError
-from ..files import file_digest, torch_save_atomic, write_json_atomic, write_text_atomic
+from ..files import copy_file_atomic, file_digest, torch_save_atomic, write_text_atomic
+from ..runfiles import stand_in_manifest
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 DEMO_TSV = RESOURCES / "libreoffice" / "libreoffice.complete10.tsv"
@@ -88,12 +88,11 @@ def pack(checkpoint: Path, vocab: Path, out: Path, manifest: dict) -> None:
     state["last_optimizer_state"] = None
     out.mkdir(parents=True, exist_ok=True)
     torch_save_atomic(str(out / CHECKPOINT), state)
-    shutil.copyfile(vocab / SPM_MODEL, out / SPM_MODEL)
-    shutil.copyfile(vocab / DICT, out / DICT)
+    copy_file_atomic(str(vocab / SPM_MODEL), str(out / SPM_MODEL))
+    copy_file_atomic(str(vocab / DICT), str(out / DICT))
     n_params = sum(v.numel() for v in halves.values())  # each tied tensor once, as fairseq counts
     # fairseq's own clock of training (summed over resumed runs, start-up and saving excluded)
     trained_s = (state.get("extra_state") or {}).get("previous_training_time")
-    write_json_atomic(str(out / "manifest.json"), dict(manifest, parameters=n_params,
-                                                        bytes=os.path.getsize(out / CHECKPOINT),
-                                                        fairseq_training_time_s=trained_s))
+    stand_in_manifest.write(str(out), dict(manifest, parameters=n_params, bytes=os.path.getsize(out / CHECKPOINT),
+                                           fairseq_training_time_s=trained_s))
     write_text_atomic(str(out / SUMS), "".join(f"{sha256(out / n)}  {n}\n" for n in FILES))

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..errors import LSLoError
 from ..files import write_csv_atomic, write_json_atomic, write_text_atomic
+from ..runfiles import prepared
 from .measure import option, read_measures
 
 # FLORES-101's dev split: the paper's training set, per language (section 5).
@@ -186,7 +187,8 @@ def groups_of(step: str, measures: List[dict]) -> str:
 
 
 def langs_of(spec: str) -> List[str]:
-    from ..config import PRESETS, parse_lang_groups
+    from ..config import parse_lang_groups
+    from ..groups import PRESETS
 
     return list(PRESETS[spec]) if spec in PRESETS else list(parse_lang_groups(spec))
 
@@ -204,8 +206,8 @@ def row_report(step: str, measures: List[dict], gpu: bool, epochs: int, basis: d
         pairs = [p for p in (option(argv, "--pairs") or "").split(",") if p]
         data = option(argv, "--data-dir")
         test_rows = None
-        if data and (Path(data) / "prepared.json").is_file():
-            test_rows = json.loads((Path(data) / "prepared.json").read_text(encoding="utf-8"))["rows"]["test"]
+        if data and (Path(data) / prepared.FILENAME).is_file():
+            test_rows = prepared.load(data)["rows"]["test"]
         out.update(eval_s=evals[-1]["wall_s"], eval_peak_rss_bytes=evals[-1]["peak_rss_bytes"],
                    eval_directions=len(pairs), eval_sentences=None if test_rows is None else test_rows * len(pairs),
                    eval_gpu_used_rise_mib=evals[-1]["gpu_used_rise_mib"])

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from ..config import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
+from ..shapes import PRENORM_SHARED_ARGS, TINY_SHAPE, shape_args
 from ..errors import LSLoError
 from ..files import file_digest, torch_save_atomic, write_json_atomic, write_text_atomic
 

@@ -1,4 +1,5 @@
-"""Decoding an exported model with Hugging Face ``generate`` exactly as ``fairseq-generate`` does.
+"""Decoding an exported model with Hugging Face ``generate`` exactly as ``fairseq-generate`` does (the
+fairseq side, decoding a checkpoint, is :mod:`lslo_fairseq.evaluation.generation`).
 
 ``generate`` differs from fairseq's ``SequenceGenerator`` in three details, all fixed by one
 logits processor, :class:`FairseqRules`, that works on the log-probabilities (beam search) or

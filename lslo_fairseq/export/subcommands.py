@@ -1,4 +1,5 @@
-"""``lslo-export hf | peft | ct2``: the subcommands that leave fairseq (added to ``lslo-export``).
+"""``lslo-export hf | peft | ct2``: the subcommands that leave fairseq, added to ``lslo-export`` (whose
+fairseq subcommands are :mod:`lslo_fairseq.cli.export`).
 
   lslo-export hf   --checkpoint CKPT --out DIR [--dict dict.txt] [--spm spm.model]
       the frozen base as a Hugging Face M2M100ForConditionalGeneration directory (with a fast tokenizer
