@@ -8,6 +8,7 @@
     lslo-plot lsp pruning_counts.json --out figs/lsp                  # figures 4 and 6, score tables
     lslo-plot curves --run 2;2;8+WL=ep1.json,ep2.json,... --run Ft-all=... \\
         --columns H2H,V2V --out figs/curves                           # figure 3
+    lslo-plot logit-lens lens.json --out figs/lens                    # logit lens (written by lslo-lens)
 
 Every figure is written as ``<PREFIX>_figN.png`` and ``.pdf``. Input files are read and checked
 before anything is drawn; an error names the file or flag at fault (exit status 2).
@@ -30,7 +31,7 @@ from ..runner import run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``lslo-plot`` parser: subcommands weights, ise, lsp, curves."""
+    """The ``lslo-plot`` parser: subcommands weights, ise, lsp, curves, logit-lens."""
     p = argparse.ArgumentParser(
         prog="lslo-plot",
         description="Figures and tables of the LSLo paper from a run's files: weight learning "
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "each file's meta.epoch if all have one, else 1, 2, ... in file order)")
     c.add_argument("--title", help="figure title")
     c.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig3.png/.pdf")
+    g = sub.add_parser("logit-lens", help="logit lens: token languages per decoder layer (lslo-lens JSON)",
+                       description="One heatmap per direction: decoder layer x token-language category "
+                       "(source, target, bridge, other, shared, unseen), colour = share of the layer's top-k "
+                       "lens tokens, from the JSON that lslo-lens writes.")
+    g.add_argument("lens", metavar="LENS.json", help="the JSON written by lslo-lens")
+    g.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_lens.png/.pdf")
     return p
 
 
@@ -214,6 +221,18 @@ def _cmd_curves(args) -> int:
     return 0
 
 
+def _cmd_lens(args) -> int:
+    import json
+
+    try:
+        with open(args.lens, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise imp.AnalysisError(f"{args.lens}: not a readable JSON file ({e})") from None
+    _report(plots.plot_logit_lens(doc, args.out + "_lens", where=args.lens).paths)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``lslo-plot``; return the exit status (bad input exits with status 2 before drawing)."""
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
@@ -223,6 +242,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         body = lambda: _cmd_weights(args)  # noqa: E731
     elif args.command in ("ise", "lsp"):
         body = lambda: _cmd_pruning(args, args.command)  # noqa: E731
+    elif args.command == "logit-lens":
+        body = lambda: _cmd_lens(args)  # noqa: E731
     else:
         body = lambda: _cmd_curves(args)  # noqa: E731
     return run(f"lslo-plot {args.command}", body)
