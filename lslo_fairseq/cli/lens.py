@@ -33,6 +33,7 @@ from ..evaluation.generation import Translator, parse_pairs
 from ..files import write_json_atomic
 from ..layout.frozen_base import read_fairseq_checkpoint
 from ..runner import run
+from .score import _default_user_dir, _option_value, _split_extra
 
 PROG = "lslo-lens"
 DEFAULT_TEXT = "{data_dir}/train.spm.{lang}"
@@ -70,24 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-dir", metavar="DIR",
                    help=f"fairseq --user-dir (default: the lslo_fairseq package when --task is {DEFAULT_TASK}).")
     return p
-
-
-def _split_extra(argv: List[str]):
-    if "--" in argv:
-        i = argv.index("--")
-        return argv[:i], argv[i + 1:]
-    return argv, []
-
-
-def _option(extra: Sequence[str], flag: str) -> Optional[str]:
-    """The value of ``flag`` among the fairseq arguments (``--flag V`` or ``--flag=V``; the last wins)."""
-    value = None
-    for i, a in enumerate(extra):
-        if a == flag and i + 1 < len(extra):
-            value = extra[i + 1]
-        elif a.startswith(flag + "="):
-            value = a.split("=", 1)[1]
-    return value
 
 
 def text_languages(args, pairs: Sequence[Direction]) -> List[str]:
@@ -142,16 +125,12 @@ def check_request(args, extra: Sequence[str]):
         if not any(os.path.isfile(p) for p in here):
             raise lens.LensError(f"--pairs: {src}-{tgt} is not in --data-dir {args.data_dir} for --gen-subset "
                                  f"{args.gen_subset} (no {os.path.basename(here[0])})")
-    dictionary = _option(extra, "--fixed-dictionary") or os.path.join(args.data_dir, "dict.txt")
+    dictionary = _option_value(extra, "--fixed-dictionary") or os.path.join(args.data_dir, "dict.txt")
     if not os.path.isfile(dictionary):
         raise lens.LensError(f"the dictionary {dictionary} (--fixed-dictionary after '--', else DATA_DIR/dict.txt) "
                              "does not exist: the lens reads tokens through the checkpoint's dictionary")
-    check_vocabulary(args.checkpoint, dictionary, _option(extra, "--langs"), _option(extra, "--lang-tok-style"))
-    user_dir = args.user_dir
-    if user_dir is None and args.task == DEFAULT_TASK:
-        import lslo_fairseq
-
-        user_dir = os.path.dirname(os.path.abspath(lslo_fairseq.__file__))
+    check_vocabulary(args.checkpoint, dictionary, _option_value(extra, "--langs"), _option_value(extra, "--lang-tok-style"))
+    user_dir = args.user_dir or _default_user_dir(args.task)
     if user_dir and not os.path.isdir(user_dir):
         raise lens.LensError(f"--user-dir: {user_dir} does not exist")
     return pairs, files, user_dir

@@ -41,12 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    w = sub.add_parser("weights", help="figure 1: learned src/tgt weights per layer",
-                       description="Figure 1 from weight_learning.json: w_src and w_tgt of every "
-                       "encoder and decoder layer, the chosen index starred. With a 'history' in "
-                       "the file, also PREFIX_fig1_history (w_tgt over updates).")
-    w.add_argument("weights", metavar="WL.json", help="weight_learning.json written by the training code")
-    w.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig1.png/.pdf")
+    _one_file_command(sub, "weights", "figure 1: learned src/tgt weights per layer",
+                      "Figure 1 from weight_learning.json: w_src and w_tgt of every encoder and decoder layer, "
+                      "the chosen index starred. With a 'history' in the file, also PREFIX_fig1_history "
+                      "(w_tgt over updates).", ("WL.json", "weight_learning.json written by the training code"),
+                      "fig1")
 
     for name, fig, what in (("ise", "figures 2 and 5, score tables and tables 9-10",
                              "intrinsic subspace estimation (layer-wise cross-language pruning)"),
@@ -83,13 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "each file's meta.epoch if all have one, else 1, 2, ... in file order)")
     c.add_argument("--title", help="figure title")
     c.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig3.png/.pdf")
-    g = sub.add_parser("logit-lens", help="logit lens: token languages per decoder layer (lslo-lens JSON)",
-                       description="One heatmap per direction: decoder layer x token-language category "
-                       "(source, target, bridge, other, shared, unseen), colour = share of the layer's top-k "
-                       "lens tokens, from the JSON that lslo-lens writes.")
-    g.add_argument("lens", metavar="LENS.json", help="the JSON written by lslo-lens")
-    g.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_lens.png/.pdf")
+    _one_file_command(sub, "logit-lens", "logit lens: token languages per decoder layer (lslo-lens JSON)",
+                      "One heatmap per direction: decoder layer x token-language category (source, target, "
+                      "bridge, other, shared, unseen), colour = share of the layer's top-k lens tokens, from "
+                      "the JSON that lslo-lens writes.", ("LENS.json", "the JSON written by lslo-lens"), "lens")
     return p
+
+
+def _one_file_command(sub, name: str, help: str, description: str, file: tuple, suffix: str) -> None:
+    """A subcommand that draws one file (positional ``file`` = (metavar, help), read as ``args.file``)
+    into ``PREFIX_<suffix>.png/.pdf``."""
+    s = sub.add_parser(name, help=help, description=description)
+    s.add_argument("file", metavar=file[0], help=file[1])
+    s.add_argument("--out", required=True, metavar="PREFIX", help=f"writes PREFIX_{suffix}.png/.pdf")
 
 
 def _split(spec: str) -> List[str]:
@@ -129,7 +134,7 @@ def _report(paths: Sequence[str]) -> None:
 
 
 def _cmd_weights(args) -> int:
-    wl = weight_learning.load(args.weights)
+    wl = weight_learning.load(args.file)
     saved = plots.plot_weight_learning(wl, args.out + "_fig1")
     _report(saved.paths)
     if wl.get("history"):
@@ -225,11 +230,11 @@ def _cmd_lens(args) -> int:
     import json
 
     try:
-        with open(args.lens, encoding="utf-8") as f:
+        with open(args.file, encoding="utf-8") as f:
             doc = json.load(f)
     except (OSError, ValueError) as e:
-        raise imp.AnalysisError(f"{args.lens}: not a readable JSON file ({e})") from None
-    _report(plots.plot_logit_lens(doc, args.out + "_lens", where=args.lens).paths)
+        raise imp.AnalysisError(f"{args.file}: not a readable JSON file ({e})") from None
+    _report(plots.plot_logit_lens(doc, args.out + "_lens", where=args.file).paths)
     return 0
 
 
