@@ -186,7 +186,10 @@ def test_plot_refuses_other_files(tmp_path, capsys):
 # lslo-lens
 # --------------------------------------------------------------------------------------------------
 def _fairseq_args(data):
-    return task_args(data)[1:]  # the data folder is --data-dir
+    """The task's options after '--': the data folder is --data-dir and the task lslo-lens's --task."""
+    args = task_args(data)[1:]
+    i = args.index("--task")
+    return args[:i] + args[i + 2:]
 
 
 def test_cli_refuses_bad_input_before_loading(tiny_data, tmp_path, capsys, monkeypatch):
