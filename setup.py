@@ -68,6 +68,7 @@ setup(
             "lslo-score=lslo_fairseq.cli.score:main",
             "lslo-demo=lslo_fairseq.cli.demo:main",
             "lslo-plot=lslo_fairseq.cli.plot:main",
+            "lslo-lens=lslo_fairseq.cli.lens:main",
             "lslo-export=lslo_fairseq.cli.export:main",
             "lslo-prepare-flores=lslo_fairseq.cli.prepare_flores:main",
         ]

@@ -7,6 +7,8 @@
 * :func:`plot_lsp_heatmap` -- figure 4 (eq. 6 score per layer x module, mean over languages).
 * :func:`plot_subspace_per_layer` -- figure 5 (figure 2 for every layer).
 * :func:`plot_lsp_per_language` -- figure 6 (figure 4 for every language).
+* :func:`plot_logit_lens` -- the logit lens (follow-up's bridge analysis): per direction, the share of
+  each token-language category among every decoder layer's top-k tokens.
 
 Every function writes ``<out_prefix>.png`` and ``<out_prefix>.pdf`` and returns a :class:`Saved`
 (the paths and the :class:`~matplotlib.figure.Figure`, for inspection). Heatmaps use a diverging
@@ -26,6 +28,7 @@ import numpy as np
 from ..groups import GROUP_NAMES, order_groups
 from ..names import INDEX_CHOICES
 from ..runfiles import weight_learning
+from .logit_lens import category_labels, check_lens_document
 from .importance import (
     SCORE_LABEL,
     SIDE_MODULES,
@@ -551,3 +554,45 @@ def plot_curves(epoch_tables: Mapping[str, EpochTable], columns: Sequence[str], 
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="Run", title_fontsize=8)
     fig.suptitle(title or "spBLEU per epoch by resource-group direction", fontsize=11)
     return _save(fig, out_prefix)
+
+
+# --------------------------------------------------------------------------------------------------
+# The logit lens (follow-up paper: why English is a good bridge)
+# --------------------------------------------------------------------------------------------------
+LENS_CMAP = "viridis"
+
+
+def plot_logit_lens(doc: Mapping, out_prefix: str, where: str = "logit-lens document", ncols: int = 3) -> Saved:
+    """One heatmap per direction: decoder layer (rows, embeddings on top) x token-language category
+    (columns), colour = share of the layer's top-k lens tokens (0..1, annotated)."""
+    from matplotlib.colors import Normalize
+
+    check_lens_document(doc, where)
+    directions = list(doc["directions"].items())
+    cols = category_labels(doc.get("bridge", "en"))
+    ncols = max(1, min(ncols, len(directions)))
+    nrows = math.ceil(len(directions) / ncols)
+    n_layers = max(len(e["layers"]) for _, e in directions)
+    fig = _figure((ncols * (0.55 * len(cols) + 1.2) + 1.2, nrows * (0.3 * n_layers + 1.6) + 0.8))
+    norm, cmap = Normalize(vmin=0.0, vmax=1.0), matplotlib_cmap(LENS_CMAP)
+    axes, im = [], None
+    for i, (name, entry) in enumerate(directions):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        im = _heatmap(ax, np.asarray(entry["shares"], dtype=float), entry["layers"], cols, norm, cmap,
+                      show_rows=i % ncols == 0, annotate=True)
+        ax.tick_params(axis="x", labelrotation=45)
+        ax.set_title(f"{name} ({entry['positions']} positions, top-{entry['top_k']})", fontsize=9)
+        if i % ncols == 0:
+            ax.set_ylabel("Decoder layer")
+        axes.append(ax)
+    cbar = fig.colorbar(im, ax=axes, shrink=0.9 if nrows == 1 else 0.5, pad=0.02)
+    cbar.set_label("share of the layer's top-k lens tokens", fontsize=8)
+    fig.suptitle(f"Logit lens: language of each decoder layer's top-k tokens (ratio {doc.get('ratio', '?')})",
+                 fontsize=10)
+    return _save(fig, out_prefix)
+
+
+def matplotlib_cmap(name: str):
+    import matplotlib
+
+    return matplotlib.colormaps[name]

@@ -9,6 +9,7 @@
     lslo-plot curves --run 2;2;8+WL=ep1.json,ep2.json,... --run Ft-all=... \\
         --columns H2H,V2V --out figs/curves                           # figure 3
     lslo-plot merge-weights merge_weights.json --out figs/modular     # the modular follow-up's figure 2
+    lslo-plot logit-lens lens.json --out figs/lens                    # logit lens (written by lslo-lens)
 
 Every figure is written as ``<PREFIX>_figN.png`` and ``.pdf``. Input files are read and checked
 before anything is drawn; an error names the file or flag at fault (exit status 2).
@@ -32,7 +33,7 @@ from ..runner import run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``lslo-plot`` parser: subcommands weights, ise, lsp, curves."""
+    """The ``lslo-plot`` parser: subcommands weights, ise, lsp, curves, logit-lens."""
     p = argparse.ArgumentParser(
         prog="lslo-plot",
         description="Figures and tables of the LSLo paper from a run's files: weight learning "
@@ -42,19 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    w = sub.add_parser("weights", help="figure 1: learned src/tgt weights per layer",
-                       description="Figure 1 from weight_learning.json: w_src and w_tgt of every "
-                       "encoder and decoder layer, the chosen index starred. With a 'history' in "
-                       "the file, also PREFIX_fig1_history (w_tgt over updates).")
-    w.add_argument("weights", metavar="WL.json", help="weight_learning.json written by the training code")
-    w.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig1.png/.pdf")
+    _one_file_command(sub, "weights", "figure 1: learned src/tgt weights per layer",
+                      "Figure 1 from weight_learning.json: w_src and w_tgt of every encoder and decoder layer, "
+                      "the chosen index starred. With a 'history' in the file, also PREFIX_fig1_history "
+                      "(w_tgt over updates).", ("WL.json", "weight_learning.json written by the training code"),
+                      "fig1")
 
-    mw = sub.add_parser("merge-weights", help="the modular follow-up's figure 2: learned merge weights per layer",
-                        description="One panel per direction: the normalised target weight w_out / (w_in + w_out) "
-                        "of every encoder and decoder layer, from a merge-weights JSON with per-layer weights "
-                        "(lslo-score --learn-merge-weights writes one).")
-    mw.add_argument("weights", metavar="MERGE_WEIGHTS.json", help="merge weights with per-layer entries")
-    mw.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_merge_weights.png/.pdf")
+    _one_file_command(sub, "merge-weights", "the modular follow-up's figure 2: learned merge weights per layer",
+                      "One panel per direction: the normalised target weight w_out / (w_in + w_out) of every "
+                      "encoder and decoder layer, from a merge-weights JSON with per-layer weights (lslo-score "
+                      "--learn-merge-weights writes one).", ("MERGE_WEIGHTS.json", "merge weights with per-layer "
+                                                             "entries"), "merge_weights")
 
     for name, fig, what in (("ise", "figures 2 and 5, score tables and tables 9-10",
                              "intrinsic subspace estimation (layer-wise cross-language pruning)"),
@@ -91,7 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "each file's meta.epoch if all have one, else 1, 2, ... in file order)")
     c.add_argument("--title", help="figure title")
     c.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig3.png/.pdf")
+    _one_file_command(sub, "logit-lens", "logit lens: token languages per decoder layer (lslo-lens JSON)",
+                      "One heatmap per direction: decoder layer x token-language category (source, target, "
+                      "bridge, other, shared, unseen), colour = share of the layer's top-k lens tokens, from "
+                      "the JSON that lslo-lens writes.", ("LENS.json", "the JSON written by lslo-lens"), "lens")
     return p
+
+
+def _one_file_command(sub, name: str, help: str, description: str, file: tuple, suffix: str) -> None:
+    """A subcommand that draws one file (positional ``file`` = (metavar, help), read as ``args.file``)
+    into ``PREFIX_<suffix>.png/.pdf``."""
+    s = sub.add_parser(name, help=help, description=description)
+    s.add_argument("file", metavar=file[0], help=file[1])
+    s.add_argument("--out", required=True, metavar="PREFIX", help=f"writes PREFIX_{suffix}.png/.pdf")
 
 
 def _split(spec: str) -> List[str]:
@@ -131,7 +142,7 @@ def _report(paths: Sequence[str]) -> None:
 
 
 def _cmd_weights(args) -> int:
-    wl = weight_learning.load(args.weights)
+    wl = weight_learning.load(args.file)
     saved = plots.plot_weight_learning(wl, args.out + "_fig1")
     _report(saved.paths)
     if wl.get("history"):
@@ -144,12 +155,12 @@ def _cmd_weights(args) -> int:
 def _cmd_merge_weights(args) -> int:
     from ..merging import read_merge_weights
 
-    _, _, layered = read_merge_weights(args.weights)
+    _, _, layered = read_merge_weights(args.file)
     per_direction = {"-".join(d): w for d, w in layered.items() if d is not None}
     if None in layered:
         per_direction["all directions"] = layered[None]
     if not per_direction:
-        raise imp.AnalysisError(f"{args.weights}: no per-layer merge weights ('layers' or 'direction_layers'); "
+        raise imp.AnalysisError(f"{args.file}: no per-layer merge weights ('layers' or 'direction_layers'); "
                                 "lslo-score --learn-merge-weights writes them")
     _report(plots.plot_merge_weights(per_direction, args.out + "_merge_weights").paths)
     return 0
@@ -237,6 +248,18 @@ def _cmd_curves(args) -> int:
     return 0
 
 
+def _cmd_lens(args) -> int:
+    import json
+
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise imp.AnalysisError(f"{args.file}: not a readable JSON file ({e})") from None
+    _report(plots.plot_logit_lens(doc, args.out + "_lens", where=args.file).paths)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``lslo-plot``; return the exit status (bad input exits with status 2 before drawing)."""
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
@@ -248,6 +271,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         body = lambda: _cmd_merge_weights(args)  # noqa: E731
     elif args.command in ("ise", "lsp"):
         body = lambda: _cmd_pruning(args, args.command)  # noqa: E731
+    elif args.command == "logit-lens":
+        body = lambda: _cmd_lens(args)  # noqa: E731
     else:
         body = lambda: _cmd_curves(args)  # noqa: E731
     return run(f"lslo-plot {args.command}", body)

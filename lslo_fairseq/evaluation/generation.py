@@ -242,18 +242,14 @@ class Translator:
             configure(model)
         return task
 
-    def translate(self, src: str, tgt: str, results_path: str,
-                  task_options: Optional[Dict[str, object]] = None) -> str:
-        """Decode the subset of src -> tgt into ``results_path/generate-<subset>.txt`` (written
-        atomically, in fairseq-generate's format: S-, T-, H-, D-, P- lines and its score line); return the path."""
-        import torch
-        from fairseq import scoring, utils
-        from fairseq.logging.meters import StopwatchMeter
-        from fairseq_cli.generate import get_symbols_to_strip_from_output
+    def batches(self, src: str, tgt: str, task_options: Optional[Dict[str, object]] = None):
+        """(task, batches): :meth:`task_for` src -> tgt and its ``gen_subset`` batched as
+        ``fairseq-generate`` batches it (random state reset, no shuffling); the models are configured
+        for the direction."""
+        from fairseq import utils
 
         cfg, subset = self.cfg, self.cfg.dataset.gen_subset
         task = self.task_for(src, tgt, task_options)
-        src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         _set_rng_state(self.rng)
         task.load_dataset(subset, task_cfg=self.saved_cfg.task)
         itr = task.get_batch_iterator(
@@ -269,6 +265,20 @@ class Translator:
             num_workers=cfg.dataset.num_workers,
             data_buffer_size=cfg.dataset.data_buffer_size,
         ).next_epoch_itr(shuffle=False)
+        return task, itr
+
+    def translate(self, src: str, tgt: str, results_path: str,
+                  task_options: Optional[Dict[str, object]] = None) -> str:
+        """Decode the subset of src -> tgt into ``results_path/generate-<subset>.txt`` (written
+        atomically, in fairseq-generate's format: S-, T-, H-, D-, P- lines and its score line); return the path."""
+        import torch
+        from fairseq import scoring, utils
+        from fairseq.logging.meters import StopwatchMeter
+        from fairseq_cli.generate import get_symbols_to_strip_from_output
+
+        cfg, subset = self.cfg, self.cfg.dataset.gen_subset
+        task, itr = self.batches(src, tgt, task_options)
+        src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         generator = task.build_generator(self.models, cfg.generation,
                                          extra_gen_cls_kwargs={"lm_model": None, "lm_weight": cfg.generation.lm_weight})
         strip = get_symbols_to_strip_from_output(generator)
