@@ -29,7 +29,8 @@ tgt: zero for directions with the bridge on one side), ``other`` (another table 
 Functions: :func:`read_token_counts` (one text file), :func:`excluded_tokens`,
 :func:`token_languages` (the rule), :func:`direction_categories`, :func:`lens_logits` (one state),
 :func:`decoder_states` (teacher-forced ``inner_states``), :func:`layer_counts` (one batch),
-:func:`lens_counts` (batches), :func:`shares`, :func:`format_shares`, :func:`check_lens_document`.
+:func:`lens_counts` (batches), :func:`shares`, :func:`format_shares`, :func:`check_lens_document`,
+:func:`pooled_entry` (all directions of a document as one: their counts summed).
 """
 from __future__ import annotations
 
@@ -273,6 +274,16 @@ def check_lens_document(doc, where: str) -> Mapping:
             raise LensError(f"{where}: direction {name}: 'shares' must be one row of {len(CATEGORIES)} "
                             "shares per entry of 'layers'")
     return doc
+
+
+def pooled_entry(doc: Mapping) -> Dict[str, object]:
+    """All directions of a (checked) logit-lens document as one entry: per layer, the counts of every
+    direction summed, then turned into shares (so each direction weighs by its positions)."""
+    entries = list(doc["directions"].values())
+    if len({len(e["counts"]) for e in entries}) != 1:
+        raise LensError("directions with different numbers of decoder layers cannot be pooled")
+    counts = np.sum([np.asarray(e["counts"], dtype=np.int64) for e in entries], axis=0)
+    return direction_entry(counts, sum(int(e["positions"]) for e in entries), int(entries[0]["top_k"]))
 
 
 def direction_entry(counts, positions: int, k: int) -> Dict[str, object]:

@@ -8,7 +8,8 @@
 * :func:`plot_subspace_per_layer` -- figure 5 (figure 2 for every layer).
 * :func:`plot_lsp_per_language` -- figure 6 (figure 4 for every language).
 * :func:`plot_logit_lens` -- the logit lens (follow-up's bridge analysis): per direction, the share of
-  each token-language category among every decoder layer's top-k tokens.
+  each token-language category among every decoder layer's top-k tokens;
+  :func:`plot_logit_lens_models` -- several models side by side, each one's directions pooled.
 
 Every function writes ``<out_prefix>.png`` and ``<out_prefix>.pdf`` and returns a :class:`Saved`
 (the paths and the :class:`~matplotlib.figure.Figure`, for inspection). Heatmaps use a diverging
@@ -28,7 +29,7 @@ import numpy as np
 from ..groups import GROUP_NAMES, order_groups
 from ..names import INDEX_CHOICES
 from ..runfiles import weight_learning
-from .logit_lens import category_labels, check_lens_document
+from .logit_lens import category_labels, check_lens_document, pooled_entry
 from .importance import (
     SCORE_LABEL,
     SIDE_MODULES,
@@ -589,6 +590,35 @@ def plot_logit_lens(doc: Mapping, out_prefix: str, where: str = "logit-lens docu
     cbar.set_label("share of the layer's top-k lens tokens", fontsize=8)
     fig.suptitle(f"Logit lens: language of each decoder layer's top-k tokens (ratio {doc.get('ratio', '?')})",
                  fontsize=10)
+    return _save(fig, out_prefix)
+
+
+def plot_logit_lens_models(docs: Mapping[str, Mapping], out_prefix: str) -> Saved:
+    """One heatmap per model (logit-lens documents of the same directions): decoder layer x
+    token-language category, each model's directions pooled (:func:`..logit_lens.pooled_entry`)."""
+    from matplotlib.colors import Normalize
+
+    pooled = {name: pooled_entry(check_lens_document(doc, name)) for name, doc in docs.items()}
+    first = next(iter(docs.values()))
+    cols = category_labels(first.get("bridge", "en"))
+    n_layers = max(len(e["layers"]) for e in pooled.values())
+    fig = _figure((len(pooled) * (0.55 * len(cols) + 1.2) + 1.2, 0.3 * n_layers + 2.2))
+    norm, cmap = Normalize(vmin=0.0, vmax=1.0), matplotlib_cmap(LENS_CMAP)
+    axes, im = [], None
+    for i, (name, entry) in enumerate(pooled.items()):
+        ax = fig.add_subplot(1, len(pooled), i + 1)
+        im = _heatmap(ax, np.asarray(entry["shares"], dtype=float), entry["layers"], cols, norm, cmap,
+                      show_rows=i == 0, annotate=True)
+        ax.tick_params(axis="x", labelrotation=45)
+        ax.set_title(f"{name}\n({entry['positions']} positions)", fontsize=9)
+        if i == 0:
+            ax.set_ylabel("Decoder layer")
+        axes.append(ax)
+    cbar = fig.colorbar(im, ax=axes, shrink=0.9, pad=0.02)
+    cbar.set_label("share of the layer's top-k lens tokens", fontsize=8)
+    directions = ", ".join(first["directions"])
+    fig.suptitle(f"Logit lens, all directions pooled ({len(first['directions'])}: {directions[:60]}"
+                 f"{'...' if len(directions) > 60 else ''})", fontsize=10)
     return _save(fig, out_prefix)
 
 

@@ -14,7 +14,11 @@ stand-in.
 5. the follow-up papers' variants: English's own adapters (``--lslo-pivot-rank``, trained on en->en
    copies) in a second run, compared with ours on the English-centric and zero-shot directions; the
    per-direction searched ratio and the learned per-layer weights (``lslo-score --learn-merge-weights``)
-   as rows of the table, and the learned weights' figure (the follow-up's figure 2).
+   as rows of the table, and the learned weights' figure (the follow-up's figure 2);
+6. the logit lens (``lslo-lens``, the 2026 follow-up's bridge analysis) of Pretrain, multi-parallel
+   LSLo and the modular run (Setting 1 at the searched weight) on the zero-shot directions' test rows:
+   which language each decoder layer's top-5 tokens belong to, pooled over the directions
+   (``figures/logit_lens_lens_models.png``; per model and direction ``figures/logit_lens_<run>_lens.png``).
 """
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ from ..stand_in.build import LANGS
 from ..evaluation.outputs import find_direction_outputs, read_generate_output
 from ..files import write_json_atomic
 from ..runfiles import merge_weights
-from . import demo_runs, progress
+from ..analysis import logit_lens as lens
+from . import demo_runs, plot, progress
 
 PIVOT = "en"
 HELD_BACK = "or"
@@ -127,6 +132,53 @@ def learn_weights(run, a, data, pairs, out) -> str:
     return path
 
 
+def logit_lens(a, data, pairs: List[str], out: str, models: Dict[str, tuple]) -> Dict[str, dict]:
+    """Step 6: ``lslo-lens`` of every model ``{name: (checkpoint, task, merge options)}`` on the test rows
+    of ``pairs`` (OUT/lens/<n>.json; the per-direction tables go to OUT/logs/logit_lens.log), then
+    ``lslo-plot logit-lens`` of them all (OUT/figures/logit_lens_*). Returns {name: document}."""
+    import contextlib
+
+    from . import lens as lens_cli  # deferred: imports fairseq
+
+    docs = {}
+    files = []
+    log = os.path.join(out, "logs", "logit_lens.log")
+    with progress.bar("logit lens (test)", len(models), "models", a.verbose) as b:
+        for i, (name, (checkpoint, task, merge)) in enumerate(models.items()):
+            path = os.path.join(out, "lens", f"{i}.json")
+            args = lens_cli.build_parser().parse_args(["--data-dir", data["dir"], "--checkpoint", checkpoint,
+                                                       "--pairs", ",".join(pairs), "--out", path, "--task", task])
+            extra = [*task_args(data["dir"], LANGS, data["pairs"])[2:], *demo_runs.GENERATION_LIMITS, *merge]
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with progress.logs_to(log, a.verbose), open(log, "a", encoding="utf-8") as f, \
+                    (contextlib.nullcontext() if a.verbose else contextlib.redirect_stdout(f)):
+                print(f"== {name}", flush=True)
+                docs[name] = lens_cli.compute(args, extra)
+            files.append(f"{name}={path}")
+            b.update(1)
+    with progress.logs_to(log, a.verbose), open(log, "a", encoding="utf-8") as f, \
+            (contextlib.nullcontext() if a.verbose else contextlib.redirect_stdout(f)):
+        if plot.main(["logit-lens", *files, "--out", os.path.join(out, "figures", "logit_lens")]) != 0:
+            raise RuntimeError(f"lslo-plot logit-lens failed; see {log}")
+    return docs
+
+
+def lens_table(docs: Dict[str, dict]) -> str:
+    """Per model, the share of the bridge language's and the target language's tokens among each
+    decoder layer's top-k lens tokens, all directions pooled."""
+    pooled = {name: lens.pooled_entry(doc) for name, doc in docs.items()}
+    first = next(iter(pooled.values()))
+    bridge = next(iter(docs.values())).get("bridge", PIVOT)
+    lines = [f"\nLogit lens on the zero-shot directions' test rows (top-{first['top_k']} tokens of every decoder layer, "
+             f"directions pooled): share of {bridge} tokens / target-language tokens"]
+    lines.append(f"{'layer':34s}" + "".join(f"{l:>12s}" for l in first["layers"]))
+    at = {c: lens.CATEGORIES.index(c) for c in ("bridge", "target")}
+    for name, entry in pooled.items():
+        lines.append(f"{name[:34]:34s}" + "".join(f"{row[at['bridge']]:6.2f} /{row[at['target']]:4.2f}"
+                                                  for row in entry["shares"]))
+    return "\n".join(lines)
+
+
 def hypothesis_lines(path: str) -> List[str]:
     """fairseq-generate's H-, D- and P- lines (hypotheses, detokenized, positional scores), sorted by
     sentence; the file's other lines hold timings."""
@@ -198,14 +250,24 @@ def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo_runs.Run, sp
                                      name=runs["english"].name),
     }
     timings["english_adapters"] = time.time() - t
+    # 6. the logit lens of the base, multi-parallel LSLo and the modular run
+    t = time.time()
+    lenses = logit_lens(a, data, pairs, out, {
+        "Pretrain": (str(stand_in[package.CHECKPOINT]), "translation_multi_simple_epoch", []),
+        lslo_run.name: (lslo_run.checkpoint, lslo_run.task, []),
+        f"modular, Setting 1 (w_in={best['outputs']})": (runs["modular"].checkpoint, runs["modular"].task, setting1),
+    })
+    timings["logit_lens"] = time.time() - t
     record = dict(search=search, best=best, per_direction=per_direction, learned_weights=learned,
                   pivot_rank_variant=PIVOT_RANK, ranks=MODULAR_RANKS, pivot=PIVOT, held_back=held,
                   trainable={r.name: r.trainable for r in runs.values()},
                   old_directions=len(old_pairs), identical_after_adding=len(same),
-                  differing_after_adding=[d for d in old_pairs if d not in same])
+                  differing_after_adding=[d for d in old_pairs if d not in same],
+                  logit_lens={name: {"checkpoint": doc["meta"]["checkpoint"], **lens.pooled_entry(doc)}
+                              for name, doc in lenses.items()})
     write_json_atomic(os.path.join(out, "modular.json"), record)
     return dict(texts=texts, pairs=pairs, new_pairs=new_pairs, texts_new=texts_new, record=record, runs=runs,
-                english=english, centric=centric)
+                english=english, centric=centric, lenses=lenses)
 
 
 def report(a, result, base_texts, lslo_name: str, spm_model: str, eval_langs: List[str]) -> None:
@@ -233,6 +295,7 @@ def report(a, result, base_texts, lslo_name: str, spm_model: str, eval_langs: Li
     new_scores = [spbleu.spbleu(h, r, spm_model) for h, r in result["texts_new"].values()]
     held = rec["held_back"]
     print(english_table(result, spm_model))
+    print(lens_table(result["lenses"]))
     print(f"{held} added afterwards (its adapters alone trained, en<->{held}): "
           f"{rec['identical_after_adding']} of {rec['old_directions']} old directions' hypotheses and scores identical "
           f"before and after; {held}'s {len(new_scores)} zero-shot directions "

@@ -22,7 +22,6 @@ input is checked before the model is loaded; errors name the flag at fault (exit
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -32,6 +31,7 @@ from ..evaluation import DEFAULT_TASK, Direction
 from ..evaluation.generation import Translator, parse_pairs
 from ..files import write_json_atomic
 from ..layout.frozen_base import read_fairseq_checkpoint
+from ..runfiles import RunFileError, prepared
 from ..runner import run
 from .score import _default_user_dir, _option_value, _split_extra
 
@@ -77,15 +77,11 @@ def text_languages(args, pairs: Sequence[Direction]) -> List[str]:
     """--text-langs, else the prepared data's languages, else those of the directions and the bridge."""
     if args.text_langs:
         return [x.strip() for x in args.text_langs.split(",") if x.strip()]
-    prepared = os.path.join(args.data_dir, "prepared.json")
-    if os.path.isfile(prepared):
+    if os.path.isfile(os.path.join(args.data_dir, prepared.FILENAME)):
         try:
-            with open(prepared, encoding="utf-8") as f:
-                langs = json.load(f).get("langs")
-        except (OSError, ValueError) as e:
-            raise lens.LensError(f"{prepared}: unreadable ({e}); give --text-langs") from None
-        if isinstance(langs, list) and langs:
-            return [str(x) for x in langs]
+            return list(prepared.load(args.data_dir)["langs"])
+        except RunFileError as e:
+            raise lens.LensError(f"{e}; give --text-langs") from None
     return list(dict.fromkeys([lang for p in pairs for lang in p] + [args.bridge]))
 
 

@@ -10,6 +10,7 @@
         --columns H2H,V2V --out figs/curves                           # figure 3
     lslo-plot merge-weights merge_weights.json --out figs/modular     # the modular follow-up's figure 2
     lslo-plot logit-lens lens.json --out figs/lens                    # logit lens (written by lslo-lens)
+    lslo-plot logit-lens Base=base.json LSLo=lslo.json --out figs/lens  # several models: also PREFIX_lens_models
 
 Every figure is written as ``<PREFIX>_figN.png`` and ``.pdf``. Input files are read and checked
 before anything is drawn; an error names the file or flag at fault (exit status 2).
@@ -23,6 +24,7 @@ from collections import OrderedDict
 from typing import List, Optional, Sequence
 
 from ..analysis import importance as imp
+from ..analysis import logit_lens as lens
 from ..analysis import plots
 from ..config import parse_lang_groups
 from ..groups import PRESETS
@@ -90,10 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "each file's meta.epoch if all have one, else 1, 2, ... in file order)")
     c.add_argument("--title", help="figure title")
     c.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_fig3.png/.pdf")
-    _one_file_command(sub, "logit-lens", "logit lens: token languages per decoder layer (lslo-lens JSON)",
-                      "One heatmap per direction: decoder layer x token-language category (source, target, "
-                      "bridge, other, shared, unseen), colour = share of the layer's top-k lens tokens, from "
-                      "the JSON that lslo-lens writes.", ("LENS.json", "the JSON written by lslo-lens"), "lens")
+    ll = sub.add_parser("logit-lens", help="logit lens: token languages per decoder layer (lslo-lens JSON)",
+                          description="One heatmap per direction: decoder layer x token-language category "
+                          "(source, target, bridge, other, shared, unseen), colour = share of the layer's top-k "
+                          "lens tokens, from the JSON that lslo-lens writes (PREFIX_lens; with several files, "
+                          "PREFIX_<NAME>_lens each). With several files, also PREFIX_lens_models: one panel per "
+                          "file, its directions pooled.")
+    ll.add_argument("files", nargs="+", metavar="[NAME=]LENS.json",
+                      help="JSON written by lslo-lens; NAME labels its panel (default: the file name)")
+    ll.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX_lens.png/.pdf (and more, above)")
     return p
 
 
@@ -250,14 +257,35 @@ def _cmd_curves(args) -> int:
 
 def _cmd_lens(args) -> int:
     import json
+    import os
 
-    try:
-        with open(args.file, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as e:
-        raise imp.AnalysisError(f"{args.file}: not a readable JSON file ({e})") from None
-    _report(plots.plot_logit_lens(doc, args.out + "_lens", where=args.file).paths)
+    docs = OrderedDict()
+    for spec in args.files:
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        name = name or os.path.splitext(os.path.basename(path))[0]
+        if name in docs:
+            raise imp.AnalysisError(f"logit-lens: two files named {name!r}; label them NAME=FILE")
+        try:
+            with open(path, encoding="utf-8") as f:
+                docs[name] = (path, json.load(f))
+        except (OSError, ValueError) as e:
+            raise imp.AnalysisError(f"{path}: not a readable JSON file ({e})") from None
+    for name, (path, doc) in docs.items():
+        lens.check_lens_document(doc, path)  # every file checked before anything is drawn
+    if len(docs) == 1:
+        path, doc = next(iter(docs.values()))
+        _report(plots.plot_logit_lens(doc, args.out + "_lens", where=path).paths)
+        return 0
+    for name, (path, doc) in docs.items():
+        _report(plots.plot_logit_lens(doc, f"{args.out}_{_safe(name)}_lens", where=path).paths)
+    _report(plots.plot_logit_lens_models({name: doc for name, (_, doc) in docs.items()},
+                                         args.out + "_lens_models").paths)
     return 0
+
+
+def _safe(name: str) -> str:
+    """A run name as part of a file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
