@@ -169,6 +169,32 @@ def test_plot_draws_one_panel_per_direction(tmp_path):
     assert [t.split()[0] for t in titles] == ["fr-oc", "oc-fr"]
 
 
+def test_pooled_entry_sums_the_directions_counts():
+    doc = _document()
+    pooled = lens.pooled_entry(doc)
+    counts = sum(np.asarray(e["counts"]) for e in doc["directions"].values())
+    assert pooled["counts"] == counts.tolist() and pooled["positions"] == 24 and pooled["top_k"] == 5
+    assert np.allclose(pooled["shares"], counts / counts.sum(axis=1, keepdims=True))
+    doc["directions"]["oc-fr"] = lens.direction_entry(np.ones((3, len(lens.CATEGORIES)), dtype=int), 1, 5)
+    with pytest.raises(lens.LensError, match="different numbers of decoder layers"):
+        lens.pooled_entry(doc)
+
+
+def test_plot_of_several_models_adds_a_pooled_panel_per_model(tmp_path, capsys):
+    paths = []
+    for name in ("base", "lslo"):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(_document()), encoding="utf-8")
+    out = tmp_path / "f"
+    assert plot_main(["logit-lens", f"Pretrain={paths[0]}", f"LSLo 2;2;8={paths[1]}", "--out", str(out)]) == 0
+    assert (tmp_path / "f_Pretrain_lens.png").exists() and (tmp_path / "f_LSLo_2_2_8_lens.png").exists()
+    saved = plots.plot_logit_lens_models({"Pretrain": _document(), "LSLo": _document()}, str(tmp_path / "m"))
+    assert [t.split("\n")[0] for t in (ax.get_title() for ax in saved.figure.axes) if t] == ["Pretrain", "LSLo"]
+    assert (tmp_path / "f_lens_models.png").stat().st_size > 0
+    assert plot_main(["logit-lens", str(paths[0]), f"base={paths[1]}", "--out", str(out)]) == 2
+    assert "two files named 'base'" in capsys.readouterr().err
+
+
 def test_plot_refuses_other_files(tmp_path, capsys):
     bad = tmp_path / "counts.json"
     bad.write_text(json.dumps({"kind": "ise"}), encoding="utf-8")

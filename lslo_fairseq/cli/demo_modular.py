@@ -284,7 +284,9 @@ def report(a, result, base_texts, lslo_name: str, spm_model: str, eval_langs: Li
     avg = {name: tables.group_table(sc, groups)[1][-1] for name, sc in per_run.items()}
     print(f"\nModular fine-tuning: English-centric adapters (ranks {rec['ranks']}, pivot {rec['pivot']} without "
           f"adapters), zero-shot directions ({len(pairs)}: no en on either side); merge weight searched on "
-          f"the validation rows: outputs {rec['search']['outputs']}, ab {rec['search']['ab']}")
+          f"the validation rows (mean spBLEU at w_in): "
+          + "; ".join(f"{mode} " + ", ".join(f"{w}: {v:.2f}" for w, v in rec["search"][mode].items())
+                      for mode in ("outputs", "ab")))
     print(format_intervals(cells, columns, diffs, "Pretrain", digits=1, stacked=True))
     print()
     for line in significance_summary(diffs, "Pretrain"):
