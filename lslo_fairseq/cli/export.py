@@ -76,7 +76,7 @@ def _mb(path: str) -> str:
 
 
 def run(args) -> None:
-    from ..checkpoints import adapters, fold, reading  # deferred: torch and fairseq (--help stays quick)
+    from ..checkpoints import adapters, fold, reading  # deferred: needs torch and fairseq, which the package imports only when installed
 
     if args.command != "info":
         _check_out(args)
