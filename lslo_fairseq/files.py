@@ -67,6 +67,22 @@ def copy_file_atomic(src: str, path: str) -> None:
         _write_atomic(path, ".part", "wb", lambda f: shutil.copyfileobj(r, f))
 
 
+def publish_files(folder: str, out: str) -> list:
+    """Copy every file of ``folder`` into ``out`` (created if missing), each atomically; returns
+    their names.
+
+    For writers that save plain files (HF's and PEFT's ``save_pretrained``, CTranslate2's converter):
+    they write into a temporary folder and each file is published from there, so a reader never sees
+    half a file. ``out`` itself is not swapped by a rename: it may already exist and hold more than one
+    export writes (the user's ``--out``; ``lslo-export peft``'s one folder per direction beside
+    ``lslo_export.json``), and ``os.replace`` cannot put a folder onto a non-empty one."""
+    os.makedirs(out, exist_ok=True)
+    names = sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)))
+    for name in names:
+        copy_file_atomic(os.path.join(folder, name), os.path.join(out, name))
+    return names
+
+
 def download_atomic(url: str, path: str, timeout: float = 30.0) -> None:
     """Fetch ``url`` into ``path`` atomically (nothing is left behind on failure). Raises what
     ``urllib`` raises (``URLError``, ``OSError``): callers turn it into a message that says what to

@@ -326,3 +326,22 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_publish_files_copies_each_file_whole_into_an_existing_folder(tmp_path):
+    """hf/peft/ct2 exports write into a temporary folder and publish file by file: ``out`` may hold
+    other files (kept), an older file of the same name is replaced, folders are not copied."""
+    from lslo_fairseq.files import publish_files
+
+    src, out = tmp_path / "tmp", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    (src / "model.bin").write_bytes(b"new" * 1000)
+    (src / "config.json").write_text("{}")
+    out.mkdir()
+    (out / "model.bin").write_bytes(b"old")
+    (out / "lslo_export.json").write_text("kept")
+    assert publish_files(str(src), str(out)) == ["config.json", "model.bin"]
+    assert (out / "model.bin").read_bytes() == b"new" * 1000 and (out / "lslo_export.json").read_text() == "kept"
+    assert not (out / "sub").exists() and sorted(p.name for p in out.iterdir()) == [
+        "config.json", "lslo_export.json", "model.bin"]
+    assert publish_files(str(src), str(tmp_path / "fresh")) == ["config.json", "model.bin"]

@@ -14,11 +14,11 @@ import shutil
 import tempfile
 from typing import Dict, List, Optional, Sequence
 
-from ..checkpoints import fold, reading
+from ..checkpoints import fold
 from ..checkpoints.reading import CheckpointError
 from ..layout.loading import allow_fairseq_pickles
 from ..config import as_list
-from ..files import copy_file_atomic, torch_save_atomic
+from ..files import copy_file_atomic, publish_files, torch_save_atomic
 from . import imports
 from .source import Source, load_lslo_model
 
@@ -77,7 +77,11 @@ def export_ct2(src: Source, s: str, t: str, out: str, quantization: Optional[str
             shutil.copyfile(lang_dict, os.path.join(data, os.path.basename(lang_dict)))
         converter = ct2.converters.FairseqConverter(path, data, source_lang=s, target_lang=t,
                                                     fixed_dictionary=src.dict_path)
-        converter.convert(out, quantization=quantization, force=force)
+        converted = os.path.join(tmp, "ct2")  # the converter writes plain files: published one by one below
+        converter.convert(converted, quantization=quantization, force=True)
+        if not force and os.path.isdir(out) and os.listdir(out):
+            raise CheckpointError(f"--out {out}: exists and is not empty")
+        publish_files(converted, out)
     copy_file_atomic(src.spm_path, os.path.join(out, SPM_NAME))
     return out
 

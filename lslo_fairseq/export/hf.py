@@ -40,7 +40,7 @@ import torch
 
 from ..checkpoints.reading import CheckpointError, StandInTask
 from ..config import LSLoConfigError
-from ..files import copy_file_atomic, write_json_atomic
+from ..files import publish_files, write_json_atomic
 from ..runfiles import RunFileError, export_info
 from . import imports
 from .source import Source
@@ -280,20 +280,6 @@ def generation_config(dead_ids: List[int]):
                                suppress_tokens=dead_ids or None)
 
 
-def publish(folder: str, out: str) -> List[str]:
-    """Copy every file of ``folder`` into ``out``, each atomically; returns their names.
-
-    HF's ``save_pretrained`` (and PEFT's) write plain files; the exporters let them write into a
-    temporary folder inside ``out`` and publish each file from there, so a reader never sees half a
-    file. The folder ``out`` itself is not swapped by a rename: it may already exist and hold more
-    than one export writes (the user's ``--out``; ``lslo-export peft``'s one folder per direction
-    beside ``lslo_export.json``), and ``os.replace`` cannot put a folder onto a non-empty one."""
-    names = sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)))
-    for name in names:
-        copy_file_atomic(os.path.join(folder, name), os.path.join(out, name))
-    return names
-
-
 def export_hf(src: Source, out: str, check: bool = True) -> Dict:
     """Write the HF directory ``out``; returns what was written (also in ``lslo_export.json``)."""
     from .tokenizer import unknown_runs
@@ -315,7 +301,7 @@ def export_hf(src: Source, out: str, check: bool = True) -> Dict:
             tok_config = json.load(f)
         # the class name transformers 4 knows as well (5 maps it to its TokenizersBackend)
         write_json_atomic(config, dict(tok_config, tokenizer_class="PreTrainedTokenizerFast"))
-        files = publish(tmp, out)
+        files = publish_files(tmp, out)
     info = {
         "from_checkpoint": os.path.abspath(src.path), "dictionary": os.path.abspath(src.dict_path),
         "sentencepiece": os.path.abspath(src.spm_path), "languages": list(src.langs),

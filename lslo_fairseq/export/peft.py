@@ -26,10 +26,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoints.reading import CheckpointError
 from ..config import as_list
+from ..files import publish_files
 from ..runfiles import export_info
 from ..merging import apply_merge
 from . import imports
-from .hf import publish
 from .lora import direction_lora
 from .source import Source, load_lslo_model
 
@@ -101,7 +101,7 @@ def export_peft(src: Source, directions: Sequence[Tuple[str, str]], out: str, ba
         with tempfile.TemporaryDirectory(prefix=".lslo-peft-", dir=folder) as tmp:
             config.save_pretrained(tmp)
             save_file(tensors, os.path.join(tmp, WEIGHTS_NAME), metadata={"format": "pt"})
-            publish(tmp, folder)
+            publish_files(tmp, folder)
         written[f"{s}-{t}"] = dict(modules=len(tensors) // 2, ranks=sorted({int(v.shape[0]) for k, v in tensors.items()
                                                                               if k.endswith("lora_A.weight")}))
         if cfg.modular:
