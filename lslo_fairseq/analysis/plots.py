@@ -563,11 +563,30 @@ def plot_curves(epoch_tables: Mapping[str, EpochTable], columns: Sequence[str], 
 LENS_CMAP = "viridis"
 
 
+def _lens_panels(fig, panels: Sequence[tuple], cols: Sequence[str], nrows: int, ncols: int) -> None:
+    """Logit-lens heatmaps into ``fig``: one per ``(title, entry)`` of ``panels`` on an nrows x ncols
+    grid (decoder layer x token-language category, colour = share, 0..1, annotated), row labels on
+    the first column, one shared colour bar."""
+    from matplotlib.colors import Normalize
+
+    norm, cmap = Normalize(vmin=0.0, vmax=1.0), matplotlib_cmap(LENS_CMAP)
+    axes, im = [], None
+    for i, (title, entry) in enumerate(panels):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        im = _heatmap(ax, np.asarray(entry["shares"], dtype=float), entry["layers"], cols, norm, cmap,
+                      show_rows=i % ncols == 0, annotate=True)
+        ax.tick_params(axis="x", labelrotation=45)
+        ax.set_title(title, fontsize=9)
+        if i % ncols == 0:
+            ax.set_ylabel("Decoder layer")
+        axes.append(ax)
+    cbar = fig.colorbar(im, ax=axes, shrink=0.9 if nrows == 1 else 0.5, pad=0.02)
+    cbar.set_label("share of the layer's top-k lens tokens", fontsize=8)
+
+
 def plot_logit_lens(doc: Mapping, out_prefix: str, where: str = "logit-lens document", ncols: int = 3) -> Saved:
     """One heatmap per direction: decoder layer (rows, embeddings on top) x token-language category
     (columns), colour = share of the layer's top-k lens tokens (0..1, annotated)."""
-    from matplotlib.colors import Normalize
-
     check_lens_document(doc, where)
     directions = list(doc["directions"].items())
     cols = category_labels(doc.get("bridge", "en"))
@@ -575,19 +594,8 @@ def plot_logit_lens(doc: Mapping, out_prefix: str, where: str = "logit-lens docu
     nrows = math.ceil(len(directions) / ncols)
     n_layers = max(len(e["layers"]) for _, e in directions)
     fig = _figure((ncols * (0.55 * len(cols) + 1.2) + 1.2, nrows * (0.3 * n_layers + 1.6) + 0.8))
-    norm, cmap = Normalize(vmin=0.0, vmax=1.0), matplotlib_cmap(LENS_CMAP)
-    axes, im = [], None
-    for i, (name, entry) in enumerate(directions):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        im = _heatmap(ax, np.asarray(entry["shares"], dtype=float), entry["layers"], cols, norm, cmap,
-                      show_rows=i % ncols == 0, annotate=True)
-        ax.tick_params(axis="x", labelrotation=45)
-        ax.set_title(f"{name} ({entry['positions']} positions, top-{entry['top_k']})", fontsize=9)
-        if i % ncols == 0:
-            ax.set_ylabel("Decoder layer")
-        axes.append(ax)
-    cbar = fig.colorbar(im, ax=axes, shrink=0.9 if nrows == 1 else 0.5, pad=0.02)
-    cbar.set_label("share of the layer's top-k lens tokens", fontsize=8)
+    _lens_panels(fig, [(f"{name} ({entry['positions']} positions, top-{entry['top_k']})", entry)
+                       for name, entry in directions], cols, nrows, ncols)
     fig.suptitle(f"Logit lens: language of each decoder layer's top-k tokens (ratio {doc.get('ratio', '?')})",
                  fontsize=10)
     return _save(fig, out_prefix)
@@ -596,26 +604,13 @@ def plot_logit_lens(doc: Mapping, out_prefix: str, where: str = "logit-lens docu
 def plot_logit_lens_models(docs: Mapping[str, Mapping], out_prefix: str) -> Saved:
     """One heatmap per model (logit-lens documents of the same directions): decoder layer x
     token-language category, each model's directions pooled (:func:`..logit_lens.pooled_entry`)."""
-    from matplotlib.colors import Normalize
-
     pooled = {name: pooled_entry(check_lens_document(doc, name)) for name, doc in docs.items()}
     first = next(iter(docs.values()))
     cols = category_labels(first.get("bridge", "en"))
     n_layers = max(len(e["layers"]) for e in pooled.values())
     fig = _figure((len(pooled) * (0.55 * len(cols) + 1.2) + 1.2, 0.3 * n_layers + 2.2))
-    norm, cmap = Normalize(vmin=0.0, vmax=1.0), matplotlib_cmap(LENS_CMAP)
-    axes, im = [], None
-    for i, (name, entry) in enumerate(pooled.items()):
-        ax = fig.add_subplot(1, len(pooled), i + 1)
-        im = _heatmap(ax, np.asarray(entry["shares"], dtype=float), entry["layers"], cols, norm, cmap,
-                      show_rows=i == 0, annotate=True)
-        ax.tick_params(axis="x", labelrotation=45)
-        ax.set_title(f"{name}\n({entry['positions']} positions)", fontsize=9)
-        if i == 0:
-            ax.set_ylabel("Decoder layer")
-        axes.append(ax)
-    cbar = fig.colorbar(im, ax=axes, shrink=0.9, pad=0.02)
-    cbar.set_label("share of the layer's top-k lens tokens", fontsize=8)
+    _lens_panels(fig, [(f"{name}\n({entry['positions']} positions)", entry) for name, entry in pooled.items()],
+                 cols, 1, len(pooled))
     directions = ", ".join(first["directions"])
     fig.suptitle(f"Logit lens, all directions pooled ({len(first['directions'])}: {directions[:60]}"
                  f"{'...' if len(directions) > 60 else ''})", fontsize=10)

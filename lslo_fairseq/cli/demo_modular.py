@@ -22,6 +22,7 @@ stand-in.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Dict, List
@@ -132,32 +133,36 @@ def learn_weights(run, a, data, pairs, out) -> str:
     return path
 
 
+@contextlib.contextmanager
+def _quiet(log: str, verbose: bool):
+    """Log records and (unless ``verbose``) printed output of the block go to the file ``log``."""
+    with progress.logs_to(log, verbose), open(log, "a", encoding="utf-8") as f, \
+            (contextlib.nullcontext() if verbose else contextlib.redirect_stdout(f)):
+        yield
+
+
 def logit_lens(a, data, pairs: List[str], out: str, models: Dict[str, tuple]) -> Dict[str, dict]:
     """Step 6: ``lslo-lens`` of every model ``{name: (checkpoint, task, merge options)}`` on the test rows
     of ``pairs`` (OUT/lens/<n>.json; the per-direction tables go to OUT/logs/logit_lens.log), then
     ``lslo-plot logit-lens`` of them all (OUT/figures/logit_lens_*). Returns {name: document}."""
-    import contextlib
-
     from . import lens as lens_cli  # deferred: imports fairseq
 
     docs = {}
     files = []
     log = os.path.join(out, "logs", "logit_lens.log")
+    os.makedirs(os.path.join(out, "lens"), exist_ok=True)
     with progress.bar("logit lens (test)", len(models), "models", a.verbose) as b:
         for i, (name, (checkpoint, task, merge)) in enumerate(models.items()):
             path = os.path.join(out, "lens", f"{i}.json")
             args = lens_cli.build_parser().parse_args(["--data-dir", data["dir"], "--checkpoint", checkpoint,
                                                        "--pairs", ",".join(pairs), "--out", path, "--task", task])
             extra = [*task_args(data["dir"], LANGS, data["pairs"])[2:], *demo_runs.GENERATION_LIMITS, *merge]
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with progress.logs_to(log, a.verbose), open(log, "a", encoding="utf-8") as f, \
-                    (contextlib.nullcontext() if a.verbose else contextlib.redirect_stdout(f)):
+            with _quiet(log, a.verbose):
                 print(f"== {name}", flush=True)
                 docs[name] = lens_cli.compute(args, extra)
             files.append(f"{name}={path}")
             b.update(1)
-    with progress.logs_to(log, a.verbose), open(log, "a", encoding="utf-8") as f, \
-            (contextlib.nullcontext() if a.verbose else contextlib.redirect_stdout(f)):
+    with _quiet(log, a.verbose):
         if plot.main(["logit-lens", *files, "--out", os.path.join(out, "figures", "logit_lens")]) != 0:
             raise RuntimeError(f"lslo-plot logit-lens failed; see {log}")
     return docs
@@ -187,7 +192,8 @@ def hypothesis_lines(path: str) -> List[str]:
 
 
 def run_modular(a, s, data, stand_in, out, manifest, lslo_run: demo_runs.Run, spm_model: str, timings) -> Dict:
-    """Steps 1-4 of the module docstring; returns the rows' texts, parameter counts and the record."""
+    """Steps 1-6 of the module docstring; returns the rows' texts, parameter counts, the English-adapter
+    comparison, the logit-lens documents and the record."""
     langs = s["langs"]
     runs = modular_runs(langs)
     from ..data.multiparallel import add_copy_pair  # deferred: imports sentencepiece, torch and fairseq

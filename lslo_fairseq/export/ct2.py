@@ -64,6 +64,8 @@ def export_ct2(src: Source, s: str, t: str, out: str, quantization: Optional[str
     check_direction(src, s, t)
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise CheckpointError(f"--quantization: one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+    if not force and os.path.isdir(out) and os.listdir(out):
+        raise CheckpointError(f"--out {out}: exists and is not empty")
     allow_fairseq_pickles()
     with tempfile.TemporaryDirectory(prefix="lslo-ct2-") as tmp:
         path = os.path.join(tmp, "model.pt")
@@ -79,8 +81,6 @@ def export_ct2(src: Source, s: str, t: str, out: str, quantization: Optional[str
                                                     fixed_dictionary=src.dict_path)
         converted = os.path.join(tmp, "ct2")  # the converter writes plain files: published one by one below
         converter.convert(converted, quantization=quantization, force=True)
-        if not force and os.path.isdir(out) and os.listdir(out):
-            raise CheckpointError(f"--out {out}: exists and is not empty")
         publish_files(converted, out)
     copy_file_atomic(src.spm_path, os.path.join(out, SPM_NAME))
     return out
