@@ -42,7 +42,8 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["lslo_fairseq", "lslo_fairseq.*"]),
-    package_data={"lslo_fairseq": ["resources/*", "resources/**/*"]},
+    # csrc: the C++ loop of the grouped routing kernel, built on first use (lslo_fairseq/modules/native.py)
+    package_data={"lslo_fairseq": ["resources/*", "resources/**/*", "modules/csrc/*.cpp"]},
     install_requires=[
         "torch>=2.0",
         "sentencepiece",
@@ -50,6 +51,7 @@ setup(
         "numpy",
         "scipy",
         "matplotlib",
+        "ninja",  # torch.utils.cpp_extension builds the grouped routing kernel's C++ loop with it
     ],
     extras_require={
         "fairseq": FAIRSEQ_EXTRA,

@@ -9,6 +9,8 @@ backward with fixed output gradients. The base weights are frozen and shared by 
 - ``shared``  one LoRA of the largest rank for all languages (h = W x + B A x);
 - ``lslo``    LSLoLinear as the model uses it (``auto`` kernel), and each kernel forced
               (``grouped``, ``gather``, ``dense``: lslo_fairseq/modules/kernels.py);
+              ``grouped_py``: ``grouped`` with its Python loop in place of the C++ one
+              (lslo_fairseq/modules/native.py; what runs where the C++ loop cannot be built);
 - ``loop``    a naive per-language loop: for every language present, gather its sentences,
               apply its A, B, scatter the result back (``index_select`` / ``index_copy``).
 
@@ -31,6 +33,7 @@ perm[b mod N] (perm a fixed random permutation), so a batch holds min(B, N) dist
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -42,6 +45,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import timing  # noqa: E402
 from lslo_fairseq.groups import PRESETS  # noqa: E402
+from lslo_fairseq.modules import native  # noqa: E402
 from lslo_fairseq.modules.lslo_linear import LSLoLinear  # noqa: E402
 from lslo_fairseq.routing import LanguageRouter  # noqa: E402
 
@@ -119,8 +123,12 @@ def lslo_set(bases, ranks, router, cls=LSLoLinear, kernel=None) -> LayerSet:
     return LayerSet(layers)
 
 
-def step_fn(model: LayerSet, router, langs, x, grads, device, amp):
+def step_fn(model: LayerSet, router, langs, x, grads, device, amp, python_loop=False):
     def run():
+        with native.python_loop() if python_loop else contextlib.nullcontext():
+            step()
+
+    def step():
         router.set(None, langs)
         with timing.autocast(device, amp):
             outs = model(x)
@@ -131,7 +139,7 @@ def step_fn(model: LayerSet, router, langs, x, grads, device, amp):
     return run
 
 
-VARIANTS = ("base", "shared", "lslo", "grouped", "gather", "dense", "loop")
+VARIANTS = ("base", "shared", "lslo", "grouped", "grouped_py", "gather", "dense", "loop")
 
 
 def build_variant(v: str, n: int, bases, langs_of, device) -> tuple:
@@ -145,7 +153,8 @@ def build_variant(v: str, n: int, bases, langs_of, device) -> tuple:
         return LayerSet({m: SharedLoRA(b, max(ranks)).to(device) for m, b in bases.items()}), router, langs
     if v == "loop":
         return lslo_set(bases, ranks, router, LoopLSLo), router, langs
-    return lslo_set(bases, ranks, router, kernel=None if v == "lslo" else v), router, langs
+    kernel = {"lslo": None, "grouped_py": "grouped"}.get(v, v)
+    return lslo_set(bases, ranks, router, kernel=kernel), router, langs
 
 
 def memory_worker(args, device, key: str) -> dict:
@@ -156,7 +165,7 @@ def memory_worker(args, device, key: str) -> dict:
     x = torch.randn(args.length, args.batch, args.dim, device=device, requires_grad=True)
     grads = [torch.randn(args.length, args.batch, args.dim, device=device) for _ in range(7)]
     model, router, langs = build_variant(v, int(n), bases, batch_langs(args.batch, device), device)
-    run = step_fn(model, router, langs, x, grads, device, args.amp)
+    run = step_fn(model, router, langs, x, grads, device, args.amp, python_loop=v == "grouped_py")
     run()  # warm-up: lazily allocated state (autograd, BLAS buffers) is not the kernel's
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -237,7 +246,8 @@ def main(argv=None) -> int:
             if v == "base" and "base" in fns:
                 continue
             model, router, langs = build_variant(v, n, bases, langs_of, device)
-            fns["base" if v == "base" else f"{v}@{n}"] = step_fn(model, router, langs, x, grads, device, args.amp)
+            fns["base" if v == "base" else f"{v}@{n}"] = step_fn(model, router, langs, x, grads, device, args.amp,
+                                                                 python_loop=v == "grouped_py")
     started = time.perf_counter()
     times = timing.interleaved(fns, args.repeats, args.warmup, device)
     timed_s = time.perf_counter() - started
@@ -246,6 +256,8 @@ def main(argv=None) -> int:
           f"fc1/fc2: {args.dim}<->{args.ffn}), batch {args.batch} x {args.length} tokens; "
           f"median of {args.repeats} interleaved rounds ({timed_s:.0f} s)")
     print("# " + timing.machine_line(args))
+    loop = "C++ (torch.ops.%s)" % native.NAME if native.grouped_ops() is not None else "Python (C++ loop not built)"
+    print(f"# grouped kernel's loop: {loop}; grouped_py: its Python loop")
     ms = lambda key: 1000 * timing.median(times[key]) if key in times else float("nan")  # noqa: E731
     rat = lambda a, b: timing.ratio(times, a, b) if a in times and b in times else float("nan")  # noqa: E731
     mib = lambda key: memory[key] / 2 ** 20 if key in memory else float("nan")  # noqa: E731
@@ -256,34 +268,39 @@ def main(argv=None) -> int:
                  lslo_over_shared=rat(f"lslo@{n}", f"shared@{n}"), loop_over_lslo=rat(f"loop@{n}", f"lslo@{n}"),
                  lslo_over_base=rat(f"lslo@{n}", "base"), shared_over_base=rat(f"shared@{n}", "base"),
                  grouped_over_shared=rat(f"grouped@{n}", f"shared@{n}"),
+                 grouped_py_over_shared=rat(f"grouped_py@{n}", f"shared@{n}"),
                  gather_over_shared=rat(f"gather@{n}", f"shared@{n}"), dense_over_shared=rat(f"dense@{n}", f"shared@{n}"),
                  lslo_vs_first=rat(f"lslo@{n}", f"lslo@{first}"),
                  peak_mib={("base" if k == "base" else k.split("@")[0]): memory[k] / 2 ** 20 for k in memory
                            if k == "base" or k.endswith(f"@{n}")})
         # the adapters' own cost: time above the frozen base (medians)
         above = lambda v: r.get(f"{v}_ms", float("nan")) - r["base_ms"]  # noqa: E731
-        for v in ("shared", "lslo", "grouped", "gather", "dense", "loop"):
+        for v in ("shared", "lslo", "grouped", "grouped_py", "gather", "dense", "loop"):
             r[f"{v}_above_base_ms"] = above(v)
         r["lslo_over_shared_above_base"] = above("lslo") / above("shared")
         r["grouped_over_shared_above_base"] = above("grouped") / above("shared")
+        r["grouped_py_over_shared_above_base"] = above("grouped_py") / above("shared")
         r["gather_over_shared_above_base"] = above("gather") / above("shared")
         r["loop_over_lslo_adapter_cost"] = above("loop") / above("lslo")
         results[n] = r
         rows.append([n, f"{r['sum_r']}/{r['max_r']}", r["present"], r["auto"], r["base_ms"],
                      r.get("shared_ms", float("nan")), r.get("lslo_ms", float("nan")),
-                     r.get("grouped_ms", float("nan")), r.get("gather_ms", float("nan")),
+                     r.get("grouped_ms", float("nan")), r.get("grouped_py_ms", float("nan")),
+                     r.get("gather_ms", float("nan")),
                      r.get("dense_ms", float("nan")), r.get("loop_ms", float("nan")),
                      r["shared_above_base_ms"], r["lslo_above_base_ms"], r["lslo_over_shared_above_base"],
-                     r["grouped_over_shared_above_base"], r["gather_over_shared_above_base"],
+                     r["grouped_over_shared_above_base"], r["grouped_py_over_shared_above_base"],
+                     r["gather_over_shared_above_base"],
                      r["lslo_over_shared"], r["loop_over_lslo_adapter_cost"], r["lslo_vs_first"],
                      mib("base"), mib(f"shared@{n}"), mib(f"lslo@{n}"), mib(f"gather@{n}")])
     print(timing.table(["langs", "sum_r/max_r", "in batch", "auto", "base ms", "shared ms", "lslo ms", "grouped ms",
-                        "gather ms", "dense ms", "loop ms", "shared above base", "lslo above base",
-                        "lslo/shared above base", "grouped/shared above base", "gather/shared above base",
+                        "grouped_py ms",                        "gather ms", "dense ms", "loop ms", "shared above base", "lslo above base",
+                        "lslo/shared above base", "grouped/shared above base",
+                        "grouped_py/shared above base", "gather/shared above base",
                         "lslo/shared", "loop/lslo above base", f"lslo vs {first}", "base peak MiB",
                         "shared peak MiB", "lslo peak MiB", "gather peak MiB"], rows))
     print("# " + timing.loadavg() + " (after)")
-    timing.write_json(args.json, dict(machine=timing.machine_line(args), args=vars(args),
+    timing.write_json(args.json, dict(machine=timing.machine_line(args), args=vars(args), grouped_loop=loop,
                                       results={str(k): v for k, v in results.items()}))
     return 0
 

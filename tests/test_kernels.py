@@ -1,13 +1,16 @@
 """The ``grouped`` routing kernel equals ``gather`` (the kernel it replaces beyond dense's range) in
 float64, outputs and every gradient, over mixed batches holding every language, ranks that differ by
 language group, pruning masks, weight learning, the paper's sliced fc adapters, modular merges and
-alpha scaling; and the router's per-forward plan is computed once and reused."""
+alpha scaling; its C++ loop equals its Python loop (and builds here); and the router's per-forward
+plan is computed once and reused."""
+import contextlib
 import itertools
 
 import pytest
 import torch
 from torch.nn.utils import prune
 
+from lslo_fairseq.modules import native
 from lslo_fairseq.modules.lslo_linear import IndexWeights, LSLoLinear, adapter_spans
 from lslo_fairseq.routing import LanguageRouter
 
@@ -177,3 +180,85 @@ def test_router_plan_is_computed_once_per_batch():
     router.beam_size = 3
     first = router.ids("tgt", 2)
     assert router.ids("tgt", 2) is first and router.plan(first) == [(1, 2), (0, 4)]
+
+
+# -- the grouped kernel's C++ loop (modules/native.py) against its Python loop -------------------------
+
+def run_loop(layer, router, src, tgt, x, python: bool):
+    with native.python_loop() if python else contextlib.nullcontext():
+        return run(layer, router, "grouped", src, tgt, x)
+
+
+def assert_runs_equal(a, b, rtol=1e-12):
+    torch.testing.assert_close(a[0], b[0], rtol=rtol, atol=rtol)
+    torch.testing.assert_close(a[1], b[1], rtol=rtol, atol=rtol)
+    assert a[2].keys() == b[2].keys()
+    for name in a[2]:
+        torch.testing.assert_close(a[2][name], b[2][name], rtol=rtol, atol=rtol, msg=name)
+
+
+def test_native_grouped_kernel_is_built():
+    """The C++ loop builds here (a compiler is part of the supported setup): without it the grouped
+    kernel falls back to one core, which is what issue 23's measurements are about."""
+    assert native.grouped_ops() is not None, "the C++ grouped routing kernel did not build (see the warning)"
+
+
+@pytest.mark.parametrize("index,shape,alpha,pruned", [
+    ("src", "full", None, False), ("tgt", "full", 120.0, True), ("learned", "paper", 30.0, True),
+    ("learned", "full", 16.0, False)])
+@pytest.mark.parametrize("in_f,out_f", [(12, 12), (12, 30), (30, 12)])
+def test_native_loop_equals_python_loop(index, shape, alpha, pruned, in_f, out_f):
+    layer, router = build(index, shape, in_f, out_f, alpha, pruned)
+    src, tgt, x = batch()
+    x = torch.randn(x.size(0), x.size(1), in_f, dtype=torch.float64)
+    assert native.grouped_ops() is not None
+    assert_runs_equal(run_loop(layer, router, src, tgt, x, python=False),
+                      run_loop(layer, router, src, tgt, x, python=True))
+
+
+@pytest.mark.parametrize("merge", ["outputs", "ab"])
+def test_native_loop_equals_python_loop_modular(merge):
+    ranks = MODULAR_RANKS if merge == "outputs" else [0] + [4] * (len(LANGS) - 1)
+    layer, router = build("modular", alpha=120.0, pruned=True, ranks=ranks)
+    router.configure_merge("en", ranks, merge, (0.3, 0.7), per_direction={("fr", "oc"): (0.9, 0.1)})
+    src, tgt, x = batch()
+    tgt[1], src[3] = 1, 0  # rank-0 rows: sentences without an adapter on that side
+    layer.train()
+    assert_runs_equal(run_loop(layer, router, src, tgt, x, python=False),
+                      run_loop(layer, router, src, tgt, x, python=True))
+
+
+def test_native_loop_same_result_on_one_or_two_threads():
+    """Sentences are spread over the threads; each product and each language's accumulation order
+    stay the same, so one and two threads agree (a language's sentences sit on several threads'
+    runs only through the by-sentence passes, which write disjoint slices)."""
+    layer, router = build("tgt", alpha=120.0, pruned=True, in_f=40, out_f=24)
+    src, tgt, _ = batch()
+    x = torch.randn(9, src.numel(), 40, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run_loop(layer, router, src, tgt, x, python=False)
+        torch.set_num_threads(2)
+        two = run_loop(layer, router, src, tgt, x, python=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert_runs_equal(one, two)
+
+
+def test_native_build_failure_warns_once_and_keeps_the_python_loop(monkeypatch):
+    layer, router = build("src", alpha=120.0)
+    src, tgt, x = batch()
+    reference = run_loop(layer, router, src, tgt, x, python=True)
+
+    def no_compiler():
+        raise RuntimeError("c++: command not found")
+
+    monkeypatch.setattr(native, "_state", {"ops": None, "tried": False, "off": 0})
+    monkeypatch.setattr(native, "_load", no_compiler)
+    with pytest.warns(RuntimeWarning, match="could not be built .*c\\+\\+: command not found.*LSLO_NATIVE=0"):
+        fallback = run(layer, router, "grouped", src, tgt, x)
+    assert native.grouped_ops() is None  # tried once: no second warning, no second build
+    assert_runs_equal(fallback, reference)
+    monkeypatch.setenv("LSLO_NATIVE", "0")
+    assert not native.enabled()

@@ -3,8 +3,10 @@ batch, ``x`` time-major (T, B, k), ``langs`` (B,) adapter rows. Plain functions 
 need; :meth:`LSLoLinear.lora_delta` picks one (``LSLoLinear.kernel``).
 
 - ``gather``: each sentence gathers its rows of A and B^T padded to the largest rank R (a
-  per-sentence copy, (B, R, k) and (B, R, d)), two ``bmm``; padded rows are multiplied by zero.
-  Cost ~ max_r per token plus the copies and, in backward, their scatter into A and B.
+  per-sentence copy, (B, R, k) and (B, R, d), ``index_select``), two ``bmm`` whose results are
+  written time-major in place; padded rows meet a zero of the mask. One autograd node
+  (:class:`GatherDelta`): backward is four ``bmm`` and two ``index_add_``. Cost ~ max_r per token
+  plus the copies, which grow with d and do not shrink with T.
 - ``dense``: two GEMMs over all languages' ranks, other languages' columns zeroed per sentence.
   Cost ~ sum_r per token: best while sum_r is a small multiple of max_r.
 - ``grouped``: no per-sentence copy. The router orders the batch's sentences by language once per
@@ -15,9 +17,13 @@ need; :meth:`LSLoLinear.lora_delta` picks one (``LSLoLinear.kernel``).
   a language's columns of B are d strided reads, which made each product 2-7x slower (measured).
   One autograd node per call (:class:`GroupedDelta`) whose backward is four products per sentence
   on the same views, accumulating into the language's slices of the A and B^T gradients. FLOPs equal
-  a shared LoRA's; the price is 2 (forward) + 4 (backward) small products per sentence: per-call
-  overhead that matters for short inputs (incremental decoding: ``gather``/``dense`` there), and
-  BLAS does not spread such small products over several threads.
+  a shared LoRA's. BLAS runs each of these small products on one thread, so on CPU the loop runs
+  in C++ (``csrc/grouped_routing.cpp``, built on first use by :mod:`.native`), spread over ATen's
+  intra-op threads: by sentence for the forward and the input gradient, by language for the A and
+  B gradients (a language's sentences accumulate into its slices on one thread, in batch order).
+  Without a compiler the same loop runs in Python on one core. The price of
+  either is 2 (forward) + 4 (backward) small products per sentence: per-call overhead that matters
+  for short inputs (incremental decoding: ``gather``/``dense`` there).
 
 Every kernel gives each sentence ``scale_l B_l A_l x_b`` exactly: neither padding nor another
 language reaches its output or its gradients, and a sentence's result does not depend on which other
@@ -30,6 +36,8 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from . import native
+
 # (sentence, first row, end row, first row in the batch's copy of B^T, scale) of every sentence with an
 # adapter, grouped by language
 SentenceRows = List[Tuple[int, int, int, int, float]]
@@ -38,14 +46,66 @@ SentenceRows = List[Tuple[int, int, int, int, float]]
 def delta_gather(x: Tensor, langs: Tensor, lora_a: Tensor, lora_b: Tensor, rank_rows: Tensor,
                  rank_mask: Tensor) -> Tensor:
     """Each sentence gathers its A_l, B_l padded to max rank R (``rank_rows`` (N, R) row indices,
-    ``rank_mask`` (N, R) the scale on real rows, 0 on padding); two bmm."""
-    rows = rank_rows[langs]  # (B, R)
-    mask = rank_mask[langs].to(lora_a.dtype).unsqueeze(-1)  # (B, R, 1)
-    a = lora_a[rows] * mask  # (B, R, k), padded rows zeroed
-    b_t = lora_b.t().contiguous()[rows]  # (B, R, d) = B_l^T; padded rows meet the zeros of a
-    xb = x.transpose(0, 1)  # (B, T, k)
-    z = torch.bmm(xb, a.transpose(1, 2).to(xb.dtype))  # (B, T, R)
-    return torch.bmm(z, b_t.to(z.dtype)).transpose(0, 1)  # (T, B, d)
+    ``rank_mask`` (N, R) the scale on real rows, 0 on padding); two bmm (:class:`GatherDelta`).
+
+    Mixed precision as the other kernels: under ``torch.autocast`` the products run in the autocast
+    dtype (x, A, B cast to it; the casts' backward returns fp32 gradients to fp32 adapters)."""
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    with torch.autocast(device, enabled=False):
+        return GatherDelta.apply(x.to(dtype), lora_a.to(dtype), lora_b.to(dtype), rank_rows.index_select(0, langs),
+                                 rank_mask.index_select(0, langs).to(dtype))
+
+
+class GatherDelta(torch.autograd.Function):
+    """``gather`` as one autograd node: z_b = (x_b A_b^T) * mask_b, out_b = z_b B_b^T over the batch
+    with two ``bmm``, A_b / B_b^T the sentence's rows (``index_select``, padded to R); backward is four
+    ``bmm`` and two ``index_add_`` into the A and B gradients. Padded rows meet a zero of the mask in z
+    and in its gradient, so they add exact zeros to the row they point at."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lora_a: Tensor, lora_b: Tensor, rows: Tensor, mask: Tensor) -> Tensor:
+        batch, rank = mask.shape
+        flat = rows.reshape(-1)
+        a = lora_a.index_select(0, flat).view(batch, rank, -1)  # (B, R, k)
+        b_t = lora_b.index_select(1, flat).view(-1, batch, rank).permute(1, 2, 0)  # (B, R, d) view, d outermost
+        z = torch.bmm(x.transpose(0, 1), a.transpose(1, 2))  # (B, T, R); x read in place, time-major
+        z.mul_(mask.unsqueeze(1))
+        ctx.save_for_backward(x, a, b_t, z, flat, mask)
+        ctx.shapes = lora_a.shape, lora_b.shape
+        return time_major_bmm(z, b_t)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, a, b_t, z, flat, mask = ctx.saved_tensors
+        need_x, need_a, need_b = ctx.needs_input_grad[:3]
+        a_shape, b_shape = ctx.shapes
+        grad_x = grad_a = grad_b = None
+        with torch.autocast(grad.device.type, enabled=False):
+            g = grad.to(x.dtype).transpose(0, 1)  # (B, T, d)
+            if need_b:
+                grad_b_t = torch.bmm(z.transpose(1, 2), g).view(-1, b_shape[0])  # (B R, d)
+                grad_b = g.new_zeros(b_shape[1], b_shape[0]).index_add_(0, flat, grad_b_t).t()
+            if need_a or need_x:
+                gz = torch.bmm(g, b_t.transpose(1, 2))  # (B, T, R)
+                gz.mul_(mask.unsqueeze(1))
+                if need_a:
+                    grad_a_rows = torch.bmm(gz.transpose(1, 2), x.transpose(0, 1)).view(-1, a_shape[1])
+                    grad_a = g.new_zeros(a_shape).index_add_(0, flat, grad_a_rows)
+                if need_x:
+                    grad_x = time_major_bmm(gz, a)
+        return grad_x, grad_a, grad_b, None, None
+
+
+def time_major_bmm(left: Tensor, right: Tensor) -> Tensor:
+    """``bmm(left, right)`` ((B, T, n)) returned time-major and contiguous, (T, B, n), as fairseq's
+    activations are: written in place through a transposed view (``baddbmm_`` with beta 0), which
+    costs what ``bmm`` costs; ``bmm(...).transpose(0, 1)`` would leave a transposed gradient or output
+    for the next op to copy."""
+    out = left.new_empty(left.size(1), left.size(0), right.size(2))
+    out.transpose(0, 1).baddbmm_(left, right, beta=0)
+    return out
 
 
 def delta_dense(x: Tensor, langs: Tensor, lora_a: Tensor, lora_b: Tensor, col_mask: Tensor) -> Tensor:
@@ -102,18 +162,22 @@ class GroupedDelta(torch.autograd.Function):
         # reads, which the products would otherwise repeat per sentence (forward and twice backward)
         b_t = lora_b.t().index_select(0, cols)
 
-        def forward_rows(part: SentenceRows) -> None:
-            for b, lo, hi, c, scale in part:
+        ops = native.grouped_ops() if x.device.type == "cpu" and rows else None
+        if ops is not None:
+            table = torch.tensor([r[:4] for r in rows], dtype=torch.long)
+            scales = torch.tensor([r[4] for r in rows], dtype=torch.float64)
+            ops.forward(x, lora_a, b_t, table, scales, z, out)
+        else:
+            table = scales = None
+            for b, lo, hi, c, scale in rows:
                 zb = z[b, :, :hi - lo]
                 torch.mm(x[:, b], lora_a[lo:hi].t(), out=zb)
                 if scale != 1.0:
                     zb.mul_(scale)
                 torch.mm(zb, b_t[c:c + hi - lo], out=out[:, b])
-
-        forward_rows(rows)
         ctx.save_for_backward(x, lora_a, b_t, cols, z)
         ctx.b_shape = lora_b.shape
-        ctx.rows, ctx.partial = rows, partial
+        ctx.rows, ctx.partial, ctx.native = rows, partial, (ops, table, scales)
         return out
 
     @staticmethod
@@ -126,11 +190,16 @@ class GroupedDelta(torch.autograd.Function):
             grad = grad.to(x.dtype)
             if need_x:
                 grad_x = torch.zeros_like(x) if ctx.partial else torch.empty_like(x)
-            grad_a = torch.zeros_like(lora_a) if need_a or need_x else None
+            grad_a = torch.zeros_like(lora_a) if need_a else None
             grad_b_t = torch.zeros_like(b_t) if need_b else None
 
-            def backward_rows(part: SentenceRows) -> None:
-                for b, lo, hi, c, scale in part:
+            ops, table, scales = ctx.native
+            if ops is not None:
+                gz = z.new_empty(z.shape)
+                ops.backward(x, lora_a, b_t, z, grad, table, scales, gz, grad_x,
+                             grad_a if need_a else None, grad_b_t)
+            else:
+                for b, lo, hi, c, scale in ctx.rows:
                     gb = grad[:, b]  # (T, d)
                     if need_b:
                         grad_b_t[c:c + hi - lo].addmm_(z[b, :, :hi - lo].t(), gb)
@@ -144,7 +213,6 @@ class GroupedDelta(torch.autograd.Function):
                     if need_x:
                         torch.mm(gz, lora_a[lo:hi], out=grad_x[:, b])
 
-            backward_rows(ctx.rows)
             grad_b = None
             if need_b:
                 grad_b = grad_b_t.new_zeros(ctx.b_shape)
