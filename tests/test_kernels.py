@@ -153,7 +153,7 @@ def test_grouped_under_bf16_autocast_matches_gather():
 
 
 def test_auto_kernel_choice():
-    layer, _ = build("tgt", ranks=[8, 2, 2])  # sum_r 12 <= 8 * 8: dense
+    layer, _ = build("tgt", ranks=[8, 2, 2])  # narrow; sum_r 12 <= 8 * 8: dense
     assert layer.kernel() == "dense"
     layer, _ = build("tgt", ranks=[8] + [2] * 40, in_f=512, out_f=512)  # sum_r 88 > 64
     assert layer.kernel() == "grouped" and layer.kernel(torch.zeros(16, 3, 512)) == "grouped"
@@ -162,6 +162,11 @@ def test_auto_kernel_choice():
     assert narrow.kernel() == "gather"  # per-product overhead dominates
     modular, _ = build("modular", ranks=[0, 2, 2], in_f=512, out_f=512)
     assert modular.kernel() == "grouped"  # never dense under modular
+    few, _ = build("tgt", ranks=[8, 2, 2], in_f=512, out_f=512)  # wide, few languages
+    assert few.kernel() == "grouped"  # the C++ loop beats dense from 2 languages on
+    assert few.kernel(torch.zeros(1, 3, 512)) == "dense"  # one token per sentence
+    with native.python_loop():
+        assert few.kernel() == "dense"  # the Python loop does not
 
 
 def test_router_plan_is_computed_once_per_batch():

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 
 from ..config import ADAPTER_SHAPES, INITS
 from ..routing import LanguageRouter
-from . import kernels
+from . import kernels, native
 from .modes import INDEXES, MODES, IndexWeights, Pair, language_factors  # noqa: F401 (IndexWeights: re-exported)
 
 Span = Tuple[int, int]
@@ -229,24 +229,32 @@ class LSLoLinear(nn.Module):
     def kernel(self, x: Optional[Tensor] = None) -> str:
         """``dense`` costs ~ sum_r per token (two GEMMs over all languages' ranks), ``gather`` ~ max_r
         plus a per-sentence copy of A and B, ``grouped`` ~ r_l with no copy but 6 small products per
-        sentence (fwd+bwd). ``auto``: dense up to sum_r <= 8 max_r (not under ``modular``, where a
-        direction's result must not depend on which other languages exist: dense's GEMM spans every
-        language's ranks); beyond, ``grouped`` on CPU for inputs of >= 4 tokens (``x``; training and
-        full-sentence passes) with k + d >= 1024, else ``gather`` (incremental decoding; narrow layers,
-        where per-product overhead dominates: 64<->128 wide, 8x4 tokens, grouped 4.1 ms vs gather 2.3;
-        CUDA, where small products cost a launch each: unmeasured). Measured at the M2M 615M shapes
-        (fwd+bwd, 64x16 tokens, adapter cost above the frozen base vs a shared LoRA): the "grouped
-        kernel" section of benchmarks/RESULTS.md."""
+        sentence (fwd+bwd). ``auto``:
+
+        - ``grouped`` on CPU for inputs of >= 4 tokens (``x``; training and full-sentence passes) with
+          k + d >= 1024, when its C++ loop is built (:mod:`.native`): it then costs less than
+          ``dense`` from 2 languages on (and less than one shared LoRA);
+        - else ``dense`` while sum_r <= 8 max_r (not under ``modular``, where a direction's result must
+          not depend on which other languages exist: dense's GEMM spans every language's ranks);
+        - else ``grouped`` (its Python loop) on such CPU inputs, and ``gather`` for the rest: incremental
+          decoding; narrow layers, where per-product overhead dominates; CUDA, where small products
+          cost a launch each (unmeasured).
+
+        Measured at the M2M 615M shapes (fwd+bwd, 64x16 tokens, adapter cost above the frozen base vs a
+        shared LoRA): the "grouped kernel" section of benchmarks/RESULTS.md."""
         if self.kernel_choice != "auto":
             return self.kernel_choice
+        tokens = self.grouped_min_tokens if x is None else x.size(0)
+        device = self.rank_rows.device if x is None else x.device
+        wide = self.adapter_in + self.adapter_out >= self.grouped_min_width
+        grouped_fits = device.type == "cpu" and tokens >= self.grouped_min_tokens and wide
+        if grouped_fits and native.grouped_ops() is not None:
+            return "grouped"
         # dense's GEMM spans every language's ranks: a mode whose results must not depend on which other
         # languages exist (modular) does not use it
         if self.mode.allows_dense and self.offsets[-1] <= self.dense_max_ratio * self.rank_rows.size(1):
             return "dense"
-        tokens = self.grouped_min_tokens if x is None else x.size(0)
-        device = self.rank_rows.device if x is None else x.device
-        wide = self.adapter_in + self.adapter_out >= self.grouped_min_width
-        return "grouped" if device.type == "cpu" and tokens >= self.grouped_min_tokens and wide else "gather"
+        return "grouped" if grouped_fits else "gather"
 
     @property
     def full_shape(self) -> bool:
