@@ -79,7 +79,7 @@ def test_multi_process_run_without_load_on_all_ranks_fails_clearly(tiny_data, ti
     assert "Start iterating" not in log
 
 
-@pytest.mark.parametrize("kernel", ["gather", "dense"])
+@pytest.mark.parametrize("kernel", ["gather", "dense", "grouped"])
 @pytest.mark.parametrize("extra", [[], ["--lslo-weight-learning", "--lslo-encoder-index", "paper",
                                         "--lslo-decoder-index", "paper"],
                                    ["--lslo-prune", "gps", "--lslo-prune-targets", "en,fr,ko"]])

@@ -2,6 +2,8 @@
 token of a hypothesis equals the teacher-forced log-probability of that token, for every index
 strategy and module set, in batches that mix source and target languages (so that beam search's
 reordering and finishing of sentences must carry the language ids along)."""
+import contextlib
+
 import pytest
 import torch
 from fairseq import options, tasks
@@ -45,12 +47,14 @@ STRATEGIES = [("src", "tgt", "all"), ("tgt", "src", "all"), ("src,tgt", "tgt,src
               ("tgt,src", "src,tgt", "fc"), ("src", "tgt", "c-k,c-v,q")]
 
 
-@pytest.mark.parametrize("enc,dec,modules", STRATEGIES)
-def test_beam_search_routes_like_teacher_forcing(tiny_data, tiny_base_checkpoint, enc, dec, modules):
+def mixed_beam_search(data, base_ckpt, enc, dec, modules):
+    """Beam 5 (nbest 2) over one batch mixing three directions; returns the model, its hypotheses and
+    the batch's sources, their pad and target language tokens. Seeded: the same model every call."""
+    torch.manual_seed(0)
     pad = None
     samples, langs = [], [("en", "fr"), ("oc", "ko"), ("ko", "en")]
     for src, tgt in langs:
-        task, model, ns = build(tiny_data, tiny_base_checkpoint, enc, dec, modules, src, tgt)
+        task, model, ns = build(data, base_ckpt, enc, dec, modules, src, tgt)
         s = batch(task)
         tok = task.data_manager.get_decoder_langtok(tgt, task.args.langtoks["main"][1])
         samples.append((s, tok))
@@ -65,17 +69,45 @@ def test_beam_search_routes_like_teacher_forcing(tiny_data, tiny_base_checkpoint
     mixed = {"id": torch.arange(src_tokens.size(0)),
              "net_input": {"src_tokens": src_tokens, "src_lengths": src_lengths, "lslo_tgt_langtok": tgt_toks}}
     gen_args = options.parse_args_and_arch(options.get_generation_parser(), [
-        tiny_data["data_dir"], "--beam", "5", "--max-len-b", "12", "--nbest", "2"])
+        data["data_dir"], "--beam", "5", "--max-len-b", "12", "--nbest", "2"])
     generator = task.build_generator([model], gen_args)
     with torch.no_grad():
         hypos = generator.generate([model], mixed, prefix_tokens=tgt_toks.unsqueeze(1))
-        eos = task.target_dictionary.eos()
+    return task, model, hypos, src_tokens, pad, tgt_toks
+
+
+@pytest.mark.parametrize("enc,dec,modules", STRATEGIES)
+def test_beam_search_routes_like_teacher_forcing(tiny_data, tiny_base_checkpoint, enc, dec, modules):
+    task, model, hypos, src_tokens, pad, tgt_toks = mixed_beam_search(tiny_data, tiny_base_checkpoint, enc, dec,
+                                                                      modules)
+    eos = task.target_dictionary.eos()
+    with torch.no_grad():
         for i, nbest in enumerate(hypos):
             src = src_tokens[i][src_tokens[i] != pad]
             for hyp in nbest:
                 assert hyp["tokens"][0] == tgt_toks[i]
                 expect = teacher_forced_scores(model, src, hyp["tokens"], eos)
                 torch.testing.assert_close(hyp["positional_scores"], expect, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", ["dense", "grouped", "grouped_py"])
+def test_beam_search_is_the_same_with_every_kernel(tiny_data, tiny_base_checkpoint, kernel, monkeypatch):
+    """Every routing kernel, forced on every layer (so on the one-token decoding steps too), gives the
+    hypotheses of ``gather``; ``grouped_py`` is ``grouped`` with its Python loop in place of C++."""
+    from lslo_fairseq.modules import native
+    from lslo_fairseq.modules.lslo_linear import LSLoLinear
+
+    def search(choice):
+        monkeypatch.setattr(LSLoLinear, "kernel_choice", choice)
+        with native.python_loop() if kernel == "grouped_py" and choice != "gather" else contextlib.nullcontext():
+            return mixed_beam_search(tiny_data, tiny_base_checkpoint, "src,tgt", "tgt,src", "all")[2]
+
+    reference, hypos = search("gather"), search(kernel.replace("_py", ""))
+    assert len(hypos) == len(reference) == 18
+    for nbest, expect in zip(hypos, reference):
+        assert [h["tokens"].tolist() for h in nbest] == [h["tokens"].tolist() for h in expect]
+        for h, e in zip(nbest, expect):
+            torch.testing.assert_close(h["positional_scores"], e["positional_scores"], rtol=1e-5, atol=1e-5)
 
 
 def test_inference_step_hands_the_target_language_to_the_encoder(tiny_data, tiny_base_checkpoint):

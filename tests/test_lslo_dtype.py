@@ -17,7 +17,7 @@ LANGS = torch.tensor([3, 0, 2, 0, 1])
 TOL = dict(rtol=0.05, atol=0.05)  # bf16/fp16 keep 8/11 mantissa bits
 
 
-pytestmark = pytest.mark.usefixtures("kernel")  # every test with both routing kernels (conftest.py)
+pytestmark = pytest.mark.usefixtures("kernel")  # every test with every routing kernel (conftest.py)
 
 
 def make_layer(index="src", in_f=16, out_f=12, ranks=(2, 2, 3, 5), shape="full"):

@@ -8,7 +8,7 @@ from lslo_fairseq.routing import LanguageRouter, RoutingError
 from model_utils import build_tiny_model, mixed_batch, randomize_adapters
 
 
-pytestmark = pytest.mark.usefixtures("kernel")  # every test with both routing kernels (conftest.py)
+pytestmark = pytest.mark.usefixtures("kernel")  # every test with every routing kernel (conftest.py)
 
 
 def make_layer(ranks=(2, 2, 3, 5), index="src", in_f=6, out_f=4):

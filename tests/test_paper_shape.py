@@ -20,7 +20,7 @@ D_MODEL, FFN, OFFSET = 6, 16, 3  # fc1: 6 -> 16, fc2: 16 -> 6; the 6-wide window
 RANKS = (2, 2, 3, 5)
 
 
-pytestmark = pytest.mark.usefixtures("kernel")  # every test with both routing kernels (conftest.py)
+pytestmark = pytest.mark.usefixtures("kernel")  # every test with every routing kernel (conftest.py)
 
 
 def paper_layer(fc, index="src", alpha=None, offset=OFFSET, seed=0):
