@@ -3,7 +3,7 @@ products run over the sentences on ATen's intra-op threads instead of in one Pyt
 
 Built on first use with ``torch.utils.cpp_extension`` (needs a C++ compiler; ninja comes with the
 package; ~25 s once), cached under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``)
-in a folder per torch version, rebuilt when the source changes, and loaded as
+in a folder per Python and torch version, rebuilt when the source changes, and loaded as
 ``torch.ops.lslo_grouped_routing``. Where it cannot be built the kernel keeps its Python loop (the
 same products on the same views, so the same results, on one core) and says so once, with the
 reason. ``LSLO_NATIVE=0`` chooses the Python loop without trying.
@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import warnings
 from typing import Iterator, Optional
 
@@ -64,12 +65,14 @@ def grouped_ops() -> Optional[object]:
 
 
 def build_directory() -> str:
-    """The extension's build folder: one per torch version (an extension built against another
-    torch's headers would not load)."""
+    """The extension's build folder under ``TORCH_EXTENSIONS_DIR`` (else torch's default root): one
+    per Python and torch version (its local tag names the CUDA or CPU build), since an extension
+    built against other headers would not load."""
     from torch.utils import cpp_extension
 
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
     version = re.sub(r"[^0-9A-Za-z_.]", "_", torch.__version__)
-    return os.path.join(cpp_extension.get_default_build_root(), f"{NAME}-torch{version}")
+    return os.path.join(root, f"{NAME}-py{sys.version_info.major}{sys.version_info.minor}-torch{version}")
 
 
 def _load():
