@@ -53,24 +53,37 @@ std::vector<std::pair<int64_t, int64_t>> language_runs(const std::vector<Row>& w
   return runs;
 }
 
+// body(i) for i in [0, n), contiguous runs of i on each of ATen's intra-op threads
+template <typename Body>
+void parallel_each(int64_t n, const Body& body) {
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    // plain kernels on buffers autograd never sees (threads do not inherit the caller's grad mode)
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    for (int64_t i = begin; i < end; ++i) {
+      body(i);
+    }
+  });
+}
+
+// out = scale (left right), written into ``out`` (a view)
+void scaled_mm(at::Tensor out, const at::Tensor& left, const at::Tensor& right, double scale) {
+  at::mm_out(out, left, right);
+  if (scale != 1.0) {
+    out.mul_(scale);
+  }
+}
+
 // z[b, :, :r] = scale x[:, b] A_l^T ; out[:, b] = z[b, :, :r] B_l^T
 void grouped_forward(const at::Tensor& x, const at::Tensor& lora_a, const at::Tensor& b_t, const at::Tensor& rows,
                      const at::Tensor& scales, at::Tensor z, at::Tensor out) {
   const auto work = read_rows(rows, scales);
-  at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
-    // plain kernels on buffers autograd never sees (threads do not inherit the caller's grad mode)
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    for (int64_t i = begin; i < end; ++i) {
-      const Row& w = work[i];
-      const int64_t r = w.hi - w.lo;
-      at::Tensor zb = z.select(0, w.b).narrow(1, 0, r);
-      at::mm_out(zb, x.select(1, w.b), lora_a.narrow(0, w.lo, r).t());
-      if (w.scale != 1.0) {
-        zb.mul_(w.scale);
-      }
-      at::Tensor ob = out.select(1, w.b);
-      at::mm_out(ob, zb, b_t.narrow(0, w.c, r));
-    }
+  parallel_each(static_cast<int64_t>(work.size()), [&](int64_t i) {
+    const Row& w = work[i];
+    const int64_t r = w.hi - w.lo;
+    at::Tensor zb = z.select(0, w.b).narrow(1, 0, r);
+    scaled_mm(zb, x.select(1, w.b), lora_a.narrow(0, w.lo, r).t(), w.scale);
+    at::Tensor ob = out.select(1, w.b);
+    at::mm_out(ob, zb, b_t.narrow(0, w.c, r));
   });
 }
 
@@ -83,39 +96,28 @@ void grouped_backward(const at::Tensor& x, const at::Tensor& lora_a, const at::T
   const auto work = read_rows(rows, scales);
   const bool need_x = grad_x.has_value(), need_a = grad_a.has_value(), need_b = grad_b_t.has_value();
   if (need_x || need_a) {
-    at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
-      // plain kernels on buffers autograd never sees (threads do not inherit the caller's grad mode)
-      at::AutoDispatchBelowADInplaceOrView below_autograd;
-      for (int64_t i = begin; i < end; ++i) {
-        const Row& w = work[i];
-        const int64_t r = w.hi - w.lo;
-        at::Tensor gzb = gz.select(0, w.b).narrow(1, 0, r);
-        at::mm_out(gzb, grad.select(1, w.b), b_t.narrow(0, w.c, r).t());
-        if (w.scale != 1.0) {
-          gzb.mul_(w.scale);
-        }
-        if (need_x) {
-          at::Tensor gxb = grad_x->select(1, w.b);
-          at::mm_out(gxb, gzb, lora_a.narrow(0, w.lo, r));
-        }
+    parallel_each(static_cast<int64_t>(work.size()), [&](int64_t i) {
+      const Row& w = work[i];
+      const int64_t r = w.hi - w.lo;
+      at::Tensor gzb = gz.select(0, w.b).narrow(1, 0, r);
+      scaled_mm(gzb, grad.select(1, w.b), b_t.narrow(0, w.c, r).t(), w.scale);
+      if (need_x) {
+        at::Tensor gxb = grad_x->select(1, w.b);
+        at::mm_out(gxb, gzb, lora_a.narrow(0, w.lo, r));
       }
     });
   }
   if (need_a || need_b) {
     const auto runs = language_runs(work);
-    at::parallel_for(0, static_cast<int64_t>(runs.size()), 1, [&](int64_t begin, int64_t end) {
-      // plain kernels on buffers autograd never sees (threads do not inherit the caller's grad mode)
-      at::AutoDispatchBelowADInplaceOrView below_autograd;
-      for (int64_t l = begin; l < end; ++l) {
-        for (int64_t i = runs[l].first; i < runs[l].second; ++i) {
-          const Row& w = work[i];
-          const int64_t r = w.hi - w.lo;
-          if (need_b) {
-            grad_b_t->narrow(0, w.c, r).addmm_(z.select(0, w.b).narrow(1, 0, r).t(), grad.select(1, w.b));
-          }
-          if (need_a) {
-            grad_a->narrow(0, w.lo, r).addmm_(gz.select(0, w.b).narrow(1, 0, r).t(), x.select(1, w.b));
-          }
+    parallel_each(static_cast<int64_t>(runs.size()), [&](int64_t l) {
+      for (int64_t i = runs[l].first; i < runs[l].second; ++i) {
+        const Row& w = work[i];
+        const int64_t r = w.hi - w.lo;
+        if (need_b) {
+          grad_b_t->narrow(0, w.c, r).addmm_(z.select(0, w.b).narrow(1, 0, r).t(), grad.select(1, w.b));
+        }
+        if (need_a) {
+          grad_a->narrow(0, w.lo, r).addmm_(gz.select(0, w.b).narrow(1, 0, r).t(), x.select(1, w.b));
         }
       }
     });
