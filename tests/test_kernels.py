@@ -162,11 +162,13 @@ def test_auto_kernel_choice():
     assert narrow.kernel() == "gather"  # per-product overhead dominates
     modular, _ = build("modular", ranks=[0, 2, 2], in_f=512, out_f=512)
     assert modular.kernel() == "grouped"  # never dense under modular
-    few, _ = build("tgt", ranks=[8, 2, 2], in_f=512, out_f=512)  # wide, few languages
+    few, _ = build("tgt", ranks=[8, 2, 2], in_f=1024, out_f=1024)  # M2M-wide, few languages
     assert few.kernel() == "grouped"  # the C++ loop beats dense from 2 languages on
-    assert few.kernel(torch.zeros(1, 3, 512)) == "dense"  # one token per sentence
+    assert few.kernel(torch.zeros(1, 3, 1024)) == "dense"  # one token per sentence
     with native.python_loop():
         assert few.kernel() == "dense"  # the Python loop does not
+    narrower, _ = build("tgt", ranks=[8, 2, 2], in_f=256, out_f=1024)  # the stand-in's fc1
+    assert narrower.kernel() == "dense"  # dense's two GEMMs still win there
 
 
 def test_router_plan_is_computed_once_per_batch():

@@ -225,6 +225,7 @@ class LSLoLinear(nn.Module):
     dense_max_ratio = 8
     grouped_min_tokens = 4
     grouped_min_width = 1024  # k + d of the adapter
+    grouped_over_dense_min_width = 2048  # k + d from which grouped's C++ loop beats dense
 
     def kernel(self, x: Optional[Tensor] = None) -> str:
         """``dense`` costs ~ sum_r per token (two GEMMs over all languages' ranks), ``gather`` ~ max_r
@@ -232,8 +233,10 @@ class LSLoLinear(nn.Module):
         sentence (fwd+bwd). ``auto``:
 
         - ``grouped`` on CPU for inputs of >= 4 tokens (``x``; training and full-sentence passes) with
-          k + d >= 1024, when its C++ loop is built (:mod:`.native`): it then costs less than
-          ``dense`` from 2 languages on (and less than one shared LoRA);
+          k + d >= 2048 (M2M-124's projections), when its C++ loop is built (:mod:`.native`): it then
+          costs less than ``dense`` from 2 languages on (and less than one shared LoRA); on narrower
+          layers dense's two GEMMs win while sum_r is small (256<->1024, 128x24 tokens, 10-12
+          languages: grouped 116-117 ms, dense 95-109);
         - else ``dense`` while sum_r <= 8 max_r (not under ``modular``, where a direction's result must
           not depend on which other languages exist: dense's GEMM spans every language's ranks);
         - else ``grouped`` (its Python loop) on such CPU inputs, and ``gather`` for the rest: incremental
@@ -249,7 +252,8 @@ class LSLoLinear(nn.Module):
         device = self.rank_rows.device if x is None else x.device
         wide = self.adapter_in + self.adapter_out >= self.grouped_min_width
         grouped_fits = device.type == "cpu" and tokens >= self.grouped_min_tokens and wide
-        if grouped_fits and native.grouped_ops() is not None:
+        if grouped_fits and self.adapter_in + self.adapter_out >= self.grouped_over_dense_min_width \
+                and native.grouped_ops() is not None:
             return "grouped"
         # dense's GEMM spans every language's ranks: a mode whose results must not depend on which other
         # languages exist (modular) does not use it
