@@ -294,7 +294,7 @@ def main(argv=None) -> int:
                      r["lslo_over_shared"], r["loop_over_lslo_adapter_cost"], r["lslo_vs_first"],
                      mib("base"), mib(f"shared@{n}"), mib(f"lslo@{n}"), mib(f"gather@{n}")])
     print(timing.table(["langs", "sum_r/max_r", "in batch", "auto", "base ms", "shared ms", "lslo ms", "grouped ms",
-                        "grouped_py ms",                        "gather ms", "dense ms", "loop ms", "shared above base", "lslo above base",
+                        "grouped_py ms", "gather ms", "dense ms", "loop ms", "shared above base", "lslo above base",
                         "lslo/shared above base", "grouped/shared above base",
                         "grouped_py/shared above base", "gather/shared above base",
                         "lslo/shared", "loop/lslo above base", f"lslo vs {first}", "base peak MiB",

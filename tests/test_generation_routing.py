@@ -48,8 +48,9 @@ STRATEGIES = [("src", "tgt", "all"), ("tgt", "src", "all"), ("src,tgt", "tgt,src
 
 
 def mixed_beam_search(data, base_ckpt, enc, dec, modules):
-    """Beam 5 (nbest 2) over one batch mixing three directions; returns the model, its hypotheses and
-    the batch's sources, their pad and target language tokens. Seeded: the same model every call."""
+    """Beam 5 (nbest 2) over one batch mixing three directions; returns the task, the model, its
+    hypotheses and the batch's sources, their pad and target language tokens. Seeded: the same model
+    every call."""
     torch.manual_seed(0)
     pad = None
     samples, langs = [], [("en", "fr"), ("oc", "ko"), ("ko", "en")]

@@ -196,8 +196,7 @@ class GroupedDelta(torch.autograd.Function):
             ops, table, scales = ctx.native
             if ops is not None:
                 gz = z.new_empty(z.shape)
-                ops.backward(x, lora_a, b_t, z, grad, table, scales, gz, grad_x,
-                             grad_a if need_a else None, grad_b_t)
+                ops.backward(x, lora_a, b_t, z, grad, table, scales, gz, grad_x, grad_a, grad_b_t)
             else:
                 for b, lo, hi, c, scale in ctx.rows:
                     gb = grad[:, b]  # (T, d)

@@ -250,10 +250,9 @@ class LSLoLinear(nn.Module):
             return self.kernel_choice
         tokens = self.grouped_min_tokens if x is None else x.size(0)
         device = self.rank_rows.device if x is None else x.device
-        wide = self.adapter_in + self.adapter_out >= self.grouped_min_width
-        grouped_fits = device.type == "cpu" and tokens >= self.grouped_min_tokens and wide
-        if grouped_fits and self.adapter_in + self.adapter_out >= self.grouped_over_dense_min_width \
-                and native.grouped_ops() is not None:
+        width = self.adapter_in + self.adapter_out
+        grouped_fits = device.type == "cpu" and tokens >= self.grouped_min_tokens and width >= self.grouped_min_width
+        if grouped_fits and width >= self.grouped_over_dense_min_width and native.grouped_ops() is not None:
             return "grouped"
         # dense's GEMM spans every language's ranks: a mode whose results must not depend on which other
         # languages exist (modular) does not use it

@@ -2,10 +2,10 @@
 products run over the sentences on ATen's intra-op threads instead of in one Python loop on one core.
 
 Built on first use with ``torch.utils.cpp_extension`` (needs a C++ compiler; ninja comes with the
-package; ~25 s once), cached under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``)
+package; 10 s once on 2 cores), cached under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``)
 in a folder per Python and torch version, rebuilt when the source changes, and loaded as
 ``torch.ops.lslo_grouped_routing``. Where it cannot be built the kernel keeps its Python loop (the
-same products on the same views, so the same results, on one core) and says so once, with the
+same products on the same views, so the same results up to rounding, on one core) and says so once, with the
 reason. ``LSLO_NATIVE=0`` chooses the Python loop without trying.
 """
 from __future__ import annotations
