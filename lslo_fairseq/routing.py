@@ -120,10 +120,7 @@ class LanguageRouter(nn.Module):
         layered = {d: w for d, w in (per_layer or {}).items() if d is None or (d[0] in rows and d[1] in rows)}
 
         def pin(table: Tensor, always: bool = False) -> Tensor:
-            if always or not self.pivot_adapters:
-                table[..., :, pivot_row, :] = torch.tensor([1.0, 0.0])
-                table[..., pivot_row, :, :] = torch.tensor([0.0, 1.0])
-            return table
+            return pin_pivot(table, pivot_row) if always or not self.pivot_adapters else table
 
         self.train_weights.copy_(pin(torch.zeros_like(self.train_weights, device="cpu"), always=True))
         table = torch.empty_like(self.pair_weights, device="cpu")
@@ -250,6 +247,15 @@ class LanguageRouter(nn.Module):
         order = sorted(enumerate(langs.tolist()), key=lambda pair: pair[1])
         self._plans = [(langs, langs._version, order)] + self._plans[:PLAN_CACHE - 1]
         return order
+
+
+def pin_pivot(table: Tensor, pivot_row: int) -> Tensor:
+    """In place on a (..., n, n, 2) merge table: (1, 0) into the pivot (X -> pivot uses LoRA_in(X)
+    alone, as it trained), then (0, 1) out of it (pivot -> Y uses LoRA_out(Y) alone; pivot -> pivot
+    included). Returns ``table``."""
+    table[..., :, pivot_row, :] = torch.tensor([1.0, 0.0])
+    table[..., pivot_row, :, :] = torch.tensor([0.0, 1.0])
+    return table
 
 
 def reorder(values: List[Tensor], new_order: Tensor) -> List[Tensor]:

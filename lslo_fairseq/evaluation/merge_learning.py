@@ -42,17 +42,13 @@ class Learned:
 
 def merge_table(logits, pivot_row: int):
     """(sites, n, n, 2) logits -> their softmax over the last axis, with the pivot's directions fixed at
-    (1, 0) into the pivot and (0, 1) out of it (no gradient there)."""
+    (1, 0) into the pivot and (0, 1) out of it, as the router pins them (no gradient there)."""
     import torch
 
-    table = torch.softmax(logits, dim=-1)
-    pinned = torch.zeros_like(table)
-    pinned[..., :, pivot_row, :] = torch.tensor([1.0, 0.0])
-    pinned[..., pivot_row, :, :] = torch.tensor([0.0, 1.0])
-    mask = torch.zeros(table.shape[:-1] + (1,), dtype=torch.bool)
-    mask[..., :, pivot_row, :] = True
-    mask[..., pivot_row, :, :] = True
-    return torch.where(mask, pinned, table)
+    from ..routing import pin_pivot  # torch: deferred, as in the rest of this module
+
+    # a copy: softmax's backward reads its own output, which the pinning overwrites
+    return pin_pivot(torch.softmax(logits, dim=-1).clone(), pivot_row)
 
 
 def nll(model, sample):
